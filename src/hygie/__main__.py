@@ -1,0 +1,3 @@
+from hygie.cli import main
+
+main()

@@ -1,0 +1,113 @@
+"""One settings object for the whole platform.
+
+Values come, by increasing priority, from the embedded defaults below, an optional
+TOML file (``HYGIE_CONFIG``, else ``./hygie.toml`` when it exists) and environment
+variables named ``HYGIE_<FIELD>`` in upper case. The defaults run the platform with
+nothing else installed: a SQLite file under ``./var`` and keys generated there.
+
+Every limit the platform enforces (body size, page size, Bundle entries...) is a
+field here, so that an operator can read in one place what a client may send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Platform settings; see the module docstring for where values come from."""
+
+    #: SQLAlchemy URL of the one database (SQLite file by default, PostgreSQL in production).
+    database_url: str = "sqlite:///./var/hygie.db"
+    #: Directory for local state: the SQLite file, signing keys, bulk export files.
+    var_dir: Path = Path("./var")
+    #: Public base URL, used in Location headers, Bundle links and fullUrls.
+    base_url: str = "http://127.0.0.1:8000"
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # --- tokens ---------------------------------------------------------------
+    #: Issuer (``iss``) written in and required from access tokens.
+    token_issuer: str = "hygie"
+    #: Lifetime of access tokens issued by /oauth/token, in seconds.
+    access_token_lifetime_s: int = 900
+    #: Lifetime of browser sessions, in seconds.
+    session_lifetime_s: int = 8 * 3600
+
+    # --- limits ---------------------------------------------------------------
+    #: Largest accepted request body, in bytes (413 beyond).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Largest accepted body for bulk import, in bytes.
+    max_import_bytes: int = 2 * 1024 * 1024 * 1024
+    #: Default and maximum page size of a search (``_count`` is clamped to the maximum).
+    default_page_size: int = 20
+    max_page_size: int = 1000
+    #: Most entries accepted in one batch or transaction Bundle.
+    max_bundle_entries: int = 10_000
+    #: Most resources ``_include`` / ``_revinclude`` may add to one page.
+    max_include: int = 5000
+    #: Deepest JSON nesting accepted in a resource.
+    max_json_depth: int = 64
+
+    # --- search ---------------------------------------------------------------
+    #: How ``_total`` is computed when the client does not ask: none, estimate or accurate.
+    default_total: str = "accurate"
+
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed (settings are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(kind: Any, raw: Any) -> Any:
+    """Turn a TOML or environment value into the field's declared type."""
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+    if kind is int:
+        return int(raw)
+    if kind is Path:
+        return Path(raw)
+    if kind is str:
+        return str(raw)
+    return raw
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the settings from defaults, TOML file, environment and explicit overrides."""
+    hints = get_type_hints(Settings)
+    values: dict[str, Any] = {}
+    path = config_file or os.environ.get("HYGIE_CONFIG")
+    if path is None and Path("hygie.toml").exists():
+        path = "hygie.toml"
+    names = {f.name for f in fields(Settings)}
+    extra: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        for key, raw in data.get("hygie", data).items():
+            if key in names and key != "extra":
+                values[key] = _coerce(hints[key], raw)
+            else:
+                extra[key] = raw
+    for f in fields(Settings):
+        env = os.environ.get("HYGIE_" + f.name.upper())
+        if env is not None and f.name != "extra":
+            values[f.name] = _coerce(hints[f.name], env)
+    for key, raw in overrides.items():
+        values[key] = _coerce(hints[key], raw) if key in hints else raw
+    if extra:
+        values["extra"] = {**extra, **values.get("extra", {})}
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Identities, tokens, scopes and access rules."""

@@ -1,0 +1,1 @@
+"""The FHIR R4 health-data store: repository, search, REST API."""

@@ -1,0 +1,1 @@
+"""The shared browser layout, login, navigation and static assets."""
