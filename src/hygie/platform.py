@@ -1,0 +1,69 @@
+"""The running platform: settings and the shared database engine, built once.
+
+``app.py`` and ``cli.py`` build one ``Platform`` and hand it to every service; an HTTP
+route finds it at ``request.app.state.platform``. Keeping it a plain object (no
+globals) lets tests build as many platforms as they need, each on its own database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy import create_engine as sa_create_engine
+
+from hygie.config import Settings
+
+
+def create_engine(url: str) -> Engine:
+    """Create the engine with the settings each backend needs to be safe and fast.
+
+    SQLite gets WAL journaling (readers never wait for the writer), foreign keys on,
+    and a busy timeout so concurrent writers queue instead of failing.
+    """
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+            from pathlib import Path
+
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa_create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            # Let SQLAlchemy's "begin" start the transaction, so BEGIN IMMEDIATE works.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return sa_create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+@dataclass
+class Platform:
+    """What every service may use: the settings, the engine and shared services."""
+
+    settings: Settings
+    engine: Engine
+    #: Objects the core attaches once built (the store's repository, token keys...).
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_platform(settings: Settings) -> Platform:
+    """Build the platform for these settings (no schema change: see ``migrate``)."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    return Platform(settings=settings, engine=create_engine(settings.database_url))
