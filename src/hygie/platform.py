@@ -42,7 +42,9 @@ def create_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN")
+            # Writers ask for BEGIN IMMEDIATE (execution option ``sqlite_begin``): taking
+            # the write lock up front avoids the deadlock of two readers upgrading.
+            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
 
         return engine
     if url.startswith("postgresql://"):

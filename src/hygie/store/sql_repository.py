@@ -1,0 +1,502 @@
+"""The repository on SQLAlchemy Core: one code path for SQLite and PostgreSQL.
+
+Every write validates the resource, stamps ``meta``, and writes the current row,
+the version row and the search-index rows in one database transaction, so that a
+reader never sees an index that disagrees with the body. Writers on SQLite take the
+write lock up front (``BEGIN IMMEDIATE``); on PostgreSQL a resource row is locked
+(``FOR UPDATE``) before a new version is written, and ``lock(name)`` takes a
+transaction-scoped advisory lock for conditional interactions.
+
+Transactions are ambient: a write inside ``with repo.transaction():`` joins it,
+tracked by a context variable so that threads and tasks never share one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, text, tuple_, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from hygie.store import outcomes
+from hygie.store.definitions import patient_compartment
+from hygie.store.model import (
+    ID_RE,
+    HistoryPage,
+    SearchPage,
+    StoredResource,
+    WriteResult,
+    format_instant,
+    now_us,
+)
+from hygie.store.repository import Repository
+from hygie.store.schema import INDEX_TABLES, idx_reference, resource, resource_version
+
+Validator = Callable[[dict[str, Any]], None]
+Indexer = Callable[[dict[str, Any]], dict[str, list[tuple[Any, ...]]]]
+
+_CONNECTION: ContextVar[dict[int, Connection] | None] = ContextVar("hygie_store_tx", default=None)
+
+_CURRENT_COLUMNS = (
+    resource.c.pk,
+    resource.c.res_type,
+    resource.c.res_id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.deleted,
+    resource.c.body,
+)
+
+#: Column names of each index table after (res_pk, res_type), in IndexRows tuple order.
+_INDEX_COLUMNS = {
+    kind: [c.name for c in table.columns][2:] for kind, table in INDEX_TABLES.items()
+}
+
+
+def _row_to_stored(row: Any) -> StoredResource:
+    return StoredResource(
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version=row.version,
+        last_updated=row.last_updated,
+        body=bytes(row.body) if row.body is not None else None,
+        deleted=bool(row.deleted),
+    )
+
+
+def _encode_cursor(*parts: Any) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(parts)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = orjson.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise outcomes.invalid("the paging cursor is not valid", expression="_cursor") from exc
+    if not isinstance(parts, list):
+        raise outcomes.invalid("the paging cursor is not valid", expression="_cursor")
+    return parts
+
+
+class SqlRepository(Repository):
+    """FHIR repository over one SQLAlchemy engine (SQLite or PostgreSQL)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        validator: Validator | None = None,
+        indexer: Indexer | None = None,
+        default_count: int = 20,
+        max_count: int = 1000,
+    ) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        self._validate = validator or _default_validator()
+        self._index = indexer or _default_indexer()
+        self.default_count = default_count
+        self.max_count = max_count
+
+    # --- connections ---------------------------------------------------------------
+
+    def _current(self) -> Connection | None:
+        active = _CONNECTION.get()
+        return active.get(id(self)) if active else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        if self._current() is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            active = dict(_CONNECTION.get() or {})
+            active[id(self)] = conn
+            token = _CONNECTION.set(active)
+            try:
+                with conn.begin():
+                    yield
+            except IntegrityError as exc:
+                raise outcomes.conflict(
+                    "a concurrent write changed the same resource; retry"
+                ) from exc
+            except OperationalError as exc:
+                if "deadlock" in str(exc).lower() or "locked" in str(exc).lower():
+                    raise outcomes.conflict("the store is busy with a conflicting write; retry") from exc
+                raise
+            finally:
+                _CONNECTION.reset(token)
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        current = self._current()
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _writing(self) -> Connection:
+        conn = self._current()
+        if conn is None:  # pragma: no cover - every write path opens a transaction
+            raise RuntimeError("write outside a transaction")
+        return conn
+
+    def lock(self, name: str) -> None:
+        if self.is_sqlite:
+            return  # BEGIN IMMEDIATE already serialises every writer
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        self._writing().execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    # --- reads ---------------------------------------------------------------------
+
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(*_CURRENT_COLUMNS).where(
+                    resource.c.res_type == res_type, resource.c.res_id == res_id
+                )
+            ).first()
+        if row is None:
+            raise outcomes.not_found(res_type, res_id)
+        if row.deleted:
+            raise outcomes.gone(res_type, res_id)
+        return _row_to_stored(row)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource:
+        with self._reading() as conn:
+            row = conn.execute(
+                select(resource_version).where(
+                    resource_version.c.res_type == res_type,
+                    resource_version.c.res_id == res_id,
+                    resource_version.c.version == version,
+                )
+            ).first()
+        if row is None:
+            raise outcomes.not_found(res_type, res_id, str(version))
+        return StoredResource(
+            res_type=row.res_type,
+            res_id=row.res_id,
+            version=row.version,
+            last_updated=row.last_updated,
+            body=bytes(row.body) if row.body is not None else None,
+            deleted=row.method == "delete",
+            method=row.method,
+        )
+
+    # --- writes --------------------------------------------------------------------
+
+    def _stamp(self, body: dict[str, Any], res_id: str, version: int, when: int) -> bytes:
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = format_instant(when)
+        body["id"] = res_id
+        body["meta"] = meta
+        return orjson.dumps(body)
+
+    def _write_index(self, conn: Connection, pk: int, res_type: str, body: dict[str, Any]) -> None:
+        rows = self._index(body)
+        for kind, values in rows.items():
+            if not values:
+                continue
+            names = _INDEX_COLUMNS[kind]
+            conn.execute(
+                insert(INDEX_TABLES[kind]),
+                [dict(zip(names, v, strict=True), res_pk=pk, res_type=res_type) for v in values],
+            )
+
+    def _clear_index(self, conn: Connection, pk: int) -> None:
+        for table in INDEX_TABLES.values():
+            conn.execute(delete(table).where(table.c.res_pk == pk))
+
+    def _prepare(self, body: dict[str, Any], res_type: str, res_id: str) -> dict[str, Any]:
+        if not ID_RE.match(res_id):
+            raise outcomes.invalid(f"{res_id!r} is not a valid FHIR id", expression=f"{res_type}.id")
+        body = dict(body)
+        body["id"] = res_id
+        self._validate(body)
+        return body
+
+    def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> WriteResult:
+        res_type = resource.get("resourceType")
+        if not isinstance(res_type, str):
+            raise outcomes.invalid("the resource has no resourceType", expression="resourceType")
+        res_id = res_id or str(uuid.uuid4())
+        body = self._prepare(resource, res_type, res_id)
+        with self.transaction():
+            conn = self._writing()
+            when = now_us()
+            data = self._stamp(body, res_id, 1, when)
+            pk = conn.execute(
+                insert(resource).returning(resource.c.pk),
+                {"res_type": res_type, "res_id": res_id, "version": 1,
+                 "last_updated": when, "deleted": False, "body": data},
+            ).scalar_one()
+            conn.execute(
+                insert(resource_version),
+                {"res_type": res_type, "res_id": res_id, "version": 1,
+                 "last_updated": when, "method": "create", "body": data},
+            )
+            self._write_index(conn, pk, res_type, body)
+        return WriteResult(StoredResource(res_type, res_id, 1, when, data), created=True)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+        method: str = "update",
+    ) -> WriteResult:
+        if resource.get("resourceType") != res_type:
+            raise outcomes.invalid(
+                f"resourceType {resource.get('resourceType')!r} does not match the URL's {res_type}",
+                expression="resourceType",
+            )
+        body_id = resource.get("id")
+        if body_id != res_id:
+            raise outcomes.invalid(
+                f"the body's id {body_id!r} does not match the URL's id {res_id!r}"
+                if body_id is not None else "an update needs the resource id in the body",
+                expression=f"{res_type}.id",
+            )
+        body = self._prepare(resource, res_type, res_id)
+        with self.transaction():
+            conn = self._writing()
+            query = select(resource.c.pk, resource.c.version, resource.c.deleted).where(
+                resource.c.res_type == res_type, resource.c.res_id == res_id
+            )
+            if not self.is_sqlite:
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            when = now_us()
+            if row is None:
+                if if_match is not None:
+                    raise outcomes.precondition_failed(
+                        f"If-Match given but {res_type}/{res_id} does not exist"
+                    )
+                data = self._stamp(body, res_id, 1, when)
+                pk = conn.execute(
+                    insert(resource).returning(resource.c.pk),
+                    {"res_type": res_type, "res_id": res_id, "version": 1,
+                     "last_updated": when, "deleted": False, "body": data},
+                ).scalar_one()
+                version, created = 1, True
+            else:
+                if if_match is not None and (row.version != if_match or row.deleted):
+                    raise outcomes.conflict(
+                        f"{res_type}/{res_id} is at version {row.version}"
+                        f"{' (deleted)' if row.deleted else ''}, not {if_match}"
+                    )
+                pk, version, created = row.pk, row.version + 1, bool(row.deleted)
+                data = self._stamp(body, res_id, version, when)
+                conn.execute(
+                    update(resource).where(resource.c.pk == pk).values(
+                        version=version, last_updated=when, deleted=False, body=data
+                    )
+                )
+                self._clear_index(conn, pk)
+            conn.execute(
+                insert(resource_version),
+                {"res_type": res_type, "res_id": res_id, "version": version,
+                 "last_updated": when, "method": "create" if version == 1 else method,
+                 "body": data},
+            )
+            self._write_index(conn, pk, res_type, body)
+        return WriteResult(StoredResource(res_type, res_id, version, when, data), created=created)
+
+    def delete(self, res_type: str, res_id: str) -> WriteResult | None:
+        with self.transaction():
+            conn = self._writing()
+            query = select(resource.c.pk, resource.c.version, resource.c.deleted).where(
+                resource.c.res_type == res_type, resource.c.res_id == res_id
+            )
+            if not self.is_sqlite:
+                query = query.with_for_update()
+            row = conn.execute(query).first()
+            if row is None or row.deleted:
+                return None
+            when, version = now_us(), row.version + 1
+            conn.execute(
+                update(resource).where(resource.c.pk == row.pk).values(
+                    version=version, last_updated=when, deleted=True, body=None
+                )
+            )
+            conn.execute(
+                insert(resource_version),
+                {"res_type": res_type, "res_id": res_id, "version": version,
+                 "last_updated": when, "method": "delete", "body": None},
+            )
+            self._clear_index(conn, row.pk)
+        return WriteResult(StoredResource(res_type, res_id, version, when, None, deleted=True))
+
+    # --- history -------------------------------------------------------------------
+
+    def history(
+        self,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        *,
+        since: int | None = None,
+        count: int = 50,
+        cursor: str | None = None,
+    ) -> HistoryPage:
+        rv = resource_version
+        conds = []
+        if res_type:
+            conds.append(rv.c.res_type == res_type)
+        if res_id:
+            conds.append(rv.c.res_id == res_id)
+        if since is not None:
+            conds.append(rv.c.last_updated >= since)
+        if cursor:
+            parts = _decode_cursor(cursor)
+            if len(parts) != 4:
+                raise outcomes.invalid("the paging cursor is not valid", expression="_cursor")
+            last, ctype, cid, cver = parts
+            conds.append(
+                or_(
+                    rv.c.last_updated < last,
+                    and_(
+                        rv.c.last_updated == last,
+                        tuple_(rv.c.res_type, rv.c.res_id, rv.c.version) < tuple_(ctype, cid, cver),
+                    ),
+                )
+            )
+        count = max(1, min(count, self.max_count))
+        query = (
+            select(rv)
+            .where(*conds)
+            .order_by(rv.c.last_updated.desc(), rv.c.res_type.desc(), rv.c.res_id.desc(),
+                      rv.c.version.desc())
+            .limit(count + 1)
+        )
+        with self._reading() as conn:
+            rows = conn.execute(query).all()
+        entries = [
+            StoredResource(r.res_type, r.res_id, r.version, r.last_updated,
+                           bytes(r.body) if r.body is not None else None,
+                           deleted=r.method == "delete", method=r.method)
+            for r in rows[:count]
+        ]
+        next_cursor = None
+        if len(rows) > count:
+            e = entries[-1]
+            next_cursor = _encode_cursor(e.last_updated, e.res_type, e.res_id, e.version)
+        return HistoryPage(entries=entries, next_cursor=next_cursor)
+
+    # --- search --------------------------------------------------------------------
+
+    def search(
+        self,
+        res_type: str | None,
+        query: list[tuple[str, str]],
+        *,
+        strict: bool = False,
+        cursor: str | None = None,
+    ) -> SearchPage:
+        from hygie.store.search import compile_search, parse_search
+
+        request = parse_search(
+            res_type, query, strict=strict, max_count=self.max_count,
+            default_count=self.default_count,
+        )
+        compiled = compile_search(request)
+        count = request.count
+        page = SearchPage(matches=[], warnings=list(request.warnings))
+        with self._reading() as conn:
+            if request.total == "accurate" or request.summary == "count":
+                page.total = conn.execute(compiled.count_query()).scalar_one()
+            if request.summary == "count" or count == 0:
+                return page
+            rows = conn.execute(compiled.page_query(count, cursor)).all()
+            page.matches = [_row_to_stored(r) for r in rows[:count]]
+            if len(rows) > count:
+                page.next_cursor = compiled.next_cursor(rows[count - 1])
+            include = compiled.include_query([r.pk for r in rows[:count]])
+            if include is not None:
+                seen = {(m.res_type, m.res_id) for m in page.matches}
+                for r in conn.execute(include):
+                    if (r.res_type, r.res_id) not in seen:
+                        seen.add((r.res_type, r.res_id))
+                        page.included.append(_row_to_stored(r))
+        return page
+
+    # --- bulk and compartments -----------------------------------------------------
+
+    def iter_resources(
+        self, res_types: list[str] | None = None, *, since: int | None = None,
+        batch: int = 2000,
+    ) -> Iterator[StoredResource]:
+        conds = [resource.c.deleted.is_(False)]
+        if res_types:
+            conds.append(resource.c.res_type.in_(res_types))
+        if since is not None:
+            conds.append(resource.c.last_updated >= since)
+        last_pk = 0
+        while True:
+            with self._reading() as conn:
+                rows = conn.execute(
+                    select(*_CURRENT_COLUMNS)
+                    .where(*conds, resource.c.pk > last_pk)
+                    .order_by(resource.c.pk)
+                    .limit(batch)
+                ).all()
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_stored(row)
+            last_pk = rows[-1].pk
+
+    def compartment(
+        self, comp_type: str, comp_id: str, res_types: list[str] | None = None,
+        *, since: int | None = None,
+    ) -> Iterator[StoredResource]:
+        if comp_type != "Patient":
+            raise outcomes.not_supported(f"the {comp_type} compartment is not supported")
+        members = patient_compartment()
+        pairs = [
+            (t, p) for t, params in members.items() for p in params
+            if res_types is None or t in res_types
+        ]
+        if not pairs:
+            return
+        matching = (
+            select(idx_reference.c.res_pk)
+            .where(
+                idx_reference.c.target_type == "Patient",
+                idx_reference.c.target_id == comp_id,
+                tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(pairs),
+            )
+        )
+        conds = [resource.c.pk.in_(matching), resource.c.deleted.is_(False)]
+        if since is not None:
+            conds.append(resource.c.last_updated >= since)
+        with self._reading() as conn:
+            rows = conn.execute(
+                select(*_CURRENT_COLUMNS).where(*conds).order_by(resource.c.pk)
+            ).all()
+        for row in rows:
+            yield _row_to_stored(row)
+
+
+def _default_validator() -> Validator:
+    from hygie.store.validation import check_resource
+
+    return check_resource
+
+
+def _default_indexer() -> Indexer:
+    from hygie.store.search import extract_index
+
+    return extract_index
