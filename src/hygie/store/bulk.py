@@ -1,0 +1,409 @@
+"""Bulk Data: asynchronous ``$export`` to NDJSON, and NDJSON import.
+
+Export follows the FHIR Bulk Data Access IG (https://hl7.org/fhir/uv/bulkdata/export.html):
+a kick-off request answers 202 with a status URL in ``Content-Location``; polling it
+answers 202 with ``X-Progress`` while the job runs and 200 with the manifest when
+it is done; the files are then downloaded with the same bearer token. Jobs are rows
+of ``bulk_job``, so a restart resumes the ones it had not finished.
+
+Import reads NDJSON (one resource per line): each line is validated and indexed,
+then written in batches with ``put_many``. Lines that fail are reported with their
+number and reason and the rest goes on, so one bad record never loses a file.
+Validation and indexing, the costly part, run in worker processes when the input
+is large enough to pay for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, insert, select, update
+
+from hygie.store import outcomes
+from hygie.store.definitions import patient_compartment
+from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, _allow
+from hygie.store.model import format_instant, now_us, parse_instant
+from hygie.store.schema import bulk_job
+from hygie.store.sql_repository import PreparedResource, SqlRepository
+
+log = logging.getLogger("hygie.store.bulk")
+
+_NDJSON_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+
+
+# --- export ------------------------------------------------------------------------
+
+
+@dataclass
+class ExportRequest:
+    level: str  # system, patient or group
+    types: list[str] | None
+    since: int | None
+    group_id: str | None = None
+    request_url: str = ""
+
+
+class BulkExports:
+    """Runs export jobs in a background thread and keeps their state in ``bulk_job``."""
+
+    def __init__(self, engine: Engine, repository: SqlRepository, folder: Path, base_url: str) -> None:
+        self.engine = engine
+        self.repository = repository
+        self.folder = folder
+        self.base_url = base_url
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._queue: list[str] = []
+
+    # -- job rows
+    def _set(self, job_id: str, **values: Any) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(bulk_job).where(bulk_job.c.id == job_id)
+                         .values(updated=now_us(), **values))
+
+    def _get(self, job_id: str) -> Any:
+        with self.engine.connect() as conn:
+            return conn.execute(select(bulk_job).where(bulk_job.c.id == job_id)).first()
+
+    def start(self, request: ExportRequest, owner: str | None) -> str:
+        job_id = uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(insert(bulk_job).values(
+                id=job_id, kind="export", status="accepted",
+                request=orjson.dumps(request.__dict__).decode(), owner=owner,
+                created=now_us(), updated=now_us(), result=None))
+        self._enqueue(job_id)
+        return job_id
+
+    def resume(self) -> None:
+        """Queue again the jobs a previous process accepted but did not finish."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(bulk_job.c.id).where(
+                bulk_job.c.kind == "export", bulk_job.c.status.in_(["accepted", "in-progress"]))
+            ).all()
+        for row in rows:
+            self._enqueue(row.id)
+
+    def _enqueue(self, job_id: str) -> None:
+        with self._lock:
+            self._queue.append(job_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="hygie-bulk-export",
+                                                daemon=True)
+                self._thread.start()
+
+    def wait(self, timeout: float = 60) -> None:
+        """Wait for queued jobs to finish (tests and the CLI use it)."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._thread = None
+                    return
+                job_id = self._queue.pop(0)
+            try:
+                self._run(job_id)
+            except Exception as exc:  # a failed job is reported, never kills the worker
+                log.exception("bulk export %s failed", job_id)
+                self._set(job_id, status="failed", result=orjson.dumps(
+                    {"error": f"{type(exc).__name__}: export failed"}).decode())
+
+    def _resources(self, request: ExportRequest) -> Iterator[Any]:
+        repo = self.repository
+        if request.level == "system":
+            yield from repo.iter_resources(request.types, since=request.since)
+            return
+        if request.level == "group":
+            group = repo.read("Group", request.group_id or "").resource
+            patients = [m["entity"]["reference"].split("/", 1)[1]
+                        for m in group.get("member", [])
+                        if m.get("entity", {}).get("reference", "").startswith("Patient/")]
+        else:
+            patients = [s.res_id for s in repo.iter_resources(["Patient"])]
+        members = set(patient_compartment()) | {"Patient"}
+        types = [t for t in (request.types or sorted(members)) if t in members]
+        seen: set[tuple[str, str]] = set()
+        for pid in patients:
+            if "Patient" in types:
+                try:
+                    stored = repo.read("Patient", pid)
+                except outcomes.FhirError:
+                    continue
+                if request.since is None or stored.last_updated >= request.since:
+                    seen.add(("Patient", pid))
+                    yield stored
+            for stored in repo.compartment("Patient", pid, types, since=request.since):
+                key = (stored.res_type, stored.res_id)
+                if key not in seen:
+                    seen.add(key)
+                    yield stored
+
+    def _run(self, job_id: str) -> None:
+        row = self._get(job_id)
+        if row is None or row.status in ("complete", "cancelled", "failed"):
+            return
+        request = ExportRequest(**orjson.loads(row.request))
+        self._set(job_id, status="in-progress")
+        transaction_time = now_us()
+        out_dir = self.folder / job_id
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.mkdir(parents=True)
+        files: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        try:
+            for n, stored in enumerate(self._resources(request)):
+                fh = files.get(stored.res_type)
+                if fh is None:
+                    fh = files[stored.res_type] = open(out_dir / f"{stored.res_type}.ndjson", "wb")  # noqa: SIM115
+                fh.write(stored.body or b"")
+                fh.write(b"\n")
+                counts[stored.res_type] = counts.get(stored.res_type, 0) + 1
+                if n % 5000 == 0:
+                    current = self._get(job_id)
+                    if current is None or current.status == "cancelled":
+                        return
+                    self._set(job_id, result=orjson.dumps({"progress": n}).decode())
+        finally:
+            for fh in files.values():
+                fh.close()
+        manifest = {
+            "transactionTime": format_instant(transaction_time),
+            "request": request.request_url,
+            "requiresAccessToken": True,
+            "output": [
+                {"type": t, "url": f"{self.base_url}/$export-file/{job_id}/{t}.ndjson", "count": c}
+                for t, c in sorted(counts.items())
+            ],
+            "error": [],
+        }
+        self._set(job_id, status="complete", result=orjson.dumps(manifest).decode())
+
+    # -- HTTP-facing operations (registered in server.py)
+
+    def kick_off(self, req: FhirRequest, ctx: StoreContext) -> FhirResponse:
+        """``$export`` at system, Patient or Group/[id] level."""
+        if req.method != "GET":
+            raise outcomes.FhirError(outcomes.Issue("not-supported", "$export is GET"), status=405)
+        if req.prefer("respond-async") is None:
+            raise outcomes.invalid("$export needs the header Prefer: respond-async")
+        fmt = req.param("_outputFormat")
+        if fmt and fmt not in _NDJSON_FORMATS:
+            raise outcomes.invalid(f"_outputFormat {fmt!r} is not supported; use application/fhir+ndjson",
+                                   expression="_outputFormat")
+        types = None
+        if req.param("_type"):
+            types = [t for t in (req.param("_type") or "").split(",") if t]
+            for t in types:
+                if t not in ctx.resource_types:
+                    raise outcomes.invalid(f"unknown resource type {t!r} in _type", expression="_type")
+        since = None
+        if req.param("_since"):
+            try:
+                since = parse_instant(req.param("_since") or "")
+            except ValueError as exc:
+                raise outcomes.invalid("_since must be an instant", expression="_since") from exc
+        if not req.path:
+            level, group_id = "system", None
+        elif req.path == ("Patient",):
+            level, group_id = "patient", None
+        elif len(req.path) == 2 and req.path[0] == "Group":
+            level, group_id = "group", req.path[1]
+            self.repository.read("Group", group_id)
+        else:
+            raise outcomes.FhirError(outcomes.Issue(
+                "not-supported", "$export is available at the base, on Patient and on Group/[id]"),
+                status=404)
+        for t in types or ["*"]:
+            _allow(req, t, "r")
+        path = "/".join(req.path)
+        query = "&".join(f"{k}={v}" for k, v in req.query)
+        url = f"{ctx.base_url}/{path + '/' if path else ''}$export" + (f"?{query}" if query else "")
+        job_id = self.start(ExportRequest(level, types, since, group_id, url), _owner(req))
+        return FhirResponse(202, resource=outcomes.ok("export accepted"), headers={
+            "Content-Location": f"{ctx.base_url}/$export-status/{job_id}"})
+
+    def status(self, req: FhirRequest, ctx: StoreContext) -> FhirResponse:
+        """Poll (GET) or cancel (DELETE) an export job."""
+        if len(req.path) != 1:
+            raise outcomes.FhirError(outcomes.Issue("not-found", "no such export job"), status=404)
+        job_id = req.path[0]
+        row = self._get(job_id)
+        if row is None or row.kind != "export" or row.status == "cancelled" or (
+            row.owner and row.owner != _owner(req)
+        ):
+            raise outcomes.FhirError(outcomes.Issue("not-found", f"no export job {job_id}"), status=404)
+        if req.method == "DELETE":
+            self._set(job_id, status="cancelled")
+            shutil.rmtree(self.folder / job_id, ignore_errors=True)
+            return FhirResponse(202, resource=outcomes.ok("export cancelled"))
+        if row.status == "complete":
+            return FhirResponse(200, resource=orjson.loads(row.result),
+                                headers={"Expires": format_instant(now_us() + 86_400_000_000)})
+        if row.status == "failed":
+            return FhirResponse(500, resource=outcomes.outcome([outcomes.Issue(
+                "exception", orjson.loads(row.result or "{}").get("error", "export failed"))]))
+        progress = orjson.loads(row.result).get("progress", 0) if row.result else 0
+        return FhirResponse(202, headers={"X-Progress": f"{row.status}: {progress} resources",
+                                          "Retry-After": "2"})
+
+    def file_path(self, job_id: str, name: str, owner: str | None) -> Path:
+        row = self._get(job_id)
+        if row is None or row.status != "complete" or (row.owner and row.owner != owner):
+            raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
+        path = (self.folder / job_id / name).resolve()
+        if path.parent != (self.folder / job_id).resolve() or not path.is_file():
+            raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
+        return path
+
+
+def _owner(req: FhirRequest) -> str | None:
+    return getattr(req.principal, "subject", None)
+
+
+# --- import ------------------------------------------------------------------------
+
+
+@dataclass
+class ImportReport:
+    """What an import did: counts and the lines it refused, with why."""
+
+    created: int = 0
+    updated: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def written(self) -> int:
+        return self.created + self.updated
+
+    def outcome(self) -> dict[str, Any]:
+        issues = [outcomes.Issue("informational",
+                                 f"{self.created} created, {self.updated} updated, "
+                                 f"{len(self.errors)} refused", severity="information")]
+        issues += [outcomes.Issue("invalid", f"line {n}: {why}") for n, why in self.errors[:1000]]
+        return outcomes.outcome(issues)
+
+
+_WORKER_REPO: SqlRepository | None = None
+
+
+def _worker_init() -> None:
+    global _WORKER_REPO
+    from sqlalchemy import create_engine
+
+    _WORKER_REPO = SqlRepository(create_engine("sqlite://"))
+
+
+def _prepare_lines(lines: list[tuple[int, bytes]]) -> tuple[list[PreparedResource],
+                                                           list[tuple[int, str]]]:
+    """Parse, validate and index a chunk of NDJSON lines (runs in a worker process)."""
+    repo = _WORKER_REPO
+    assert repo is not None
+    good: list[PreparedResource] = []
+    bad: list[tuple[int, str]] = []
+    for number, line in lines:
+        try:
+            data = orjson.loads(line)
+            if not isinstance(data, dict):
+                raise outcomes.invalid("a line must hold one JSON object (a FHIR resource)")
+            good.append(repo.prepare(data))
+        except orjson.JSONDecodeError as exc:
+            bad.append((number, f"not valid JSON: {exc}"))
+        except outcomes.FhirError as exc:
+            bad.append((number, str(exc)))
+    return good, bad
+
+
+def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        chunk.append((number, line))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def import_ndjson(
+    repository: SqlRepository,
+    lines: Iterable[bytes],
+    *,
+    workers: int | None = None,
+    chunk_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import NDJSON lines: resources keep their ids (created or updated), bad lines are reported.
+
+    ``workers`` processes validate and index in parallel (default: one per CPU when
+    there are at least two); writes stay in this process, batch by batch, in order.
+    """
+    report = ImportReport()
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+
+    def write(good: list[PreparedResource], bad: list[tuple[int, str]], n_lines: int) -> None:
+        for result in repository.put_many(good):
+            if result.created:
+                report.created += 1
+            else:
+                report.updated += 1
+        report.errors.extend(bad)
+        if progress is not None:
+            progress(n_lines)
+
+    chunks = _chunks(lines, chunk_size)
+    if workers <= 1:
+        global _WORKER_REPO
+        _WORKER_REPO = SqlRepository(repository.engine)
+        for chunk in chunks:
+            good, bad = _prepare_lines(chunk)
+            write(good, bad, len(chunk))
+        return report
+    import multiprocessing
+
+    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_worker_init) as pool:
+        pending: list[Any] = []
+        for chunk in chunks:
+            pending.append((pool.submit(_prepare_lines, chunk), len(chunk)))
+            while len(pending) > workers * 2:
+                future, n = pending.pop(0)
+                write(*future.result(), n)
+        for future, n in pending:
+            write(*future.result(), n)
+    return report
+
+
+def import_operation(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
+    """``POST [base]/$import`` with an NDJSON body: imports and reports, synchronously."""
+    if req.method != "POST" or req.path:
+        raise outcomes.FhirError(outcomes.Issue("not-supported", "$import is POST [base]/$import"),
+                                 status=405)
+    ctype = (req.header("content-type") or "").split(";")[0].strip()
+    if ctype not in _NDJSON_FORMATS:
+        raise outcomes.FhirError(outcomes.Issue(
+            "not-supported", f"$import takes application/fhir+ndjson, not {ctype or 'nothing'}"),
+            status=415)
+    _allow(req, "*", "c")
+    _allow(req, "*", "u")
+    repo = ctx.repository
+    assert isinstance(repo, SqlRepository)
+    report = import_ndjson(repo, req.body.splitlines(), workers=1)
+    status = 200 if report.written or not report.errors else 422
+    return FhirResponse(status, resource=report.outcome())

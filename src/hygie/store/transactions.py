@@ -1,0 +1,275 @@
+"""Batch and transaction Bundles (http://hl7.org/fhir/R4/http.html#transaction).
+
+A batch runs each entry on its own and reports each outcome. A transaction is
+atomic: ids are assigned to created resources first, ``urn:uuid:`` full URLs and
+conditional references (``Patient?identifier=...``) are rewritten into real
+references, then entries run in the order the spec fixes (DELETE, POST, PUT/PATCH,
+GET/HEAD) inside one database transaction; any failure rolls everything back and
+the error names the entry that failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from hygie.store import outcomes
+from hygie.store.interactions import (
+    FhirRequest,
+    FhirResponse,
+    StoreContext,
+    _allow,
+    handle,
+    parse_body,
+)
+from hygie.store.model import ID_RE, WriteResult, format_instant, now_us
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+
+
+def _status_line(code: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{code} {HTTPStatus(code).phrase}"
+    except ValueError:
+        return str(code)
+
+
+def _split_url(url: str, base: str) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
+    """Relative or absolute entry.request.url -> path segments and query pairs."""
+    if url.startswith(base + "/"):
+        url = url[len(base) + 1:]
+    parts = urlsplit(url)
+    if parts.scheme:
+        raise outcomes.invalid(f"request.url {url!r} must be relative to this server")
+    segments = tuple(s for s in parts.path.split("/") if s)
+    return segments, parse_qsl(parts.query, keep_blank_values=True)
+
+
+def _entry_error(index: int, exc: outcomes.FhirError) -> outcomes.FhirError:
+    issues = [
+        outcomes.Issue(i.code, f"Bundle.entry[{index}]: {i.diagnostics}", i.severity,
+                       f"Bundle.entry[{index}].resource.{i.expression.split('.', 1)[1]}"
+                       if i.expression and "." in i.expression else i.expression)
+        for i in exc.issues
+    ]
+    return outcomes.FhirError(issues, status=exc.status)
+
+
+def _check_bundle(ctx: StoreContext, req: FhirRequest) -> tuple[str, list[dict[str, Any]]]:
+    bundle = parse_body(req, None)
+    if bundle.get("resourceType") != "Bundle":
+        raise outcomes.invalid(
+            "POST to the base URL takes a Bundle of type batch or transaction",
+            expression="resourceType",
+        )
+    kind = bundle.get("type")
+    if kind not in ("batch", "transaction"):
+        raise outcomes.invalid(f"Bundle.type must be batch or transaction, not {kind!r}",
+                               expression="Bundle.type")
+    entries = bundle.get("entry") or []
+    if not isinstance(entries, list):
+        raise outcomes.invalid("Bundle.entry must be an array", expression="Bundle.entry")
+    if len(entries) > ctx.max_bundle_entries:
+        raise outcomes.too_costly(
+            f"the Bundle has {len(entries)} entries; at most {ctx.max_bundle_entries} are accepted"
+        )
+    for i, entry in enumerate(entries):
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
+            raise outcomes.invalid("each entry needs request.method and request.url",
+                                   expression=f"Bundle.entry[{i}].request")
+        if request["method"] not in _ORDER:
+            raise outcomes.invalid(f"unknown request.method {request['method']!r}",
+                                   expression=f"Bundle.entry[{i}].request.method")
+        if request["method"] in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):
+            raise outcomes.invalid(f"a {request['method']} entry needs a resource",
+                                   expression=f"Bundle.entry[{i}].resource")
+    return kind, entries
+
+
+def batch_or_transaction(ctx: StoreContext, req: FhirRequest) -> FhirResponse:
+    kind, entries = _check_bundle(ctx, req)
+    if kind == "batch":
+        return _batch(ctx, req, entries)
+    return _transaction(ctx, req, entries)
+
+
+def _response_entry(ctx: StoreContext, resp: FhirResponse, want_body: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"status": _status_line(resp.status)}
+    location = resp.headers.get("Location")
+    if location:
+        out["location"] = location.removeprefix(ctx.base_url + "/")
+    if "ETag" in resp.headers:
+        out["etag"] = resp.headers["ETag"]
+    if "Last-Modified" in resp.headers:
+        out["lastModified"] = resp.headers["Last-Modified"]
+    entry: dict[str, Any] = {"response": out}
+    if want_body:
+        if resp.raw is not None:
+            entry["resource"] = orjson.Fragment(resp.raw)
+        elif resp.resource is not None:
+            entry["resource"] = resp.resource
+    return entry
+
+
+def _bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": format_instant(now_us())},
+        "type": kind,
+        "entry": entries,
+    }
+
+
+def _sub_request(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any]) -> FhirRequest:
+    request = entry["request"]
+    path, query = _split_url(request["url"], ctx.base_url)
+    headers = {"prefer": "return=minimal"}
+    for field, header in (("ifMatch", "if-match"), ("ifNoneMatch", "if-none-match"),
+                          ("ifNoneExist", "if-none-exist")):
+        if request.get(field):
+            headers[header] = request[field]
+    body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
+    if request["method"] == "PATCH" and entry.get("resource", {}).get("resourceType") == "Binary":
+        import base64
+
+        body = base64.b64decode(entry["resource"].get("data", ""))
+        headers["content-type"] = "application/json-patch+json"
+    return FhirRequest(request["method"], path, query, headers, body, req.principal)
+
+
+def _batch(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -> FhirResponse:
+    """Each entry on its own; a failure becomes that entry's OperationOutcome."""
+    want_body = req.prefer("return") == "representation"
+    out = []
+    for entry in entries:
+        try:
+            resp = handle(_sub_request(ctx, req, entry), ctx)
+            out.append(_response_entry(ctx, resp, want_body or entry["request"]["method"] == "GET"))
+        except outcomes.FhirError as exc:
+            out.append({"response": {"status": _status_line(exc.status), "outcome": exc.outcome}})
+    return FhirResponse(200, resource=_bundle("batch-response", out))
+
+
+def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
+    """Replace references to full URLs of this Bundle by the ids they were given."""
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and ref in mapping:
+            value = {**value, "reference": mapping[ref]}
+        return {k: _rewrite(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rewrite(v, mapping) for v in value]
+    return value
+
+
+def _conditional_references(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        ref = value.get("reference")
+        if isinstance(ref, str) and "?" in ref and not ref.startswith(("http:", "https:", "urn:")):
+            found.add(ref)
+        for v in value.values():
+            _conditional_references(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _conditional_references(v, found)
+
+
+def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -> FhirResponse:
+    repo = ctx.repository
+    want_body = req.prefer("return") == "representation"
+    results: list[dict[str, Any] | None] = [None] * len(entries)
+    with repo.transaction():
+        mapping: dict[str, str] = {}
+        assigned: dict[int, str] = {}
+        existing: dict[int, WriteResult] = {}
+        # 1. ids for creates (and matches of conditional creates), ids of PUT targets
+        for i, entry in enumerate(entries):
+            request, full_url = entry["request"], entry.get("fullUrl")
+            method = request["method"]
+            if method == "POST":
+                res_type = entry["resource"].get("resourceType", "")
+                criteria = request.get("ifNoneExist")
+                if criteria:
+                    try:
+                        repo.lock(f"{res_type}?{criteria}")
+                        found = repo.find(res_type, criteria)
+                    except outcomes.FhirError as exc:
+                        raise _entry_error(i, exc) from exc
+                    if len(found) > 1:
+                        raise _entry_error(i, outcomes.multiple_matches(
+                            f"ifNoneExist {criteria!r} matches more than one {res_type}"))
+                    if found:
+                        existing[i] = WriteResult(found[0], unchanged=True)
+                        if full_url:
+                            mapping[full_url] = f"{res_type}/{found[0].res_id}"
+                        continue
+                assigned[i] = str(uuid.uuid4())
+                if full_url:
+                    mapping[full_url] = f"{res_type}/{assigned[i]}"
+            elif method == "PUT" and full_url:
+                path, query = _split_url(request["url"], ctx.base_url)
+                if len(path) == 2:
+                    mapping[full_url] = f"{path[0]}/{path[1]}"
+        # 2. conditional references
+        conditional: set[str] = set()
+        for entry in entries:
+            if "resource" in entry:
+                _conditional_references(entry["resource"], conditional)
+        for ref in sorted(conditional):
+            res_type, _, criteria = ref.partition("?")
+            found = repo.find(res_type, criteria)
+            if len(found) != 1:
+                raise outcomes.unprocessable([outcomes.Issue(
+                    "processing",
+                    f"conditional reference {ref!r} matches {len(found)} resources; exactly one is needed",
+                )])
+            mapping[ref] = f"{res_type}/{found[0].res_id}"
+        # 3. run in the order the spec fixes
+        order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
+        for i in order:
+            entry = entries[i]
+            if "resource" in entry and mapping:
+                entry = {**entry, "resource": _rewrite(entry["resource"], mapping)}
+            method = entry["request"]["method"]
+            try:
+                if i in existing:
+                    result = existing[i]
+                    stored = result.stored
+                    resp = FhirResponse(200, raw=stored.body, headers={
+                        "ETag": stored.etag, "Last-Modified": stored.last_modified,
+                        "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"})
+                elif method == "POST" and i in assigned:
+                    resp = _create_with_id(ctx, req, entry, assigned[i])
+                else:
+                    resp = handle(_sub_request(ctx, req, entry), ctx)
+            except outcomes.FhirError as exc:
+                raise _entry_error(i, exc) from exc
+            results[i] = _response_entry(ctx, resp, want_body or method in ("GET", "HEAD"))
+    return FhirResponse(200, resource=_bundle("transaction-response", [r for r in results if r]))
+
+
+def _create_with_id(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], res_id: str
+                    ) -> FhirResponse:
+    path, _ = _split_url(entry["request"]["url"], ctx.base_url)
+    resource = dict(entry["resource"])
+    res_type = resource.get("resourceType", "")
+    if len(path) != 1 or path[0] != res_type:
+        raise outcomes.invalid(
+            f"POST url {entry['request']['url']!r} does not match resourceType {res_type!r}",
+            expression="request.url",
+        )
+    _allow(req, res_type, "c")
+    resource.pop("id", None)
+    assert ID_RE.match(res_id)
+    result = ctx.repository.create(resource, res_id=res_id)
+    stored = result.stored
+    return FhirResponse(201, raw=stored.body, headers={
+        "ETag": stored.etag, "Last-Modified": stored.last_modified,
+        "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"})
