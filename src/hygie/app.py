@@ -1,21 +1,34 @@
 """Builds the ASGI application: mounts each service's routes under one app.
 
-This is one of the two modules that know every service (with ``cli.py``).
+This is one of the two modules that know every service (with ``cli.py``). The
+order of the stack is fixed here: error handling outside, then authentication,
+then the routes. Every error leaves as an OperationOutcome under /fhir and as
+problem+json (RFC 9457) elsewhere.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hygie.config import Settings, load_settings
 from hygie.platform import Platform, open_platform
+from hygie.store import api as store_api
+from hygie.store import outcomes
+from hygie.store.server import open_store
 from hygie.web.pages import NavEntry
+
+log = logging.getLogger("hygie")
 
 #: Top navigation: one entry per service; ``built=False`` shows it greyed out.
 NAV = [
@@ -30,18 +43,59 @@ NAV = [
     NavEntry("Traçage", "/tracing", built=False),
 ]
 
+#: Paths anyone may call without a token.
+PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico"]
+
+
+def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
+    """An RFC 9457 problem+json response."""
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/fhir"):
+        return store_api.outcome_response(outcomes.FhirError(
+            outcomes.Issue("not-supported", exc.detail or "not found"), status=exc.status_code))
+    return problem(exc.status_code, exc.detail or "error")
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    if request.url.path.startswith("/fhir"):
+        return store_api.outcome_response(outcomes.FhirError(
+            outcomes.Issue("exception", "internal error; see the server log"), status=500))
+    return problem(500, "Internal error", "see the server log")
+
+
+async def _home(request: Request) -> Response:
+    return RedirectResponse("/record", status_code=303)
+
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Starlette:
     """Build the platform's ASGI app for these settings (or an already open platform)."""
     platform = platform or open_platform(settings or load_settings())
+    open_store(platform)
     static = Path(__file__).parent / "web" / "static"
-    routes: list[Any] = [Mount("/static", StaticFiles(directory=static), name="static")]
+    routes: list[Any] = [
+        Route("/", _home),
+        Mount("/static", StaticFiles(directory=static), name="static"),
+        *store_api.routes(),
+    ]
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette):  # type: ignore[no-untyped-def]
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        platform.parts["bulk_exports"].resume()
         yield
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
     app.state.platform = platform
     app.state.nav = NAV
     return app

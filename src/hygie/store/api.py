@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from hygie.store import outcomes
@@ -125,9 +125,22 @@ async def fhir_endpoint(request: Request) -> Response:
     return _json_response(resp.status, resp.resource, resp.headers, pretty, resp.raw)
 
 
+async def export_file(request: Request) -> Response:
+    """Download one NDJSON file of a completed export (same token as the kick-off)."""
+    exports = request.app.state.platform.parts["bulk_exports"]
+    principal = getattr(request.state, "principal", None)
+    try:
+        path = exports.file_path(request.path_params["job"], request.path_params["name"],
+                                 getattr(principal, "subject", None))
+    except outcomes.FhirError as exc:
+        return outcome_response(exc)
+    return FileResponse(path, media_type="application/fhir+ndjson")
+
+
 def routes() -> list[BaseRoute]:
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     return [
+        Route("/fhir/$export-file/{job}/{name}", export_file, methods=["GET"]),
         Route("/fhir", fhir_endpoint, methods=methods),
         Route("/fhir/{path:path}", fhir_endpoint, methods=methods),
     ]

@@ -37,9 +37,9 @@ _OPERATION_DEFS = [
 @cache
 def resource_types() -> tuple[str, ...]:
     """Every concrete R4 resource type, from the structure definitions."""
-    from hygie.store.structure import load_structure
+    from hygie.store.structure import structure
 
-    return tuple(sorted(load_structure().resource_types))
+    return tuple(sorted(structure().resource_types))
 
 
 def _search_params() -> dict[str, list[dict[str, str]]]:
