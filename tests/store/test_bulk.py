@@ -1,0 +1,105 @@
+"""Bulk Data: async $export (system, Patient, Group) and NDJSON import."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from starlette.testclient import TestClient
+
+
+def _seed(client: TestClient) -> tuple[str, str]:
+    p1 = client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"}).json()["id"]
+    p2 = client.put("/fhir/Patient/p2", json={"resourceType": "Patient", "id": "p2"}).json()["id"]
+    for p in (p1, p1, p2):
+        client.post("/fhir/Observation", json={"resourceType": "Observation", "status": "final",
+                                               "code": {"text": "FC"},
+                                               "subject": {"reference": f"Patient/{p}"}})
+    client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "GHT"})
+    client.put("/fhir/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person",
+                                       "actual": True,
+                                       "member": [{"entity": {"reference": "Patient/p2"}}]})
+    return p1, p2
+
+
+def _run_export(client: TestClient, url: str) -> dict:  # type: ignore[type-arg]
+    kick = client.get(url, headers={"Prefer": "respond-async", "Accept": "application/fhir+json"})
+    assert kick.status_code == 202, kick.text
+    status_url = kick.headers["Content-Location"].replace("http://testserver", "")
+    for _ in range(200):
+        status = client.get(status_url)
+        if status.status_code == 200:
+            return status.json()  # type: ignore[no-any-return]
+        assert status.status_code == 202
+        assert "X-Progress" in status.headers
+        time.sleep(0.05)
+    raise AssertionError("export did not finish")
+
+
+def _download(client: TestClient, manifest: dict) -> dict[str, list[dict]]:  # type: ignore[type-arg]
+    out = {}
+    for item in manifest["output"]:
+        resp = client.get(item["url"].replace("http://testserver", ""))
+        assert resp.status_code == 200
+        lines = [orjson.loads(line) for line in resp.content.splitlines() if line]
+        assert len(lines) == item["count"]
+        out[item["type"]] = lines
+    return out
+
+
+def test_system_export(client: TestClient) -> None:
+    _seed(client)
+    manifest = _run_export(client, "/fhir/$export")
+    assert manifest["requiresAccessToken"] is True
+    files = _download(client, manifest)
+    assert len(files["Patient"]) == 2 and len(files["Observation"]) == 3
+    assert len(files["Organization"]) == 1
+    only = _download(client, _run_export(client, "/fhir/$export?_type=Patient"))
+    assert set(only) == {"Patient"}
+
+
+def test_patient_and_group_export(client: TestClient) -> None:
+    _seed(client)
+    files = _download(client, _run_export(client, "/fhir/Patient/$export"))
+    assert set(files) == {"Patient", "Observation"}
+    group = _download(client, _run_export(client, "/fhir/Group/g1/$export"))
+    assert [p["id"] for p in group["Patient"]] == ["p2"]
+    assert len(group["Observation"]) == 1
+
+
+def test_export_needs_async_and_known_group(client: TestClient) -> None:
+    assert client.get("/fhir/$export").status_code == 400
+    assert client.get("/fhir/Group/none/$export", headers={"Prefer": "respond-async"}
+                      ).status_code == 404
+    assert client.get("/fhir/$export?_type=Nope", headers={"Prefer": "respond-async"}
+                      ).status_code == 400
+    assert client.get("/fhir/$export-status/unknown").status_code == 404
+
+
+def test_export_cancel(client: TestClient) -> None:
+    _seed(client)
+    kick = client.get("/fhir/$export", headers={"Prefer": "respond-async"})
+    status_url = kick.headers["Content-Location"].replace("http://testserver", "")
+    assert client.delete(status_url).status_code == 202
+    assert client.get(status_url).status_code == 404
+
+
+def test_import_endpoint_reports_bad_lines(client: TestClient) -> None:
+    lines = [
+        orjson.dumps({"resourceType": "Patient", "id": "imp1", "gender": "male"}),
+        b"{not json",
+        orjson.dumps({"resourceType": "Patient", "id": "imp2", "gender": "nope"}),
+        orjson.dumps({"resourceType": "Observation", "id": "o1", "status": "final",
+                      "code": {"text": "x"}, "subject": {"reference": "Patient/imp1"}}),
+        orjson.dumps({"resourceType": "Patient", "id": "imp1", "gender": "female"}),
+    ]
+    resp = client.post("/fhir/$import", content=b"\n".join(lines),
+                       headers={"Content-Type": "application/fhir+ndjson"})
+    assert resp.status_code == 200, resp.text
+    text = str(resp.json())
+    assert "line 2" in text and "line 3" in text
+    assert client.get("/fhir/Patient/imp1").json()["gender"] == "female"
+    assert client.get("/fhir/Patient/imp1").json()["meta"]["versionId"] == "2"
+    assert client.get("/fhir/Patient/imp2").status_code == 404
+    found = client.get("/fhir/Observation?subject=Patient/imp1").json()
+    assert found["total"] == 1
