@@ -1,0 +1,590 @@
+"""Validate a FHIR R4 resource (JSON) against the R4 structure, reporting every problem.
+
+What is checked (each issue carries the FHIRPath location of the faulty node, e.g.
+``Patient.name[0].given[1]`` or ``Bundle.entry[3].resource.status``):
+
+- ``resourceType`` present and a concrete R4 resource type (resource.html);
+- element names known for their type, arrays exactly where max is ``*``, no empty
+  objects or arrays, ``null`` only inside a primitive array paired with a ``_name``
+  array (json.html);
+- primitive values: the JSON type and the regular expression of each R4 primitive
+  (datatypes.html#primitive), string limits, integer ranges;
+- cardinality (min 1), choice groups (required, and at most one type: formats.html#choice);
+- required bindings (the codes of the value set), Reference.reference formats and the
+  allowed target types (references.html#literal);
+- primitive extension objects ``_name`` ({id, extension}), ext-1 on extensions and
+  modifier extensions (extensibility.html);
+- contained resources (dom-2: no nested contained), Bundle.entry.resource and
+  Parameters.parameter.resource, each validated as its own type;
+- a nesting limit (``max_depth``), so that a hostile body cannot exhaust the stack.
+
+Why hand-written: the library validators of the field either need the full R4
+definitions package at run time (not available offline) or build one model object per
+node (pydantic models of ``fhir.resources``), which is an order of magnitude too slow
+for the store's ingest rate and stops at the first error. This module walks the JSON
+once against the precompiled table of ``structure.py`` and collects every issue.
+
+A few rules are reported as warnings, where the R4 reference validator itself only
+warns, and where official 4.0.1 examples break them (see ``_WARNING_RULES`` below).
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import re
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from hygie.store.outcomes import Issue, unprocessable
+from hygie.store.structure import PRIMITIVE, RESOURCE, ElementDef, TypeDef, structure
+
+#: Default limit on the nesting of objects and arrays in a resource.
+MAX_DEPTH = 64
+#: datatypes.html#string: "strings SHALL NOT exceed 1MB in size".
+MAX_STRING = 1024 * 1024
+_INT32 = (-(2**31), 2**31 - 1)
+
+# --- primitive checks (datatypes.html#primitive, the R4 regular expressions) ----------
+
+_YEAR = r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+_MONTH = r"(0[1-9]|1[0-2])"
+_DAY = r"(0[1-9]|[1-2][0-9]|3[0-1])"
+_TIME = r"([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+_ZONE = r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_RE_DATE = re.compile(rf"{_YEAR}(-{_MONTH}(-{_DAY})?)?")
+_RE_DATETIME = re.compile(rf"{_YEAR}(-{_MONTH}(-{_DAY}(T{_TIME}{_ZONE})?)?)?")
+_RE_INSTANT = re.compile(rf"{_YEAR}-{_MONTH}-{_DAY}T{_TIME}{_ZONE}")
+_RE_TIME = re.compile(_TIME)
+_RE_CODE = re.compile(r"[^\s]+(\s[^\s]+)*")
+_RE_ID = re.compile(r"[A-Za-z0-9\-\.]{1,64}")
+_RE_URI = re.compile(r"\S*")
+_RE_OID = re.compile(r"urn:oid:[0-2](\.(0|[1-9][0-9]*))+")
+_RE_UUID = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_RE_BASE64 = re.compile(r"[0-9a-zA-Z+/=]*")
+_RE_SPACE = re.compile(r"\s+")
+
+#: A check returns None when the value is valid, else (code, message, severity).
+Problem = tuple[str, str, str]
+Check = Callable[[Any], Problem | None]
+
+
+def _bad(message: str) -> Problem:
+    return ("value", message, "error")
+
+
+def _check_boolean(v: Any) -> Problem | None:
+    return None if v is True or v is False else _bad("must be a JSON boolean (true or false)")
+
+
+def _check_integer(v: Any, low: int = _INT32[0]) -> Problem | None:
+    if type(v) is not int:
+        return _bad("must be a JSON integer (a number without a fraction)")
+    if v < low or v > _INT32[1]:
+        return _bad(f"{v} is out of range (at least {low}, at most {_INT32[1]})")
+    return None
+
+
+def _check_decimal(v: Any) -> Problem | None:
+    tv = type(v)
+    if tv is int:
+        return None
+    if tv is float:
+        return None if math.isfinite(v) else _bad("must be a finite number")
+    if tv is Decimal:
+        return None if v.is_finite() else _bad("must be a finite number")
+    return _bad("must be a JSON number")
+
+
+def _check_string(v: Any) -> Problem | None:
+    if type(v) is not str:
+        return _bad("must be a JSON string")
+    if not v:
+        return _bad("must not be empty (json.html: empty strings are not allowed)")
+    if len(v) > MAX_STRING:
+        return _bad("is longer than 1 MB")
+    if v.isspace():
+        return ("value", "should contain non-whitespace content", "warning")
+    return None
+
+
+def _regex_check(pattern: re.Pattern[str], what: str) -> Check:
+    match = pattern.fullmatch
+
+    def check(v: Any) -> Problem | None:
+        if type(v) is not str:
+            return _bad("must be a JSON string")
+        if not v:
+            return _bad("must not be empty (json.html: empty strings are not allowed)")
+        if match(v) is None:
+            return _bad(f"{v[:80]!r} is not a valid {what}")
+        return None
+
+    return check
+
+
+def _calendar_check(pattern: re.Pattern[str], what: str) -> Check:
+    """The regex, then the calendar: the R4 regexes accept 2019-02-30."""
+    regex = _regex_check(pattern, what)
+
+    def check(v: Any) -> Problem | None:
+        problem = regex(v)
+        if problem is None and len(v) >= 10:
+            year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])
+            if day > calendar.monthrange(year, month)[1]:
+                return _bad(f"{v[:80]!r} is not a valid {what}: no such day")
+        return problem
+
+    return check
+
+
+def _check_base64(v: Any) -> Problem | None:
+    if type(v) is not str:
+        return _bad("must be a JSON string")
+    if not v:
+        return _bad("must not be empty (json.html: empty strings are not allowed)")
+    # Same language as the R4 regex (\s*([0-9a-zA-Z\+/=]){4}\s*)+, without backtracking.
+    packed = _RE_SPACE.sub("", v) if not _RE_BASE64.fullmatch(v) else v
+    if len(packed) % 4 or _RE_BASE64.fullmatch(packed) is None:
+        return _bad("is not valid base64")
+    return None
+
+
+def _check_xhtml(v: Any) -> Problem | None:
+    # narrative.html#xhtml: a <div> in the XHTML namespace, with some content (txt-2).
+    if type(v) is not str:
+        return _bad("must be a JSON string")
+    text = v.lstrip()
+    if not text.startswith("<div") or not text.rstrip().endswith("</div>"):
+        return _bad("must be an XHTML <div> element")
+    if "http://www.w3.org/1999/xhtml" not in text[: text.find(">") + 1]:
+        return _bad('the <div> must declare xmlns="http://www.w3.org/1999/xhtml"')
+    return None
+
+
+_PRIMITIVE_CHECKS: dict[str, Check] = {
+    "boolean": _check_boolean,
+    "integer": _check_integer,
+    "unsignedInt": lambda v: _check_integer(v, 0),
+    "positiveInt": lambda v: _check_integer(v, 1),
+    "decimal": _check_decimal,
+    "string": _check_string,
+    "markdown": _check_string,
+    "code": _regex_check(_RE_CODE, "code (no leading, trailing or double whitespace)"),
+    "id": _regex_check(_RE_ID, "id ([A-Za-z0-9-.], 1 to 64 characters)"),
+    "uri": _regex_check(_RE_URI, "uri (no whitespace)"),
+    "url": _regex_check(_RE_URI, "url (no whitespace)"),
+    "canonical": _regex_check(_RE_URI, "canonical (no whitespace)"),
+    "oid": _regex_check(_RE_OID, "oid (urn:oid:...)"),
+    "uuid": _regex_check(_RE_UUID, "uuid (urn:uuid: and lower-case hex)"),
+    "date": _calendar_check(_RE_DATE, "date (YYYY, YYYY-MM or YYYY-MM-DD)"),
+    "dateTime": _calendar_check(
+        _RE_DATETIME, "dateTime (a date, or a date and time with a time zone)"
+    ),
+    "instant": _calendar_check(_RE_INSTANT, "instant (date, time to the second, time zone)"),
+    "time": _regex_check(_RE_TIME, "time (hh:mm:ss)"),
+    "base64Binary": _check_base64,
+    "xhtml": _check_xhtml,
+}
+
+# --- references (references.html#literal) --------------------------------------------
+
+_RE_RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/\s?#]+)(/_history/[^/\s?#]+)?")
+_RE_ABSOLUTE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:\S+")
+_RE_ABSOLUTE_REST = re.compile(
+    r"https?://\S+/(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/\s?#]+)(/_history/[^/\s?#]+)?"
+)
+#: A conditional reference, allowed inside a transaction (http.html#trules).
+_RE_CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]+)\?\S*")
+
+_EXTENSION_KEYS = frozenset({"id", "extension"})
+
+#: Required elements whose absence is only a warning, and when. Each case is one where
+#: an official 4.0.1 example breaks the rule and the reason makes the breach harmless:
+#:
+#: - Questionnaire.item.linkId on a ``display`` item: Questionnaire-qs1 (built by the
+#:   specification's own tooling) leaves it out of its fly-over help items. A display
+#:   item is never answered, so no QuestionnaireResponse.item and no enableWhen can
+#:   name it (questionnaire.html#item, que-9 forbids answers to display items); the
+#:   missing id refers to nothing. Every other item still needs its linkId (error).
+_WARNING_RULES: dict[tuple[str, str], Callable[[dict[str, Any]], bool]] = {
+    ("Questionnaire.item", "linkId"): lambda item: item.get("type") == "display",
+}
+
+
+class _Walker:
+    """One validation run: the issues found so far, and the limits."""
+
+    __slots__ = ("bundle", "issues", "local", "max_depth", "resource_types", "types")
+
+    def __init__(self, max_depth: int) -> None:
+        table = structure()
+        self.types = table.types
+        self.resource_types = table.resource_types
+        self.max_depth = max_depth
+        self.issues: list[Issue] = []
+        #: Ids a ``#id`` reference may name, in the root resource being walked.
+        self.local: dict[str, str] | None = None
+        #: fullUrl (and Type/id) of the entries of the innermost enclosing Bundle.
+        self.bundle: dict[str, str] | None = None
+
+    def error(self, code: str, message: str, where: str, severity: str = "error") -> None:
+        self.issues.append(Issue(code, message, severity=severity, expression=where))
+
+    # --- resources -------------------------------------------------------------------
+
+    def resource(self, res: Any, path: str | None, depth: int, contained: bool = False) -> None:
+        """Validate a resource found at ``path`` (None for the top level)."""
+        if type(res) is not dict:
+            self.error("structure", "a resource must be a JSON object", path or "")
+            return
+        rtype = res.get("resourceType")
+        if rtype is None:
+            self.error("required", "resourceType is missing", path or "resourceType")
+            return
+        if type(rtype) is not str or rtype not in self.resource_types:
+            self.error(
+                "structure",
+                f"resourceType {str(rtype)[:64]!r} is not a known FHIR R4 resource type",
+                f"{path}.resourceType" if path else "resourceType",
+            )
+            return
+        if contained and "contained" in res:
+            self.error(
+                "invariant",
+                "dom-2: a contained resource must not contain other resources",
+                f"{path}.contained",
+            )
+        saved_local, saved_bundle = self.local, self.bundle
+        if not contained:
+            self.local = self._contained_index(res, rtype)
+        if rtype == "Bundle":
+            self.bundle = self._bundle_index(res)
+        self.object(res, self.types[rtype], path or rtype, depth)
+        self.local, self.bundle = saved_local, saved_bundle
+
+    # --- objects -----------------------------------------------------------------
+
+    def object(self, obj: dict[str, Any], td: TypeDef, path: str, depth: int) -> None:
+        """Validate the members of a complex value of type ``td``."""
+        if depth > self.max_depth:
+            self.error("too-costly", f"nested deeper than {self.max_depth} levels", path)
+            return
+        elements = td.elements
+        if not obj or (len(obj) == 1 and "id" in obj and td.kind != "resource"):
+            self.error(
+                "structure",
+                "ele-1: an element must have a value or children (empty object)",
+                path,
+            )
+            if not obj:
+                return
+        chosen: dict[str, str] | None = None
+        for key, value in obj.items():
+            el = elements.get(key)
+            if el is None:
+                self._other_member(obj, td, key, value, path, depth)
+                continue
+            if el.choice is not None:
+                if chosen is None:
+                    chosen = {}
+                other = chosen.get(el.choice)
+                if other is not None:
+                    self.error(
+                        "structure",
+                        f"only one type of {el.choice}[x] is allowed, found {other} and {key}",
+                        f"{path}.{key}",
+                    )
+                else:
+                    chosen[el.choice] = key
+            if el.array:
+                if type(value) is not list:
+                    self.error("structure", f"{key} must be a JSON array (max *)", f"{path}.{key}")
+                    continue
+                if not value:
+                    self.error("structure", "arrays must not be empty", f"{path}.{key}")
+                    continue
+                if el.kind == PRIMITIVE:
+                    ext = obj.get("_" + key)
+                    for i, item in enumerate(value):
+                        if item is None:
+                            if not (type(ext) is list and i < len(ext) and ext[i] is not None):
+                                self.error(
+                                    "structure",
+                                    "null is only allowed where _" + key + " has an extension",
+                                    f"{path}.{key}[{i}]",
+                                )
+                        else:
+                            self.primitive(item, el, f"{path}.{key}[{i}]")
+                else:
+                    for i, item in enumerate(value):
+                        self.value(item, el, f"{path}.{key}[{i}]", depth + 1)
+            else:
+                if type(value) is list:
+                    self.error(
+                        "structure", f"{key} must be a single value, not an array (max 1)",
+                        f"{path}.{key}",
+                    )
+                    continue
+                if el.kind == PRIMITIVE:
+                    if value is None:
+                        self.error("structure", "null is not allowed", f"{path}.{key}")
+                    else:
+                        self.primitive(value, el, f"{path}.{key}")
+                else:
+                    self.value(value, el, f"{path}.{key}", depth + 1)
+        for el in td.required:
+            name = el.name
+            if name not in obj and not (el.kind == PRIMITIVE and "_" + name in obj):
+                lenient = _WARNING_RULES.get((td.name, name))
+                severity = "warning" if lenient is not None and lenient(obj) else "error"
+                self.error("required", f"{name} is required (min 1)", f"{path}.{name}", severity)
+        for choice in td.required_choices:
+            if not any(n in obj or "_" + n in obj for n in choice.names):
+                self.error(
+                    "required", f"{choice.name}[x] is required (min 1)", f"{path}.{choice.name}"
+                )
+        if td.name == "Extension" or td.name == "Extension.extension":
+            self._extension_rule(obj, path)
+
+    def _other_member(
+        self, obj: dict[str, Any], td: TypeDef, key: str, value: Any, path: str, depth: int
+    ) -> None:
+        """A member that is not an element: resourceType, a `_name` object, or unknown."""
+        if key == "resourceType" and td.kind == "resource":
+            return
+        if key[:1] == "_":
+            el = td.elements.get(key[1:])
+            if el is not None and el.extensible:
+                self.primitive_extension(obj, el, value, path, depth)
+                return
+        self.error("structure", f"unknown element {key!r} in {td.name}", f"{path}.{key}")
+
+    def _extension_rule(self, obj: dict[str, Any], path: str) -> None:
+        # ext-1 (extensibility.html): extension.exists() != value.exists().
+        has_value = any(k.startswith("value") for k in obj)
+        has_children = "extension" in obj
+        if has_value == has_children:
+            self.error(
+                "invariant",
+                "ext-1: an extension must have either extensions or a value[x], not both",
+                path,
+            )
+
+    # --- values --------------------------------------------------------------------
+
+    def value(self, value: Any, el: ElementDef, path: str, depth: int) -> None:
+        """A complex value (data type, backbone element or resource) at ``path``."""
+        if type(value) is not dict:
+            what = "null" if value is None else type(value).__name__
+            self.error("structure", f"must be a JSON object ({el.type}), found {what}", path)
+            return
+        if el.kind == RESOURCE:
+            self.resource(value, path, depth, contained=el.name == "contained")
+            return
+        self.object(value, self.types[el.type], path, depth)
+        if el.type == "Reference":
+            ref = value.get("reference")
+            if type(ref) is str and ref:
+                self.reference(ref, el, path)
+
+    def primitive(self, value: Any, el: ElementDef, path: str) -> None:
+        problem = _PRIMITIVE_CHECKS[el.type](value)
+        if problem is not None:
+            code, message, severity = problem
+            self.error(code, f"{el.type}: {message}", path, severity)
+            if severity == "error":
+                return
+        if el.codes is not None and value not in el.codes:
+            shown = ", ".join(sorted(el.codes)[:12])
+            self.error(
+                "code-invalid",
+                f"{str(value)[:64]!r} is not in the required value set ({shown})",
+                path,
+            )
+
+    def primitive_extension(
+        self, obj: dict[str, Any], el: ElementDef, value: Any, path: str, depth: int
+    ) -> None:
+        """A ``_name`` member: the id and extensions of a primitive (json.html#primitive)."""
+        where = f"{path}.{el.name}"
+        if el.array:
+            if type(value) is not list:
+                self.error("structure", f"_{el.name} must be a JSON array", where)
+                return
+            if not value:
+                self.error("structure", "arrays must not be empty", where)
+                return
+            base = obj.get(el.name)
+            if type(base) is list and len(base) != len(value):
+                self.error(
+                    "structure",
+                    f"_{el.name} must have as many items as {el.name} ({len(base)})",
+                    where,
+                )
+            for i, item in enumerate(value):
+                if item is None:
+                    if not (type(base) is list and i < len(base) and base[i] is not None):
+                        self.error(
+                            "structure", "null in both the value and the extension array",
+                            f"{where}[{i}]",
+                        )
+                    continue
+                self._primitive_extension_object(item, f"{where}[{i}]", depth)
+        else:
+            if type(value) is list:
+                self.error("structure", f"_{el.name} must be a single object", where)
+                return
+            self._primitive_extension_object(value, where, depth)
+
+    def _primitive_extension_object(self, value: Any, where: str, depth: int) -> None:
+        if type(value) is not dict:
+            self.error("structure", "a primitive's extension must be a JSON object", where)
+            return
+        for key in value:
+            if key not in _EXTENSION_KEYS:
+                self.error(
+                    "structure",
+                    f"unknown element {key!r} in a primitive's extension (id, extension)",
+                    f"{where}.{key}",
+                )
+        # Reuse the Element rules (id is a string, extension an Extension array).
+        self.object(
+            {k: v for k, v in value.items() if k in _EXTENSION_KEYS},
+            self.types["Element"],
+            where,
+            depth + 1,
+        )
+
+    def reference(self, ref: str, el: ElementDef, path: str) -> None:
+        """Reference.reference: its form, and its target type (references.html#literal).
+
+        A reference that resolves here (``#id`` to a contained resource, or to an entry of
+        the enclosing Bundle) must point to an allowed type: an error otherwise, as the
+        R4 reference validator reports for contained and bundled targets. The type of a
+        reference that does not resolve here is read from its URL and a mismatch is a
+        warning, as that validator does not check unresolved targets by default (and
+        official examples such as DeviceMetric-example point to other types).
+        """
+        where = f"{path}.reference"
+        if ref[0] == "#":
+            target = self.local.get(ref[1:]) if self.local is not None else None
+            if target is None:
+                self.error(
+                    "invariant",
+                    f"ref-1: no contained resource has the id {ref[1:65]!r}",
+                    where,
+                )
+            else:
+                self._target(target, el, where, resolved=True)
+            return
+        resolved = self.bundle.get(ref) if self.bundle is not None else None
+        match = _RE_RELATIVE.fullmatch(ref) or _RE_CONDITIONAL.fullmatch(ref)
+        if match is None:
+            if not _RE_ABSOLUTE.fullmatch(ref):
+                self.error(
+                    "value",
+                    f"{ref[:80]!r} is not a valid reference (Type/id, Type/id/_history/v, "
+                    "an absolute URL, urn:uuid:, urn:oid: or #id)",
+                    where,
+                )
+                return
+            if resolved is not None:
+                self._target(resolved, el, where, resolved=True)
+                return
+            match = _RE_ABSOLUTE_REST.fullmatch(ref)
+            if match is None or match["type"] not in self.resource_types:
+                return  # an absolute URI (urn:uuid:, urn:oid:, a non-FHIR URL)
+        target = match["type"]
+        if target not in self.resource_types:
+            self.error("value", f"{target!r} is not a FHIR R4 resource type", where)
+            return
+        rid = match.groupdict().get("id")
+        if rid is not None and _RE_ID.fullmatch(rid) is None:
+            self.error(
+                "value",
+                f"{rid[:80]!r} is not a valid id ([A-Za-z0-9-.], 1 to 64 characters)",
+                where,
+                severity="warning",
+            )
+        self._target(target, el, where, resolved=resolved is not None)
+
+    def _target(self, target: str, el: ElementDef, where: str, resolved: bool) -> None:
+        targets = el.targets
+        if targets is None or target in targets or "Resource" in targets:
+            return
+        self.error(
+            "value",
+            f"a reference to {target} is not allowed here (allowed: "
+            f"{', '.join(sorted(targets))})",
+            where,
+            severity="error" if resolved else "warning",
+        )
+
+    # --- what a reference can resolve to -------------------------------------------
+
+    @staticmethod
+    def _contained_index(res: dict[str, Any], rtype: str) -> dict[str, str]:
+        """Local ids of a root resource: ``""`` (the resource itself) and its contained."""
+        local = {"": rtype}
+        contained = res.get("contained")
+        if type(contained) is list:
+            for item in contained:
+                if type(item) is dict and type(item.get("id")) is str:
+                    local[item["id"]] = str(item.get("resourceType"))
+        return local
+
+    @staticmethod
+    def _bundle_index(bundle: dict[str, Any]) -> dict[str, str]:
+        """fullUrl and Type/id of each Bundle entry -> its resource type."""
+        found: dict[str, str] = {}
+        entries = bundle.get("entry")
+        if type(entries) is not list:
+            return found
+        for entry in entries:
+            if type(entry) is not dict or type(entry.get("resource")) is not dict:
+                continue
+            rtype = entry["resource"].get("resourceType")
+            if type(rtype) is not str:
+                continue
+            full_url = entry.get("fullUrl")
+            if type(full_url) is str:
+                found[full_url] = rtype
+            rid = entry["resource"].get("id")
+            if type(rid) is str:
+                found[f"{rtype}/{rid}"] = rtype
+        return found
+
+
+def validate_resource(
+    resource: Any, *, expected_type: str | None = None, max_depth: int = MAX_DEPTH
+) -> list[Issue]:
+    """Every problem of ``resource`` against the R4 structure; an empty list when valid.
+
+    ``expected_type`` is the type the URL names (http.html#create); ``max_depth`` bounds
+    the nesting of objects and arrays. Issues of severity "warning" do not make the
+    resource invalid.
+    """
+    walker = _Walker(max_depth)
+    if type(resource) is dict and expected_type is not None:
+        rtype = resource.get("resourceType")
+        if rtype is not None and rtype != expected_type:
+            walker.error(
+                "invalid",
+                f"resourceType {str(rtype)[:64]!r} does not match the expected {expected_type}",
+                "resourceType",
+            )
+            return walker.issues
+    walker.resource(resource, None, 0)
+    return walker.issues
+
+
+def check_resource(resource: Any, expected_type: str | None = None) -> None:
+    """Raise ``unprocessable`` (422) with every issue when ``resource`` has an error."""
+    issues = validate_resource(resource, expected_type=expected_type)
+    if any(i.severity in ("error", "fatal") for i in issues):
+        raise unprocessable(issues)
+
+
+__all__ = ["MAX_DEPTH", "check_resource", "validate_resource"]
