@@ -266,13 +266,17 @@ class _Walker:
 
     # --- objects -----------------------------------------------------------------
 
-    def object(self, obj: dict[str, Any], td: TypeDef, path: str, depth: int) -> None:
+    def object(
+        self, obj: dict[str, Any], td: TypeDef, path: str, depth: int, bare_id_ok: bool = False
+    ) -> None:
         """Validate the members of a complex value of type ``td``."""
         if depth > self.max_depth:
             self.error("too-costly", f"nested deeper than {self.max_depth} levels", path)
             return
         elements = td.elements
-        if not obj or (len(obj) == 1 and "id" in obj and td.kind != "resource"):
+        if not obj or (
+            len(obj) == 1 and "id" in obj and td.kind != "resource" and not bare_id_ok
+        ):
             self.error(
                 "structure",
                 "ele-1: an element must have a value or children (empty object)",
@@ -442,20 +446,23 @@ class _Walker:
         if type(value) is not dict:
             self.error("structure", "a primitive's extension must be a JSON object", where)
             return
-        for key in value:
-            if key not in _EXTENSION_KEYS:
+        if not value:
+            self.error("structure", "ele-1: an element must have a value or children", where)
+            return
+        members = {}
+        for key, item in value.items():
+            if key in _EXTENSION_KEYS:
+                members[key] = item
+            else:
                 self.error(
                     "structure",
                     f"unknown element {key!r} in a primitive's extension (id, extension)",
                     f"{where}.{key}",
                 )
-        # Reuse the Element rules (id is a string, extension an Extension array).
-        self.object(
-            {k: v for k, v in value.items() if k in _EXTENSION_KEYS},
-            self.types["Element"],
-            where,
-            depth + 1,
-        )
+        if members:
+            # The Element rules: id is a string, extension an Extension array. An id
+            # alone is fine here, the primitive's value being the content (ele-1).
+            self.object(members, self.types["Element"], where, depth + 1, bare_id_ok=True)
 
     def reference(self, ref: str, el: ElementDef, path: str) -> None:
         """Reference.reference: its form, and its target type (references.html#literal).
