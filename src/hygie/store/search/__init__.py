@@ -1,0 +1,1 @@
+"""Search for the FHIR store: parse, plan, compile (see docs/search.md)."""
