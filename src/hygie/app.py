@@ -16,6 +16,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -23,6 +24,8 @@ from starlette.staticfiles import StaticFiles
 
 from hygie.config import Settings, load_settings
 from hygie.platform import Platform, open_platform
+from hygie.security import api as security_api
+from hygie.security.middleware import AuthMiddleware
 from hygie.store import api as store_api
 from hygie.store import outcomes
 from hygie.store.server import open_store
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     routes: list[Any] = [
         Route("/", _home),
         Mount("/static", StaticFiles(directory=static), name="static"),
+        *security_api.routes(),
         *store_api.routes(),
     ]
 
@@ -94,7 +98,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+        middleware=[Middleware(AuthMiddleware, platform=platform, public_paths=PUBLIC_PATHS)],
+        exception_handlers={HTTPException: _http_error, Exception: _server_error,
+                            **security_api.exception_handlers()},
     )
     app.state.platform = platform
     app.state.nav = NAV
