@@ -60,6 +60,10 @@ from hygie.tracing.protocol import (
     request_mac,
 )
 from hygie.tracing.risk import evaluate
+from hygie.tracing.testsites import SiteIndex, load_sites, parse_csv, replace_sites
+
+#: Seconds an in-memory site index is trusted before re-reading the table.
+SITE_INDEX_TTL_S = 60.0
 
 RISK_LEVEL_HIGH = 4
 RISK_LEVEL_NONE = 0
@@ -117,6 +121,7 @@ class TracingService:
         self.codec = EbidCodec(keystore, self.settings.country_code)
         self.limiter = captchas.RateLimiter()
         self._postgres = engine.dialect.name == "postgresql"
+        self._sites: tuple[float, SiteIndex] | None = None
 
     @classmethod
     def for_platform(cls, platform: Any) -> TracingService:
@@ -168,6 +173,8 @@ class TracingService:
 
     def captcha_media(self, cid: str, kind: str) -> bytes:
         """The PNG (image) or WAV (audio) of a pending challenge."""
+        if kind not in captchas.KINDS:
+            raise InvalidRequest(f"a captcha is served as {' or '.join(captchas.KINDS)}")
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(t.captcha).where(t.captcha.c.id == cid)).first()
         if row is None or row.expires < int(self.clock()):
@@ -330,6 +337,21 @@ class TracingService:
                 last_request_time=req.time)).rowcount
         if done != 1:
             raise self._reason_not_applied(row.id_a, req)
+
+    # --- test sites ------------------------------------------------------------------
+    def import_sites(self, text: str) -> tuple[int, int]:
+        """Replace the test-site list from a CSV; returns (stored, skipped rows)."""
+        sites, skipped = parse_csv(text)
+        stored = replace_sites(self.engine, sites)
+        self._sites = (time.monotonic(), SiteIndex(sites))
+        return stored, skipped
+
+    def site_index(self) -> SiteIndex:
+        """The in-memory index, re-read from the table at most every minute."""
+        cached = self._sites
+        if cached is None or time.monotonic() - cached[0] > SITE_INDEX_TTL_S:
+            cached = self._sites = (time.monotonic(), SiteIndex(load_sites(self.engine)))
+        return cached[1]
 
     # --- housekeeping -----------------------------------------------------------------
     def forget_old_keys(self) -> int:
