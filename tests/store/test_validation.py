@@ -440,6 +440,24 @@ def test_no_nested_contained() -> None:
     assert errors(res) == [("invariant", "Observation.contained[0].contained")]
 
 
+def test_contained_resource_has_no_version_of_its_own() -> None:
+    res = observation(contained=[{
+        "resourceType": "Patient", "id": "p",
+        "meta": {"versionId": "1", "lastUpdated": "2024-01-01T00:00:00Z"},
+    }])
+    assert errors(res) == [
+        ("invariant", "Observation.contained[0].meta.versionId"),
+        ("invariant", "Observation.contained[0].meta.lastUpdated"),
+    ]
+
+
+def test_contained_resource_has_no_security_label() -> None:
+    res = observation(contained=[{
+        "resourceType": "Patient", "id": "p", "meta": {"security": [{"code": "R"}]},
+    }])
+    assert errors(res) == [("invariant", "Observation.contained[0].meta.security")]
+
+
 def test_bundle_entry_resource_is_validated() -> None:
     entries = [{"resource": patient(id=f"p{i}")} for i in range(3)]
     bad = observation(status="wrong")

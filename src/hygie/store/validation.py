@@ -14,7 +14,8 @@ What is checked (each issue carries the FHIRPath location of the faulty node, e.
   allowed target types (references.html#literal);
 - primitive extension objects ``_name`` ({id, extension}), ext-1 on extensions and
   modifier extensions (extensibility.html);
-- contained resources (dom-2: no nested contained), Bundle.entry.resource and
+- contained resources (dom-2: no nested contained; dom-4, dom-5: no version, last
+  update or security label of their own), Bundle.entry.resource and
   Parameters.parameter.resource, each validated as its own type;
 - a nesting limit (``max_depth``), so that a hostile body cannot exhaust the stack.
 
@@ -250,12 +251,8 @@ class _Walker:
                 f"{path}.resourceType" if path else "resourceType",
             )
             return
-        if contained and "contained" in res:
-            self.error(
-                "invariant",
-                "dom-2: a contained resource must not contain other resources",
-                f"{path}.contained",
-            )
+        if contained:
+            self._contained_rules(res, path or rtype)
         saved_local, saved_bundle = self.local, self.bundle
         if not contained:
             self.local = self._contained_index(res, rtype)
@@ -263,6 +260,30 @@ class _Walker:
             self.bundle = self._bundle_index(res)
         self.object(res, self.types[rtype], path or rtype, depth)
         self.local, self.bundle = saved_local, saved_bundle
+
+    def _contained_rules(self, res: dict[str, Any], path: str) -> None:
+        """dom-2, dom-4, dom-5 (domainresource.html#invs) on a contained resource."""
+        if "contained" in res:
+            self.error(
+                "invariant",
+                "dom-2: a contained resource must not contain other resources",
+                f"{path}.contained",
+            )
+        meta = res.get("meta")
+        if type(meta) is dict:
+            for key in ("versionId", "lastUpdated"):
+                if key in meta:
+                    self.error(
+                        "invariant",
+                        f"dom-4: a contained resource must not have a meta.{key}",
+                        f"{path}.meta.{key}",
+                    )
+            if "security" in meta:
+                self.error(
+                    "invariant",
+                    "dom-5: a contained resource must not have a security label",
+                    f"{path}.meta.security",
+                )
 
     # --- objects -----------------------------------------------------------------
 
@@ -320,7 +341,7 @@ class _Walker:
                                     f"{path}.{key}[{i}]",
                                 )
                         else:
-                            self.primitive(item, el, f"{path}.{key}[{i}]")
+                            self.primitive(item, el, path, i)
                 else:
                     for i, item in enumerate(value):
                         self.value(item, el, f"{path}.{key}[{i}]", depth + 1)
@@ -335,7 +356,7 @@ class _Walker:
                     if value is None:
                         self.error("structure", "null is not allowed", f"{path}.{key}")
                     else:
-                        self.primitive(value, el, f"{path}.{key}")
+                        self.primitive(value, el, path)
                 else:
                     self.value(value, el, f"{path}.{key}", depth + 1)
         for el in td.required:
@@ -393,11 +414,19 @@ class _Walker:
             if type(ref) is str and ref:
                 self.reference(ref, el, path)
 
-    def primitive(self, value: Any, el: ElementDef, path: str) -> None:
+    def primitive(self, value: Any, el: ElementDef, parent: str, index: int = -1) -> None:
+        """A primitive value of element ``el`` under ``parent`` (item ``index`` of an array).
+
+        The location is only spelled out when there is something to report: most values
+        are valid, and building their paths would cost more than checking them.
+        """
         problem = _PRIMITIVE_CHECKS[el.type](value)
+        if problem is None and (el.codes is None or value in el.codes):
+            return
+        where = f"{parent}.{el.name}" if index < 0 else f"{parent}.{el.name}[{index}]"
         if problem is not None:
             code, message, severity = problem
-            self.error(code, f"{el.type}: {message}", path, severity)
+            self.error(code, f"{el.type}: {message}", where, severity)
             if severity == "error":
                 return
         if el.codes is not None and value not in el.codes:
@@ -405,7 +434,7 @@ class _Walker:
             self.error(
                 "code-invalid",
                 f"{str(value)[:64]!r} is not in the required value set ({shown})",
-                path,
+                where,
             )
 
     def primitive_extension(
