@@ -282,6 +282,13 @@ def test_at_most_one_type_of_a_choice() -> None:
     assert errors(res) == [("structure", "Observation.valueString")]
 
 
+def test_at_most_one_type_of_a_choice_counting_primitive_extensions() -> None:
+    ext = {"extension": [{"url": "http://x.org/why", "valueCode": "masked"}]}
+    res = observation(valueQuantity={"value": 1}, _valueString=ext)
+    assert errors(res) == [("structure", "Observation.valueString")]
+    assert errors(observation(valueString="a", _valueString={"id": "s"})) == []
+
+
 # --- required bindings ---------------------------------------------------------------
 
 
@@ -383,6 +390,11 @@ def test_primitive_extension_array_length() -> None:
 def test_primitive_extension_array_double_null() -> None:
     res = patient(name=[{"given": [None, "B"], "_given": [None, {"id": "g"}]}])
     assert ("structure", "Patient.name[0].given[0]") in errors(res)
+
+
+def test_primitive_extension_with_only_an_id_and_no_value() -> None:
+    assert errors(patient(birthDate="2000", _birthDate={"id": "b"})) == []
+    assert errors(patient(_birthDate={"id": "b"})) == [("structure", "Patient.birthDate")]
 
 
 def test_primitive_extension_content_is_validated() -> None:

@@ -310,19 +310,12 @@ class _Walker:
             el = elements.get(key)
             if el is None:
                 self._other_member(obj, td, key, value, path, depth)
+                base = elements.get(key[1:]) if key[:1] == "_" else None
+                if base is not None and base.choice is not None:  # `_valueString`
+                    chosen = self._choose(chosen, base, path)
                 continue
             if el.choice is not None:
-                if chosen is None:
-                    chosen = {}
-                other = chosen.get(el.choice)
-                if other is not None:
-                    self.error(
-                        "structure",
-                        f"only one type of {el.choice}[x] is allowed, found {other} and {key}",
-                        f"{path}.{key}",
-                    )
-                else:
-                    chosen[el.choice] = key
+                chosen = self._choose(chosen, el, path)
             if el.array:
                 if type(value) is not list:
                     self.error("structure", f"{key} must be a JSON array (max *)", f"{path}.{key}")
@@ -372,6 +365,24 @@ class _Walker:
                 )
         if td.name == "Extension" or td.name == "Extension.extension":
             self._extension_rule(obj, path)
+
+    def _choose(
+        self, chosen: dict[str, str] | None, el: ElementDef, path: str
+    ) -> dict[str, str]:
+        """Record the type picked for a choice group; a second, different one is an error
+        (formats.html#choice: only one of the value[x] names may appear)."""
+        if chosen is None:
+            chosen = {}
+        other = chosen.get(el.choice or "")
+        if other is None:
+            chosen[el.choice or ""] = el.name
+        elif other != el.name:
+            self.error(
+                "structure",
+                f"only one type of {el.choice}[x] is allowed, found {other} and {el.name}",
+                f"{path}.{el.name}",
+            )
+        return chosen
 
     def _other_member(
         self, obj: dict[str, Any], td: TypeDef, key: str, value: Any, path: str, depth: int
@@ -464,14 +475,17 @@ class _Walker:
                             f"{where}[{i}]",
                         )
                     continue
-                self._primitive_extension_object(item, f"{where}[{i}]", depth)
+                has_value = type(base) is list and i < len(base) and base[i] is not None
+                self._primitive_extension_object(item, f"{where}[{i}]", depth, has_value)
         else:
             if type(value) is list:
                 self.error("structure", f"_{el.name} must be a single object", where)
                 return
-            self._primitive_extension_object(value, where, depth)
+            self._primitive_extension_object(value, where, depth, el.name in obj)
 
-    def _primitive_extension_object(self, value: Any, where: str, depth: int) -> None:
+    def _primitive_extension_object(
+        self, value: Any, where: str, depth: int, has_value: bool
+    ) -> None:
         if type(value) is not dict:
             self.error("structure", "a primitive's extension must be a JSON object", where)
             return
@@ -490,8 +504,8 @@ class _Walker:
                 )
         if members:
             # The Element rules: id is a string, extension an Extension array. An id
-            # alone is fine here, the primitive's value being the content (ele-1).
-            self.object(members, self.types["Element"], where, depth + 1, bare_id_ok=True)
+            # alone is fine where the primitive has a value, its content (ele-1).
+            self.object(members, self.types["Element"], where, depth + 1, bare_id_ok=has_value)
 
     def reference(self, ref: str, el: ElementDef, path: str) -> None:
         """Reference.reference: its form, and its target type (references.html#literal).
