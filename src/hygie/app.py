@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hygie.config import Settings, load_settings
+from hygie.epidemic import api as epidemic_api
 from hygie.platform import Platform, open_platform
 from hygie.security import api as security_api
 from hygie.security.middleware import AuthMiddleware
@@ -42,7 +43,7 @@ NAV = [
     NavEntry("Rendez-vous", "/scheduling", built=False),
     NavEntry("Imagerie", "/imaging", built=False),
     NavEntry("Mobilité", "/mobility", built=False),
-    NavEntry("Épidémie", "/epidemic", built=False),
+    NavEntry("Épidémie", "/epidemic"),
     NavEntry("Traçage", "/tracing", built=False),
 ]
 
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/static", StaticFiles(directory=static), name="static"),
         *security_api.routes(),
         *store_api.routes(),
+        Mount("/epidemic", routes=epidemic_api.routes()),
     ]
 
     @asynccontextmanager
