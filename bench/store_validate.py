@@ -3,15 +3,20 @@
 Prints ``validate: N resources/s (ratio x vs goal)``: the store's ingest goal needs
 validation alone to reach 20,000 typical resources/s (a Patient, an Observation with a
 valueQuantity), so that with the database write it still passes 3,000 resources/s.
-No peer library runs here: the FHIR validators of the field need definitions packages
-that are not installed (see the module docstring of hygie.store.validation).
 
-Usage: .venv/bin/python bench/store_validate.py [--seconds 2]
+The peer is the pydantic model validation of ``fhir.resources`` 6.4.0 (FHIR 4.0.1),
+which is not a dependency of Hygie: give ``--peer-python`` the interpreter of a
+virtualenv that has it (``pip install fhir.resources==6.4.0 'pydantic<2'``, as
+tools/gen_r4_structure.py does) and the same samples are parsed there, in this run.
+
+Usage: .venv/bin/python bench/store_validate.py [--seconds 2] [--peer-python PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import time
 from typing import Any
 
@@ -92,15 +97,52 @@ def rate(resources: list[dict[str, Any]], seconds: float, rounds: int = 5) -> fl
     return best
 
 
+#: Run by the peer interpreter: parse the samples (stdin) with fhir.resources models.
+_PEER = """
+import json, sys, time
+from fhir.resources import construct_fhir_element
+samples, seconds = json.load(sys.stdin)
+best = 0.0
+for _ in range(5):
+    done, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds / 5:
+        for res in samples:
+            construct_fhir_element(res["resourceType"], res)
+        done += len(samples)
+    best = max(best, done / elapsed)
+print(best)
+"""
+
+
+def peer_rate(python: str, resources: list[dict[str, Any]], seconds: float) -> float:
+    """The fhir.resources rate on the same samples, in another interpreter."""
+    done = subprocess.run(
+        [python, "-c", _PEER],
+        input=json.dumps([resources, seconds]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--peer-python", help="interpreter with fhir.resources 6.4.0")
     args = parser.parse_args()
-    for name, sample in (("patient", [PATIENT]), ("observation", [OBSERVATION])):
-        value = rate(sample, args.seconds / 2)
-        print(f"validate_{name}: {value:,.0f} resources/s ({value / GOAL:.2f} x vs goal)")
-    value = rate([PATIENT, OBSERVATION], args.seconds)
-    print(f"validate: {value:,.0f} resources/s ({value / GOAL:.2f} x vs goal {GOAL:,}/s)")
+    cases = (
+        ("validate_patient", [PATIENT]),
+        ("validate_observation", [OBSERVATION]),
+        ("validate", [PATIENT, OBSERVATION]),
+    )
+    for name, sample in cases:
+        value = rate(sample, args.seconds)
+        versus = f"{value / GOAL:.2f} x vs goal {GOAL:,}/s"
+        if args.peer_python:
+            peer = peer_rate(args.peer_python, sample, args.seconds)
+            versus += f"; {value / peer:.1f} x vs fhir.resources {peer:,.0f}/s"
+        print(f"{name}: {value:,.0f} resources/s ({versus})")
 
 
 if __name__ == "__main__":
