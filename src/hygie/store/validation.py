@@ -22,7 +22,7 @@ What is checked (each issue carries the FHIRPath location of the faulty node, e.
 Why hand-written: the library validators of the field either need the full R4
 definitions package at run time (not available offline: the HL7 validator, HAPI) or
 build one model object per node (the pydantic models of ``fhir.resources``), which
-stops at the first error of each node and is five to eight times slower here
+stops at the first error of each node and is 5 to 12 times slower here
 (bench/store_validate.py runs it as the peer). This module walks the JSON once against
 the precompiled table of ``structure.py`` and collects every issue.
 
