@@ -290,10 +290,15 @@ def _numbers(code: str, items: list[Any], rows: IndexRows, base_url: str | None)
                     out.append((code, number, number))
 
 
-def _quantity_row(code: str, value: dict[str, Any]) -> tuple[Any, ...] | None:
+def _quantity_rows(code: str, value: dict[str, Any], out: list[tuple[Any, ...]]) -> None:
+    """A Quantity's row (system, code); one more, with no system, for a unit unlike the code.
+
+    ``value=5||mg`` must match a quantity whose unit is mg whatever its code
+    (search.html#quantity), hence the second row.
+    """
     number = _number_of(value.get("value"))
     if number is None:
-        return None
+        return
     low, high = number, number
     comparator = value.get("comparator")
     if comparator in ("<", "<="):
@@ -301,9 +306,13 @@ def _quantity_row(code: str, value: dict[str, Any]) -> tuple[Any, ...] | None:
     elif comparator in (">", ">="):
         high = float("inf")
     if "currency" in value:
-        return (code, low, high, ISO_4217, _opt(value.get("currency")))
-    unit_code = value.get("code") or value.get("unit")
-    return (code, low, high, _opt(value.get("system")), _opt(unit_code))
+        out.append((code, low, high, ISO_4217, _opt(value.get("currency"))))
+        return
+    unit_code = _opt(value.get("code")) or _opt(value.get("unit"))
+    out.append((code, low, high, _opt(value.get("system")), unit_code))
+    unit = _opt(value.get("unit"))
+    if unit is not None and unit != unit_code:
+        out.append((code, low, high, None, unit))
 
 
 def _quantities(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -> None:
@@ -321,9 +330,7 @@ def _quantities(code: str, items: list[Any], rows: IndexRows, base_url: str | No
             out.append((code, *bounds, _opt(unit.get("system")),
                         _opt(unit.get("code") or unit.get("unit"))))
         else:
-            row = _quantity_row(code, value)
-            if row is not None:
-                out.append(row)
+            _quantity_rows(code, value, out)
 
 
 def reference_row(code: str, reference: str, base_url: str | None) -> tuple[Any, ...] | None:

@@ -1,0 +1,604 @@
+"""Search compilation: a ``SearchRequest`` becomes SQLAlchemy Core selects.
+
+Every filter becomes ``resource.pk IN (SELECT res_pk FROM idx_<type> WHERE ...)``
+over the index table of its parameter type, built by one ``_compile_<type>`` per
+type; chains join ``idx_reference`` to the target resources, ``_has`` joins it to
+the referring ones. Every value is a bound parameter, and only constructs that
+SQLite and PostgreSQL read alike are used, so one query serves both engines.
+
+Paging is by keyset, never OFFSET: results are ordered by the ``_sort`` keys (a
+missing value sorts last, whichever the direction) and then by ``pk``, and a
+cursor carries the keys of the last row shown, so that the next page starts right
+after it even while other writers add or remove rows.
+See https://hl7.org/fhir/R4/search.html (prefixes, modifiers, chaining, _has,
+_sort, _include) and http.html#paging.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.sql.expression import ScalarSelect
+
+from hygie.store import outcomes
+from hygie.store.schema import INDEX_STRING_LENGTH, INDEX_TABLES, idx_reference, idx_token, resource
+from hygie.store.search.extract import DATE_MAX, DATE_MIN
+from hygie.store.search.parse import (
+    Chain,
+    Condition,
+    DateValue,
+    Filter,
+    Has,
+    NumberValue,
+    QuantityValue,
+    ReferenceValue,
+    SearchRequest,
+    SortKey,
+    StringValue,
+    TokenValue,
+    UriValue,
+)
+
+#: Columns every result select returns, in this order.
+RESULT_COLUMNS = (
+    resource.c.pk,
+    resource.c.res_type,
+    resource.c.res_id,
+    resource.c.version,
+    resource.c.last_updated,
+    resource.c.body,
+)
+
+Res = FromClause
+Clause = ColumnElement[bool]
+
+#: How far ``ap`` reaches around a value: 10% of its distance to now / of the number.
+APPROXIMATION = 0.1
+
+
+# --- shared pieces ---------------------------------------------------------------------
+
+
+def _type_clause(column: Any, types: Sequence[str]) -> Clause | None:
+    if not types:
+        return None
+    if len(types) == 1:
+        return column == types[0]  # type: ignore[no-any-return]
+    return column.in_(types)  # type: ignore[no-any-return]
+
+
+def _rows_where(kind: str, code: str, types: Sequence[str], clause: Clause | None) -> Select[Any]:
+    """``SELECT res_pk FROM idx_<kind> WHERE param = code [AND type] [AND clause]``."""
+    table = INDEX_TABLES[kind]
+    parts: list[Clause] = [table.c.param == code]
+    by_type = _type_clause(table.c.res_type, types)
+    if by_type is not None:
+        parts.append(by_type)
+    if clause is not None:
+        parts.append(clause)
+    return select(table.c.res_pk).where(*parts)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _prefix_match(column: Any, prefix: str) -> Clause:
+    """``column`` starts with ``prefix``: a range the b-tree uses, and LIKE to be exact."""
+    prefix = prefix[:INDEX_STRING_LENGTH]
+    if not prefix:
+        return true()
+    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    return and_(  # type: ignore[no-any-return]
+        column >= prefix, column < upper, column.like(_like_escape(prefix) + "%", escape="\\")
+    )
+
+
+def _missing(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    kind = cond.type
+    rows = _rows_where(kind, cond.code, types, None)
+    return res.c.pk.not_in(rows) if cond.missing else res.c.pk.in_(rows)  # type: ignore[no-any-return]
+
+
+# --- one function per parameter type -------------------------------------------------------
+
+
+def _compile_string(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = INDEX_TABLES["string"]
+    clauses: list[Clause] = []
+    for value in cond.values:
+        assert isinstance(value, StringValue)
+        if cond.modifier == "exact":
+            clauses.append(table.c.exact == value.text[:INDEX_STRING_LENGTH])
+        elif cond.modifier == "contains":
+            clauses.append(table.c.value.like("%" + _like_escape(value.text) + "%", escape="\\"))
+        else:
+            clauses.append(_prefix_match(table.c.value, value.text))
+    return res.c.pk.in_(_rows_where("string", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+def _token_clause(table: Any, value: TokenValue) -> Clause:
+    parts: list[Clause] = []
+    if value.code is not None:
+        parts.append(table.c.code == value.code[:INDEX_STRING_LENGTH])
+    if value.system is not None:
+        parts.append(table.c.system == value.system[:INDEX_STRING_LENGTH])
+    elif not value.any_system:
+        parts.append(table.c.system.is_(None))
+    return and_(*parts) if parts else true()  # type: ignore[no-any-return]
+
+
+def _text_clause(column: Any, text: str) -> Clause:
+    """Some word of ``column`` starts with ``text`` (token ``:text``)."""
+    escaped = _like_escape(text[:INDEX_STRING_LENGTH])
+    return or_(  # type: ignore[no-any-return]
+        column.like(escaped + "%", escape="\\"), column.like("% " + escaped + "%", escape="\\")
+    )
+
+
+def _compile_token(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = idx_token
+    clauses: list[Clause] = []
+    for value in cond.values:
+        if isinstance(value, StringValue):
+            clauses.append(_text_clause(table.c.text, value.text))
+        else:
+            assert isinstance(value, TokenValue)
+            clauses.append(_token_clause(table, value))
+    rows = _rows_where("token", cond.code, types, or_(*clauses))
+    if cond.modifier == "not":
+        return res.c.pk.not_in(rows)  # type: ignore[no-any-return]
+    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
+
+
+def _range_clause(prefix: str, low: Any, high: Any, col_low: Any, col_high: Any,
+                  exact: float | None = None) -> Clause:
+    """Compare a stored range with a search range by prefix (search.html#prefix).
+
+    Dates compare ranges both ways; numbers and quantities pass ``exact`` (the
+    value as written) since gt/lt/ge/le/sa/eb compare with it, not its precision.
+    Implied bounds (``col_low <= col_high``) are added so an index on low or high
+    can serve each prefix.
+    """
+    if exact is None:
+        eq = and_(col_low >= low, col_high <= high, col_low <= high)
+        if prefix == "eq":
+            return eq  # type: ignore[no-any-return]
+        if prefix == "ne":
+            return not_(eq)
+        if prefix == "gt":
+            return col_high > high  # type: ignore[no-any-return]
+        if prefix == "lt":
+            return col_low < low  # type: ignore[no-any-return]
+        if prefix == "ge":
+            return or_(col_high > high, eq)  # type: ignore[no-any-return]
+        if prefix == "le":
+            return or_(col_low < low, eq)  # type: ignore[no-any-return]
+        if prefix == "sa":
+            return col_low > high  # type: ignore[no-any-return]
+        if prefix == "eb":
+            return col_high < low  # type: ignore[no-any-return]
+        # ap: overlaps the value widened by 10% of its distance to now.
+        now = int(time.time() * 1_000_000)
+        reach = int(abs(now - low) * APPROXIMATION)
+        return and_(col_low <= min(high + reach, DATE_MAX),  # type: ignore[no-any-return]
+                    col_high >= max(low - reach, DATE_MIN))
+    eq = and_(col_low >= low, col_high < high, col_low < high)
+    if prefix == "eq":
+        return eq  # type: ignore[no-any-return]
+    if prefix == "ne":
+        return not_(eq)
+    if prefix == "gt":
+        return col_high > exact  # type: ignore[no-any-return]
+    if prefix == "lt":
+        return col_low < exact  # type: ignore[no-any-return]
+    if prefix == "ge":
+        return col_high >= exact  # type: ignore[no-any-return]
+    if prefix == "le":
+        return col_low <= exact  # type: ignore[no-any-return]
+    if prefix == "sa":
+        return col_low > exact  # type: ignore[no-any-return]
+    if prefix == "eb":
+        return col_high < exact  # type: ignore[no-any-return]
+    reach = abs(exact) * APPROXIMATION
+    return and_(col_low <= exact + reach, col_high >= exact - reach)  # type: ignore[no-any-return]
+
+
+def _compile_date(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = INDEX_TABLES["date"]
+    clauses = []
+    for value in cond.values:
+        assert isinstance(value, DateValue)
+        clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
+                                     table.c.high))
+    return res.c.pk.in_(_rows_where("date", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+def _compile_number(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = INDEX_TABLES["number"]
+    clauses = []
+    for value in cond.values:
+        assert isinstance(value, NumberValue)
+        clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
+                                     table.c.high, exact=value.value))
+    return res.c.pk.in_(_rows_where("number", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+def _compile_quantity(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = INDEX_TABLES["quantity"]
+    clauses = []
+    for value in cond.values:
+        assert isinstance(value, QuantityValue)
+        parts = [_range_clause(value.prefix, value.low, value.high, table.c.low, table.c.high,
+                               exact=value.value)]
+        if value.code is not None:
+            parts.append(table.c.code == value.code[:INDEX_STRING_LENGTH])
+        if value.system is not None:
+            parts.append(table.c.system == value.system[:INDEX_STRING_LENGTH])
+        clauses.append(and_(*parts))
+    return res.c.pk.in_(_rows_where("quantity", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+def _compile_reference(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    if cond.modifier == "identifier":
+        clauses = [_token_clause(idx_token, v) for v in cond.values if isinstance(v, TokenValue)]
+        return res.c.pk.in_(_rows_where("token", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    table = idx_reference
+    clauses = []
+    for value in cond.values:
+        assert isinstance(value, ReferenceValue)
+        if value.url is not None:
+            clauses.append(table.c.url == value.url[:INDEX_STRING_LENGTH])
+            continue
+        parts = [table.c.target_id == value.res_id]
+        if value.res_type is not None:
+            if cond.modifier == "type" and value.res_type not in cond.target_types:
+                clauses.append(false())
+                continue
+            parts.append(table.c.target_type == value.res_type)
+        elif cond.modifier == "type":
+            parts.append(table.c.target_type == cond.target_types[0])
+        clauses.append(and_(*parts))
+    return res.c.pk.in_(_rows_where("reference", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+def _uri_ancestors(uri: str) -> list[str]:
+    """``a/b/c`` and its parents at path boundaries, for ``:above``."""
+    out = [uri]
+    cut = uri.rstrip("/")
+    while "/" in cut:
+        cut = cut.rsplit("/", 1)[0]
+        if not cut or cut.endswith(":") or cut.endswith("/"):
+            break
+        out.append(cut)
+    return out
+
+
+def _compile_uri(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+    table = INDEX_TABLES["uri"]
+    clauses = []
+    for value in cond.values:
+        assert isinstance(value, UriValue)
+        if cond.modifier == "below":
+            clauses.append(_prefix_match(table.c.value, value.value))
+        elif cond.modifier == "above":
+            clauses.append(table.c.value.in_([u[:INDEX_STRING_LENGTH]
+                                              for u in _uri_ancestors(value.value)]))
+        else:
+            clauses.append(table.c.value == value.value[:INDEX_STRING_LENGTH])
+    return res.c.pk.in_(_rows_where("uri", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+
+
+_COMPILERS: dict[str, Callable[[Condition, Res, Sequence[str]], Clause]] = {
+    "string": _compile_string,
+    "token": _compile_token,
+    "date": _compile_date,
+    "number": _compile_number,
+    "quantity": _compile_quantity,
+    "reference": _compile_reference,
+    "uri": _compile_uri,
+}
+
+
+def _compile_column_param(cond: Condition, res: Res) -> Clause:
+    """``_id`` and ``_lastUpdated``: the resource table's own columns."""
+    if cond.code == "_id":
+        ids = [v.code for v in cond.values if isinstance(v, TokenValue) and v.code is not None]
+        if cond.missing is not None:
+            return false() if cond.missing else true()
+        clause = res.c.res_id.in_(ids)
+        return not_(clause) if cond.modifier == "not" else clause  # type: ignore[no-any-return]
+    if cond.missing is not None:
+        return false() if cond.missing else true()
+    column = res.c.last_updated
+    return or_(*(  # type: ignore[no-any-return]
+        _range_clause(v.prefix, v.low, v.high, column, column)
+        for v in cond.values
+        if isinstance(v, DateValue)
+    ))
+
+
+def compile_filter(item: Filter, res: Res, types: Sequence[str]) -> Clause:
+    """The SQL condition for one filter on the resource table (or an alias of it)."""
+    if isinstance(item, Chain):
+        return _compile_chain(item, res, types)
+    if isinstance(item, Has):
+        return _compile_has(item, res, types)
+    if item.code in ("_id", "_lastUpdated"):
+        return _compile_column_param(item, res)
+    if item.missing is not None:
+        return _missing(item, res, types)
+    return _COMPILERS[item.type](item, res, types)
+
+
+def _compile_chain(chain: Chain, res: Res, types: Sequence[str]) -> Clause:
+    """``subject:Patient.name=x``: a reference row to a live target that matches."""
+    ref = idx_reference.alias()
+    target = resource.alias()
+    parts: list[Clause] = [ref.c.param == chain.code]
+    by_type = _type_clause(ref.c.res_type, types)
+    if by_type is not None:
+        parts.append(by_type)
+    target_types = _type_clause(target.c.res_type, chain.target_types)
+    if target_types is not None:
+        parts.append(target_types)
+    parts.append(target.c.deleted == false())
+    parts.append(compile_filter(chain.condition, target, chain.target_types))
+    rows = (
+        select(ref.c.res_pk)
+        .select_from(ref.join(target, and_(target.c.res_type == ref.c.target_type,
+                                           target.c.res_id == ref.c.target_id)))
+        .where(*parts)
+    )
+    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
+
+
+def _compile_has(has: Has, res: Res, types: Sequence[str]) -> Clause:
+    """``_has:Observation:patient:code=x``: a live Observation matching x refers here."""
+    ref = idx_reference.alias()
+    source = resource.alias()
+    parts: list[Clause] = [
+        ref.c.res_type == has.res_type,
+        ref.c.param == has.reference,
+        source.c.deleted == false(),
+        compile_filter(has.condition, source, (has.res_type,)),
+    ]
+    by_type = _type_clause(ref.c.target_type, types)
+    if by_type is not None:
+        parts.append(by_type)
+    joined = ref.join(source, source.c.pk == ref.c.res_pk)
+    if len(types) == 1:
+        ids = select(ref.c.target_id).select_from(joined).where(*parts)
+        return res.c.res_id.in_(ids)  # type: ignore[no-any-return]
+    keys = select(ref.c.target_type, ref.c.target_id).select_from(joined).where(*parts)
+    return tuple_(res.c.res_type, res.c.res_id).in_(keys)  # type: ignore[no-any-return]
+
+
+def compartment_clause(compartment_type: str, compartment_id: str, params: Sequence[str],
+                       res: Res = resource) -> Clause:
+    """Resources in ``compartment_type/compartment_id`` through one of ``params``.
+
+    For ``GET Patient/123/Observation``: ``params`` are the parameters that the
+    compartment definition lists for the searched type (compartmentdefinition.html).
+    """
+    if not params:
+        return false()
+    rows = select(idx_reference.c.res_pk).where(
+        idx_reference.c.param.in_(list(params)),
+        idx_reference.c.target_type == compartment_type,
+        idx_reference.c.target_id == compartment_id,
+    )
+    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
+
+
+# --- sorting and cursors ----------------------------------------------------------------
+
+
+_SORT_COLUMNS: dict[str, tuple[str, str]] = {
+    # type -> (column for ascending, column for descending)
+    "string": ("value", "value"),
+    "token": ("code", "code"),
+    "date": ("low", "high"),
+    "number": ("low", "high"),
+    "quantity": ("low", "high"),
+    "uri": ("value", "value"),
+}
+
+
+def _sort_expression(key: SortKey, types: Sequence[str]) -> Any:
+    """The value a resource sorts by: the least (or, descending, greatest) of its values."""
+    if key.code == "_id":
+        return resource.c.res_id
+    if key.code == "_lastUpdated":
+        return resource.c.last_updated
+    table = INDEX_TABLES[key.type]
+    if key.type == "reference":
+        column: Any = func.coalesce(table.c.target_type + "/" + table.c.target_id, table.c.url)
+    else:
+        column = table.c[_SORT_COLUMNS[key.type][1 if key.descending else 0]]
+    aggregate = func.max(column) if key.descending else func.min(column)
+    parts: list[Clause] = [table.c.res_pk == resource.c.pk, table.c.param == key.code]
+    by_type = _type_clause(table.c.res_type, types)
+    if by_type is not None:
+        parts.append(by_type)
+    subquery: ScalarSelect[Any] = select(aggregate).where(*parts).scalar_subquery()
+    return subquery
+
+
+@dataclass(frozen=True)
+class _SortTerm:
+    """One column of the keyset order: an expression, its direction, nullable or not."""
+
+    expression: Any
+    descending: bool
+    nullable: bool
+
+
+def _after(terms: Sequence[_SortTerm], values: Sequence[Any]) -> Clause:
+    """Rows strictly after ``values`` in the order of ``terms`` (keyset condition)."""
+    term, value = terms[0], values[0]
+    rest_terms, rest_values = terms[1:], values[1:]
+    if term.nullable:
+        flag = case((term.expression.is_(None), 1), else_=0)
+        missing = 1 if value is None else 0
+        if value is None:
+            # In the block of missing values: the value column is NULL for all of them.
+            inner = _after(rest_terms, rest_values) if rest_terms else false()
+            return or_(flag > missing, and_(flag == missing, inner))  # type: ignore[no-any-return]
+        beyond = term.expression < value if term.descending else term.expression > value
+        tie: Clause = term.expression == value
+        later = or_(beyond, and_(tie, _after(rest_terms, rest_values))) if rest_terms else beyond
+        return or_(flag > missing, and_(flag == missing, later))  # type: ignore[no-any-return]
+    beyond = term.expression < value if term.descending else term.expression > value
+    if not rest_terms:
+        return beyond  # type: ignore[no-any-return]
+    return or_(beyond, and_(term.expression == value, _after(rest_terms, rest_values)))  # type: ignore[no-any-return]
+
+
+def _encode_cursor(fingerprint: int, values: list[Any]) -> str:
+    raw = json.dumps([fingerprint, *values], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _decode_cursor(cursor: str, fingerprint: int, size: int) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        decoded = None
+    if (
+        not isinstance(decoded, list)
+        or len(decoded) != size + 1
+        or decoded[0] != fingerprint
+        or not isinstance(decoded[-1], int)
+        or not all(v is None or isinstance(v, int | float | str) for v in decoded[1:])
+    ):
+        raise outcomes.invalid("this paging cursor does not belong to this search",
+                               expression="_cursor")
+    return decoded[1:]
+
+
+# --- the compiled search -----------------------------------------------------------------
+
+
+@dataclass
+class CompiledSearch:
+    """The SQL of one search: its page, count and include queries."""
+
+    request: SearchRequest
+    #: Conditions on ``resource`` every query applies (filters, types, not deleted).
+    where: list[Clause] = field(default_factory=list)
+    _terms: list[_SortTerm] = field(default_factory=list)
+    _fingerprint: int = 0
+
+    def page_query(self, count: int, cursor: str | None = None) -> Select[Any]:
+        """One page: ``count + 1`` rows (the extra one says there is a next page)."""
+        keys = [term.expression.label(f"sort_{i}") for i, term in enumerate(self._terms)]
+        query = select(*RESULT_COLUMNS, *keys).where(*self.where)
+        if cursor is not None:
+            values = _decode_cursor(cursor, self._fingerprint, len(self._terms))
+            query = query.where(_after(self._terms, values))
+        order: list[Any] = []
+        for term in self._terms:
+            if term.nullable:
+                order.append(case((term.expression.is_(None), 1), else_=0))
+            order.append(term.expression.desc() if term.descending else term.expression.asc())
+        return query.order_by(*order).limit(count + 1)
+
+    def next_cursor(self, row: Any) -> str:
+        """The cursor of the page that starts after ``row`` (a row of ``page_query``)."""
+        mapping = row._mapping
+        values = [mapping[f"sort_{i}"] for i in range(len(self._terms) - 1)]
+        values.append(mapping["pk"])
+        return _encode_cursor(self._fingerprint, values)
+
+    def count_query(self) -> Select[Any]:
+        """The number of matches (``_total=accurate``)."""
+        return select(func.count()).select_from(resource).where(*self.where)
+
+    def include_query(self, pks: Sequence[int], *, iterate: bool = False) -> Select[Any] | None:
+        """Resources that ``_include``/``_revinclude`` add for the resources ``pks``.
+
+        With ``iterate`` False, every directive applies to the page's resources;
+        the caller then calls again with ``iterate=True`` and the resources just
+        added, for the ``:iterate`` directives only, until nothing new comes (and
+        within its own limit). None when there is nothing to ask.
+        """
+        directives = [
+            d for d in (*self.request.includes, *self.request.revincludes)
+            if d.iterate or not iterate
+        ]
+        if not directives or not pks:
+            return None
+        pk_list = list(pks)
+        parts = []
+        for directive in directives:
+            ref = idx_reference.alias()
+            other = resource.alias()
+            link = and_(other.c.res_type == ref.c.target_type, other.c.res_id == ref.c.target_id)
+            conditions: list[Clause] = [ref.c.res_type == directive.source_type]
+            if directive.code is not None:
+                conditions.append(ref.c.param == directive.code)
+            if directive.target_type is not None:
+                conditions.append(ref.c.target_type == directive.target_type)
+            if directive.reverse:
+                # Resources of source_type whose reference points at one of pks.
+                conditions.append(other.c.pk.in_(pk_list))
+                parts.append(resource.c.pk.in_(
+                    select(ref.c.res_pk).select_from(ref.join(other, link)).where(*conditions)
+                ))
+            else:
+                conditions.append(ref.c.res_pk.in_(pk_list))
+                parts.append(resource.c.pk.in_(
+                    select(other.c.pk).select_from(ref.join(other, link)).where(*conditions)
+                ))
+        return (
+            select(*RESULT_COLUMNS)
+            .where(or_(*parts), resource.c.deleted == false(), resource.c.pk.not_in(pk_list))
+            .order_by(resource.c.pk)
+        )
+
+
+def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> CompiledSearch:
+    """Compile a parsed search. ``restrict`` adds conditions on ``resource`` (access rules,
+    a compartment) to every query but the include ones."""
+    where: list[Clause] = [resource.c.deleted == false()]
+    by_type = _type_clause(resource.c.res_type, req.types)
+    if by_type is not None:
+        where.append(by_type)
+    where.extend(compile_filter(item, resource, req.types) for item in req.filters)
+    where.extend(restrict)
+    terms = [
+        _SortTerm(
+            _sort_expression(key, req.types),
+            key.descending,
+            nullable=key.code not in ("_id", "_lastUpdated"),
+        )
+        for key in req.sort
+    ]
+    terms.append(_SortTerm(resource.c.pk, False, nullable=False))
+    spec = ",".join(f"{'-' if k.descending else ''}{k.code}" for k in req.sort)
+    fingerprint = zlib.crc32(f"{req.res_type}|{','.join(req.types)}|{spec}".encode())
+    return CompiledSearch(req, where, terms, fingerprint)
+
