@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
 
 from hygie.config import load_settings
 from hygie.platform import Platform, open_platform
@@ -89,6 +90,12 @@ async def home_page(request: Request) -> Response:
     return render(request, "base.html", {"who": principal.subject})
 
 
+async def ws_whoami(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_json({"subject": websocket.state.principal.subject})
+    await websocket.close()
+
+
 def make_app(platform: Platform) -> Starlette:
     """The security routes and some protected ones, behind ``AuthMiddleware``."""
     app = Starlette(
@@ -100,6 +107,7 @@ def make_app(platform: Platform) -> Starlette:
             Route("/fhir/Patient", fhir_patients),
             Route("/fhir/metadata", fhir_metadata),
             Route("/record", home_page),
+            WebSocketRoute("/ws/whoami", ws_whoami),
         ],
         middleware=[Middleware(AuthMiddleware, platform=platform, public_paths=["/open/"])],
         exception_handlers=api.exception_handlers(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import stat
 from pathlib import Path
 
@@ -67,3 +68,15 @@ def test_jwks_lists_public_keys_only_and_verifies_tokens(tmp_path: Path) -> None
                        headers={"kid": signing.kid})
     public = jwt.PyJWKSet.from_dict(jwks)[signing.kid]
     assert jwt.decode(token, public.key, algorithms=["ES256"])["sub"] == "x"
+
+
+def _first_kid(folder: str) -> str:
+    return FileKeyStore(folder).signing_key().kid
+
+
+def test_processes_starting_together_agree_on_one_key(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        kids = pool.map(_first_kid, [str(tmp_path / "keys")] * 6)
+    assert len(set(kids)) == 1
+    assert len(list((tmp_path / "keys").glob("*.pem"))) == 1

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from hygie.platform import Platform
 from hygie.security import clients
@@ -245,3 +246,14 @@ def test_jwks_and_smart_configuration(http: TestClient) -> None:
         # nothing announced that does not exist yet
         assert "authorization_endpoint" not in config
         assert "launch-standalone" not in config["capabilities"]
+
+
+def test_websockets_are_authenticated_too(http: TestClient, sqlite_platform: Platform) -> None:
+    with pytest.raises(WebSocketDisconnect) as info, http.websocket_connect("/ws/whoami"):
+        pass
+    assert info.value.code == 1008
+    token = tokens_for(sqlite_platform).issue(
+        Principal("monitor", Kind.SERVICE, ScopeSet.parse("system/Observation.rs"))).token
+    with http.websocket_connect("/ws/whoami",
+                                headers={"Authorization": f"Bearer {token}"}) as ws:
+        assert ws.receive_json() == {"subject": "monitor"}
