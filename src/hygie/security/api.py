@@ -259,18 +259,18 @@ async def login_submit(request: Request) -> Response:
         return _login_page(request, next_url="/", status_code=400,
                            error="Le formulaire envoyé est invalide. Veuillez réessayer.")
     next_url = safe_next(form.get("next"))
-    username = form.get("username", "")[:128]
+    username = form.get("username", "")
     sent = form.get("csrf_token", "")
     expected = request.cookies.get(CSRF_COOKIE, "")
     if not (expected and sent and hmac.compare_digest(sent.encode(), expected.encode())
             and _origin_ok(request)):
-        return _login_page(request, next_url=next_url, username=username, status_code=403,
+        return _login_page(request, next_url=next_url, username=username[:128], status_code=403,
                            error="Votre formulaire de connexion a expiré. Veuillez réessayer.")
     platform = request.app.state.platform
     user = await run_in_threadpool(authenticate_user, platform.engine, username,
                                    form.get("password", ""))
     if user is None:
-        return _login_page(request, next_url=next_url, username=username,
+        return _login_page(request, next_url=next_url, username=username[:128],
                            error="Identifiant ou mot de passe incorrect.")
     issued = tokens_for(platform).issue_session(user.principal())
     response = RedirectResponse(next_url, status_code=303, headers={"Cache-Control": "no-store"})
