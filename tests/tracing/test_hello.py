@@ -27,7 +27,7 @@ def lookup_for(svc: TracingService) -> Callable[[Iterable[int]], dict[int, bytes
 def heard(sender: PhoneApp, start: int, n: int = 5, step: int = 30) -> list[Hello]:
     out = []
     for k in range(n):
-        ecc, ebid, t16, mac = sender.hello(start + k * step)
+        _, _, t16, mac = sender.hello(start + k * step)
         out.append((start + k * step + 1, t16, mac, -55))
     return out
 
@@ -114,7 +114,7 @@ def test_duplicate_hello_is_a_replay(sqlite_service: TracingService, clock: Cloc
     a = register(sqlite_service)
     start = clock.ntp()
     hellos = heard(a, start, 3)
-    got = check(sqlite_service, [contact_of(a, start, hellos + [hellos[1]])])
+    got = check(sqlite_service, [contact_of(a, start, [*hellos, hellos[1]])])
     assert got.count(HelloCheck.REPLAY) == 1
     assert HelloCheck.OK not in got
 
