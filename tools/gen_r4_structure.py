@@ -144,7 +144,8 @@ def _introspect_r4() -> dict[str, Any]:
             continue
         classes[name] = get_fhir_model_class(name)
 
-    out: dict[str, Any] = {"classes": {}, "primitives": list(fhirtypes.FHIR_PRIMITIVES)}
+    primitives = list(fhirtypes.FHIR_PRIMITIVES)  # type: ignore[attr-defined,unused-ignore]
+    out: dict[str, Any] = {"classes": {}, "primitives": primitives}
     for name, cls in sorted(classes.items()):
         module = cls.__module__.rsplit(".", 1)[-1]
         if issubclass(cls, Resource):

@@ -43,12 +43,12 @@ def test_patient_elements() -> None:
     assert (name.type, name.kind, name.array, name.min, name.max) == (
         "HumanName", COMPLEX, True, 0, "*"
     )
-    assert patient.elements["gender"].codes == {"male", "female", "other", "unknown"}
+    assert patient.elements["gender"].codes == frozenset({"male", "female", "other", "unknown"})
     assert patient.elements["birthDate"].kind == PRIMITIVE
     assert patient.elements["contained"].kind == RESOURCE
     # Inherited elements are copied in: no base chain to walk.
     assert {"id", "meta", "text", "extension", "modifierExtension"} <= set(patient.elements)
-    assert patient.elements["managingOrganization"].targets == {"Organization"}
+    assert patient.elements["managingOrganization"].targets == frozenset({"Organization"})
 
 
 def test_backbone_elements_are_named_by_path() -> None:

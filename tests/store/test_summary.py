@@ -72,7 +72,7 @@ def test_summary_true_recurses_into_backbone_elements() -> None:
 
 
 def test_summary_true_drops_attachment_data_only() -> None:
-    doc = {
+    doc: dict[str, Any] = {
         "resourceType": "DocumentReference", "status": "current",
         "content": [{"attachment": {
             "contentType": "text/plain", "data": "aGVsbG8=", "url": "Binary/1", "title": "CR",
@@ -83,7 +83,7 @@ def test_summary_true_drops_attachment_data_only() -> None:
         {"attachment": {"contentType": "text/plain", "url": "Binary/1", "title": "CR"}}
     ]
     # Attachment.data inside another data type (RelatedArtifact.document) goes too.
-    params = {
+    params: dict[str, Any] = {
         "resourceType": "Parameters",
         "parameter": [{"name": "doc", "valueRelatedArtifact": {
             "type": "documentation", "document": {"data": "aGVsbG8=", "title": "doc"}}}],
