@@ -16,10 +16,12 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
+import hygie.web
 from hygie.config import load_settings
 from hygie.platform import Platform, open_platform
 from hygie.security import api
@@ -108,6 +110,7 @@ def make_app(platform: Platform) -> Starlette:
             Route("/fhir/metadata", fhir_metadata),
             Route("/record", home_page),
             WebSocketRoute("/ws/whoami", ws_whoami),
+            Mount("/static", StaticFiles(directory=Path(hygie.web.__file__).parent / "static")),
         ],
         middleware=[Middleware(AuthMiddleware, platform=platform, public_paths=["/open/"])],
         exception_handlers=api.exception_handlers(),

@@ -46,6 +46,10 @@ def test_sign_in_and_out_in_chromium(server: LiveServer) -> None:
             assert page.url == server.url + "/login?next=%2Frecord%3Ftab%3D2"
             expect(page).to_have_title("Connexion · Hygie")
             expect(page.get_by_role("heading", name="Connexion")).to_be_visible()
+            expect(page.get_by_label("Identifiant")).to_be_focused()
+            button = page.get_by_role("button", name="Se connecter")
+            assert button.evaluate("e => getComputedStyle(e).backgroundColor") == (
+                "rgb(11, 110, 153)")  # the layout's stylesheet and the page's own style apply
 
             # fields are reached by their labels (accessible names)
             page.get_by_label("Identifiant").fill("amartin")
@@ -54,6 +58,7 @@ def test_sign_in_and_out_in_chromium(server: LiveServer) -> None:
             expect(page.get_by_role("alert")).to_have_text("Identifiant ou mot de passe incorrect.")
             expect(page.get_by_label("Identifiant")).to_have_value("amartin")
             expect(page.get_by_label("Mot de passe")).to_have_value("")
+            expect(page.get_by_label("Mot de passe")).to_be_focused()  # straight to the retry
 
             page.get_by_label("Mot de passe").fill(PASSWORD)
             page.get_by_label("Mot de passe").press("Enter")
