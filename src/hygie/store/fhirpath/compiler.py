@@ -25,7 +25,7 @@ from hygie.store.fhirpath.fhirtypes import (
     is_subtype,
     shape_matches,
 )
-from hygie.store.fhirpath.functions import FUNCTIONS, Compiled
+from hygie.store.fhirpath.functions import FUNCTIONS, Compiled, reference_target
 from hygie.store.fhirpath.nodes import (
     Binary,
     Call,
@@ -60,7 +60,8 @@ class FhirPathCompileError(ValueError):
 
 def member_step(name: str) -> Step:
     """The children called ``name`` of each item, choice elements included."""
-    cut = len(name)
+    # value[x] is written valueQuantity, valueString...: every spelling and its type.
+    choices = {name + suffix: type_name for suffix, type_name in CHOICE_SUFFIXES.items()}
 
     def step(items: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -71,16 +72,13 @@ def member_step(name: str) -> Step:
                 continue
             value = item.get(name)
             if value is None:
-                # value[x]: look for valueQuantity, valueString... and keep the type.
-                for key in item:
-                    if len(key) > cut and key.startswith(name):
-                        type_name = CHOICE_SUFFIXES.get(key[cut:])
-                        if type_name is not None:
-                            found = item[key]
-                            if found.__class__ is list:
-                                out.extend(Typed(v, type_name) for v in found if v is not None)
-                            elif found is not None:
-                                out.append(Typed(found, type_name))
+                for key in choices.keys() & item.keys():
+                    found = item[key]
+                    type_name = choices[key]
+                    if found.__class__ is list:
+                        out.extend(Typed(v, type_name) for v in found if v is not None)
+                    elif found is not None:
+                        out.append(Typed(found, type_name))
                 continue
             if value.__class__ is list:
                 out.extend(v for v in value if v is not None)
@@ -95,6 +93,13 @@ def type_filter_step(type_name: str) -> Step:
     """A type name at the head of a path keeps the resources of that type."""
 
     def step(items: list[Any]) -> list[Any]:
+        if len(items) == 1:
+            item = items[0]
+            if item.__class__ is dict and (
+                item.get("resourceType") == type_name
+                or (type_name == "Resource" and "resourceType" in item)
+            ):
+                return items
         return [
             item
             for item in items
@@ -191,7 +196,55 @@ def _compile_indexer(node: Indexer) -> Compiled:
     return run
 
 
+def _is_resolve_test(node: Node) -> str | None:
+    """T when ``node`` is ``resolve() is T`` (the search definitions' type test)."""
+    if (
+        isinstance(node, TypeOp)
+        and node.op == "is"
+        and isinstance(node.operand, Call)
+        and node.operand.target is None
+        and node.operand.name == "resolve"
+        and not node.operand.args
+    ):
+        return node.type_name
+    return None
+
+
+def _compile_where_resolve_is(target: Compiled | None, type_name: str) -> Compiled:
+    """``where(resolve() is T)`` judged from each reference string, with no stub resource.
+
+    Same result as the general path (``resolve()`` then ``is``), which still serves
+    contained references (``#id``).
+    """
+    resolve = FUNCTIONS["resolve"][0]
+
+    def run(focus: list[Any], env: Env) -> list[Any]:
+        items = target(focus, env) if target is not None else focus
+        out: list[Any] = []
+        for item in items:
+            value = plain(item)
+            ref = value.get("reference") if value.__class__ is dict else value
+            if ref.__class__ is not str:
+                continue
+            if ref.startswith("#"):
+                found = resolve([item], (), env)
+                if found and all(item_is(f, type_name) for f in found):
+                    out.append(item)
+                continue
+            named = reference_target(ref)
+            if named is not None and is_resource_of(named[0], type_name):
+                out.append(item)
+        return out
+
+    return run
+
+
 def _compile_call(node: Call) -> Compiled:
+    if node.name == "where" and len(node.args) == 1:
+        resolved_type = _is_resolve_test(node.args[0])
+        if resolved_type is not None:
+            target = compile_node(node.target) if node.target is not None else None
+            return _compile_where_resolve_is(target, resolved_type)
     if node.name == "ofType":
         if len(node.args) != 1 or not isinstance(node.args[0], Identifier | Member):
             raise FhirPathCompileError("ofType() takes one type name")
@@ -225,9 +278,51 @@ def _dotted(node: Node) -> str:
     raise FhirPathCompileError("expected a type name")
 
 
+def typed_member_step(name: str, type_name: str) -> Step:
+    """``name as T`` in one step: only the choice spellings whose type is a T are read.
+
+    Same result as the member step followed by the ``as`` filter, without building
+    and filtering the items of the other types (``Observation.value as Quantity``
+    reads ``valueQuantity``, ``valueAge``..., never ``valueString``).
+    """
+    wanted = tuple(
+        (name + suffix, choice_type)
+        for suffix, choice_type in CHOICE_SUFFIXES.items()
+        if is_subtype(choice_type, type_name)
+    )
+
+    def step(items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for item in items:
+            if item.__class__ is Typed:
+                item = item.value
+            if item.__class__ is not dict:
+                continue
+            value = item.get(name)
+            if value is not None:
+                values = value if value.__class__ is list else [value]
+                out.extend(v for v in values if v is not None and shape_matches(v, type_name))
+                continue
+            for key, choice_type in wanted:
+                found = item.get(key)
+                if found is None:
+                    continue
+                if found.__class__ is list:
+                    out.extend(Typed(v, choice_type) for v in found if v is not None)
+                else:
+                    out.append(Typed(found, choice_type))
+        return out
+
+    return step
+
+
 def _compile_type_op(node: TypeOp) -> Compiled:
-    operand = compile_node(node.operand)
     type_name = node.type_name
+    if node.op == "as" and isinstance(node.operand, Member):
+        parent = compile_node(node.operand.target)
+        typed_step = typed_member_step(node.operand.name, type_name)
+        return lambda focus, env: typed_step(parent(focus, env))
+    operand = compile_node(node.operand)
     if node.op == "as":
         return lambda focus, env: [i for i in operand(focus, env) if item_is(i, type_name)]
 

@@ -41,8 +41,18 @@ _REFERENCE_RE = re.compile(
 )
 
 
+#: Characters of a resource id (datatypes.html#id).
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.")
+
+
 def reference_target(reference: str) -> tuple[str, str] | None:
     """(type, id) named by a reference string, or None (``#x``, ``urn:uuid:``, bare ids)."""
+    head, slash, tail = reference.partition("/")
+    if slash and "/" not in tail and head.isalpha() and head[:1].isupper():
+        # The common case, Type/id, without the regular expression.
+        if 0 < len(tail) <= 64 and _ID_CHARS.issuperset(tail):
+            return head, tail
+        return None
     m = _REFERENCE_RE.search(reference.split("|", 1)[0])
     if m is None:
         return None
