@@ -95,6 +95,11 @@ class SearchParam:
         )
 
     @property
+    def supported(self) -> bool:
+        """Same as ``searchable``: what a CapabilityStatement lists."""
+        return self.searchable
+
+    @property
     def indexed(self) -> bool:
         """Whether indexing a resource must extract values for it."""
         return self.searchable and self.code not in COLUMN_PARAMS
@@ -212,6 +217,10 @@ class Registry:
             found = MappingProxyType(out)
             self._cache[res_type] = found
         return found
+
+    def for_type(self, res_type: str) -> Mapping[str, SearchParam]:
+        """Same as ``params``."""
+        return self.params(res_type)
 
     def param(self, res_type: str, code: str) -> SearchParam | None:
         """One parameter of ``res_type``, or None when it has no such code."""
