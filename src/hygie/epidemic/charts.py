@@ -71,8 +71,9 @@ def line_chart(dates: Sequence[date], bands: Sequence[Band], *, title: str, y_la
         v = ymax * i / 4
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                      'stroke="#ddd"/>')
+        tick = f"{v:,.0f}" if ymax >= 20 else f"{v:.2f}".rstrip("0").rstrip(".")
         parts.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" font-size="11" '
-                     f'text-anchor="end">{v:,.0f}</text>')
+                     f'text-anchor="end">{tick}</text>')
     months = sorted({date(d.year, d.month, 1) for d in dates if d >= dates[0]})
     for m in months:
         if m < dates[0]:
@@ -106,7 +107,8 @@ def line_chart(dates: Sequence[date], bands: Sequence[Band], *, title: str, y_la
     if points:
         legend.append((points_label, "#222", "dot"))
     if hline is not None:
-        legend.append((f"{hline_label} ({hline:,.0f})", "#c0392b", "dash"))
+        legend.append((f"{hline_label} ({hline:,.0f})" if hline >= 20 else hline_label,
+                       "#c0392b", "dash"))
     lx = LEFT + 10
     for label, color, kind in legend:
         if kind == "dot":

@@ -34,18 +34,24 @@ IDF_CODE = "11"
 
 
 def locate_data_root(configured: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding ``epidemic/`` (and ``geo/``); see the module docstring."""
-    candidates: list[Path] = []
-    if configured:
-        candidates.append(Path(configured))
-    env = os.environ.get("HYGIE_EPIDEMIC_DATA_DIR")
-    if env:
-        candidates.append(Path(env))
+    """The folder holding ``epidemic/`` (and ``geo/``); see the module docstring.
+
+    A folder named by the setting or the variable must hold the data: a wrong explicit
+    path is an error, never silently replaced by another folder.
+    """
+    explicit = configured or os.environ.get("HYGIE_EPIDEMIC_DATA_DIR")
+    if explicit:
+        if (Path(explicit) / "epidemic" / "matrices").is_dir():
+            return Path(explicit)
+        raise ReferenceDataMissing(
+            f"no epidemic/matrices under the configured folder {explicit}: set "
+            "HYGIE_EPIDEMIC_DATA_DIR (or epidemic_data_dir) to the folder holding "
+            "epidemic/ and geo/"
+        )
     for base in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        candidates += [p / "shared" / "data" for p in [base, *base.parents]]
-    for c in candidates:
-        if (c / "epidemic" / "matrices").is_dir():
-            return c
+        for c in (p / "shared" / "data" for p in [base, *base.parents]):
+            if (c / "epidemic" / "matrices").is_dir():
+                return c
     raise ReferenceDataMissing(
         "epidemic reference data not found: set HYGIE_EPIDEMIC_DATA_DIR to the folder "
         "holding epidemic/ and geo/"
