@@ -227,6 +227,42 @@ def test_primitive_value_rules(members: dict[str, Any], where: str) -> None:
     assert errors(patient(**members)) == [("value", where)]
 
 
+XHTML = 'xmlns="http://www.w3.org/1999/xhtml"'
+
+
+@pytest.mark.parametrize(
+    "div",
+    [
+        f"<div {XHTML}><script>alert(1)</script>x</div>",
+        f"<div {XHTML}><p onclick=\"alert(1)\">x</p></div>",
+        f"<div {XHTML}><a href=\" JavaScript:alert(1)\">x</a></div>",
+        f"<div {XHTML}><iframe src=\"http://x.org\"/>x</div>",
+        f"<div {XHTML}><svg xmlns=\"http://www.w3.org/2000/svg\"/>x</div>",
+        f"<div {XHTML}>a&nbsp;b</div>",
+        f"<div {XHTML}><p>x</div>",
+        f"<div {XHTML}>x</div><div {XHTML}>y</div>",
+    ],
+    ids=["script", "event", "js-url", "iframe", "namespace", "entity", "unclosed", "two"],
+)
+def test_narrative_rules(div: str) -> None:
+    res = patient(text={"status": "generated", "div": div})
+    assert errors(res) == [("value", "Patient.text.div")]
+
+
+def test_narrative_allowed_markup() -> None:
+    div = (
+        f'<div {XHTML} xml:lang="fr"><h1 class="t">Compte rendu</h1><table border="1"><tr>'
+        '<td colspan="2" style="color: red">72 &amp; <b>bpm</b></td></tr></table>'
+        '<img src="#photo" alt="photo"/><a href="Patient/1">dossier</a></div>'
+    )
+    assert found(patient(text={"status": "generated", "div": div})) == []
+
+
+def test_narrative_without_content_is_a_warning() -> None:
+    res = patient(text={"status": "generated", "div": f"<div {XHTML}>\n  </div>"})
+    assert found(res) == [("warning", "value", "Patient.text.div")]
+
+
 def test_decimal_must_be_a_number() -> None:
     res = observation(valueQuantity={"value": "72"})
     assert errors(res) == [("value", "Observation.valueQuantity.value")]
