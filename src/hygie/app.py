@@ -30,6 +30,7 @@ from hygie.security.middleware import AuthMiddleware
 from hygie.store import api as store_api
 from hygie.store import outcomes
 from hygie.store.server import open_store
+from hygie.tracing import api as tracing_api
 from hygie.web.pages import NavEntry
 
 log = logging.getLogger("hygie")
@@ -44,11 +45,12 @@ NAV = [
     NavEntry("Imagerie", "/imaging", built=False),
     NavEntry("Mobilité", "/mobility", built=False),
     NavEntry("Épidémie", "/epidemic"),
-    NavEntry("Traçage", "/tracing", built=False),
+    NavEntry("Traçage", "/tracing"),
 ]
 
 #: Paths anyone may call without a token.
-PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico"]
+PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico",
+                *("/tracing" + p for p in tracing_api.PUBLIC_PATHS)]
 
 
 def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         *security_api.routes(),
         *store_api.routes(),
         Mount("/epidemic", routes=epidemic_api.routes()),
+        Mount("/tracing", routes=tracing_api.routes()),
     ]
 
     @asynccontextmanager

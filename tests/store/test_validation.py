@@ -553,6 +553,8 @@ def test_depth_limit_is_an_argument() -> None:
     res = patient(extension=[_deep_extension(5)])
     assert errors(res) == []
     assert [c for c, _ in errors(res, max_depth=3)] == ["too-costly"]
+    with pytest.raises(InvalidResource):
+        check_resource(res, max_depth=3)
 
 
 # --- documented leniencies and the raising form --------------------------------------------

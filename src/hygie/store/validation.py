@@ -689,9 +689,11 @@ def validate_resource(
     return walker.issues
 
 
-def check_resource(resource: Any, expected_type: str | None = None) -> None:
+def check_resource(
+    resource: Any, expected_type: str | None = None, *, max_depth: int = MAX_DEPTH
+) -> None:
     """Raise ``unprocessable`` (422) with every issue when ``resource`` has an error."""
-    issues = validate_resource(resource, expected_type=expected_type)
+    issues = validate_resource(resource, expected_type=expected_type, max_depth=max_depth)
     if any(i.severity in ("error", "fatal") for i in issues):
         raise unprocessable(issues)
 
