@@ -14,8 +14,8 @@ from tests.tracing.sites import sites_csv
 
 def brute(index: SiteIndex, lat: float, lon: float, k: int,
           keep: object = lambda s: True) -> list[tuple[str, float]]:
-    found = sorted(((haversine_km(lat, lon, s.latitude, s.longitude), s.rs)
-                    for s in index.sites if keep(s)))  # type: ignore[operator]
+    found = sorted((haversine_km(lat, lon, s.latitude, s.longitude), s.rs)
+                    for s in index.sites if keep(s))  # type: ignore[operator]
     return [(rs, d) for d, rs in found[:k]]
 
 
@@ -60,7 +60,7 @@ def test_filters() -> None:
 
 
 def test_import_and_query_over_http(client: TestClient, sqlite_service: TracingService) -> None:
-    r = client.post("/tracing/api/test-sites", content=sites_csv(300).encode("utf-8"))
+    r = client.post("/tracing/api/staff/test-sites", content=sites_csv(300).encode("utf-8"))
     assert r.json() == {"imported": 300, "skipped": 0}
     r = client.get("/tracing/api/test-sites", params={"lat": 45.76, "lon": 4.84, "limit": 3,
                                                       "pcr": "true"})
@@ -75,4 +75,4 @@ def test_import_and_query_over_http(client: TestClient, sqlite_service: TracingS
         bad = client.get("/tracing/api/test-sites", params=params)
         assert bad.status_code == 400
         assert bad.headers["content-type"] == "application/problem+json"
-    assert client.get("/tracing/api/stats").json()["test_sites"] == 300
+    assert client.get("/tracing/api/staff/stats").json()["test_sites"] == 300

@@ -4,13 +4,13 @@ The app-facing routes follow the ROBERT server's JSON (``captcha``, ``register``
 ``status``, ``report``, ``unregister``, ``delete-history``); they are public, since
 the app authenticates with its MAC and not with an account. Issuing submission codes,
 running a processing pass, importing test sites and reading counts are for
-authenticated staff. Every engine error becomes RFC 9457 problem+json here.
+authenticated staff, under ``/api/staff/``. Every engine error becomes RFC 9457 problem+json here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.background import BackgroundTask
@@ -19,10 +19,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from hygie.tracing.contacts import issue_code, process_contacts, report
-from hygie.tracing.engine import TracingService
-from hygie.tracing.errors import InvalidRequest, RateLimited, TooSoon, TracingError
-from hygie.tracing.testsites import SiteFilter
+from hygie.tracing.errors import (
+    InvalidRequest,
+    MissingExtra,
+    RateLimited,
+    TooSoon,
+    TracingError,
+)
+
+if TYPE_CHECKING:
+    from hygie.tracing.engine import TracingService
 
 #: Path prefixes (under /tracing) reachable without an account.
 PUBLIC_PATHS: list[str] = [
@@ -48,6 +54,11 @@ def problem(status: int, title: str, detail: str, slug: str,
 
 
 def _service(request: Request) -> TracingService:
+    # Imported here so that the platform starts without the optional extra.
+    try:
+        from hygie.tracing.engine import TracingService
+    except ImportError as exc:
+        raise MissingExtra(f"{exc.name} is missing: pip install 'hygie[tracing]'") from exc
     return TracingService.for_platform(request.app.state.platform)
 
 
@@ -143,6 +154,8 @@ async def delete_history(request: Request) -> Response:
 
 @translated
 async def post_report(request: Request) -> Response:
+    from hygie.tracing.contacts import process_contacts, report
+
     body = await _json(request, MAX_REPORT_BODY)
     svc = _service(request)
     n = await run_in_threadpool(report, svc, body)
@@ -157,6 +170,8 @@ async def post_report(request: Request) -> Response:
 async def post_code(request: Request) -> Response:
     body = await _json(request) if await request.body() else {}
     kind = body.get("kind", "short") if isinstance(body, dict) else "short"
+    from hygie.tracing.contacts import issue_code
+
     code = await run_in_threadpool(issue_code, _service(request), str(kind))
     return ORJSONResponse({"code": code.code, "kind": code.kind, "expires": code.expires_unix},
                           status_code=201)
@@ -164,6 +179,8 @@ async def post_code(request: Request) -> Response:
 
 @translated
 async def post_process(request: Request) -> Response:
+    from hygie.tracing.contacts import process_contacts
+
     done = await run_in_threadpool(process_contacts, _service(request))
     return ORJSONResponse({"contacts": done.contacts, "hellos": done.hellos,
                            "checks": done.checks, "exposuresAdded": done.exposures_added,
@@ -188,8 +205,10 @@ def _flag(value: str | None, name: str) -> bool | None:
     raise InvalidRequest(f"{name} must be true or false")
 
 
-def site_query(params: Any) -> tuple[float, float, int, SiteFilter]:
-    """Position, limit and filters of a nearest-site query string."""
+def site_query(params: Any) -> tuple[float, float, int, Any]:
+    """Position, limit and filters (a ``SiteFilter``) of a nearest-site query string."""
+    from hygie.tracing.testsites import SiteFilter
+
     try:
         lat, lon = float(params["lat"]), float(params["lon"])
     except (KeyError, ValueError) as exc:
@@ -249,9 +268,9 @@ def routes() -> list[BaseRoute]:
         Route("/api/report", post_report, methods=["POST"]),
         Route("/api/unregister", unregister, methods=["POST"]),
         Route("/api/delete-history", delete_history, methods=["POST"]),
-        Route("/api/codes", post_code, methods=["POST"]),
-        Route("/api/process", post_process, methods=["POST"]),
-        Route("/api/stats", stats, methods=["GET"]),
         Route("/api/test-sites", nearest_sites, methods=["GET"]),
-        Route("/api/test-sites", import_sites, methods=["POST"]),
+        Route("/api/staff/codes", post_code, methods=["POST"]),
+        Route("/api/staff/process", post_process, methods=["POST"]),
+        Route("/api/staff/stats", stats, methods=["GET"]),
+        Route("/api/staff/test-sites", import_sites, methods=["POST"]),
     ]

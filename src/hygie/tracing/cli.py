@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from hygie.config import load_settings
 from hygie.platform import open_platform
-from hygie.tracing.engine import TracingService
+
+if TYPE_CHECKING:
+    from hygie.tracing.engine import TracingService
 
 
 def _service() -> TracingService:
+    try:
+        from hygie.tracing.engine import TracingService
+    except ImportError as exc:
+        raise click.ClickException(
+            f"{exc.name} is missing: pip install 'hygie[tracing]'") from exc
     svc = TracingService.for_platform(open_platform(load_settings()))
     svc.create_tables()
     return svc

@@ -130,7 +130,9 @@ class TracingService:
         if found is None:
             settings = TracingSettings.from_extra(platform.settings.extra)
             store = FileKeyStore(platform.settings.var_dir / "tracing" / "keys.json")
-            found = platform.parts["tracing"] = cls(platform.engine, store, settings)
+            found = cls(platform.engine, store, settings)
+            found.create_tables()  # idempotent; until the platform's migrations include them
+            platform.parts["tracing"] = found
         return found
 
     def create_tables(self) -> None:

@@ -12,7 +12,8 @@
     ├── UnknownUser                   no registration behind this EBID             404
     ├── ReplayedRequest               request time not newer than the last one     409
     ├── TooSoon                       status asked again before the minimal gap    429
-    └── SubmissionCodeError           positive-declaration code unknown/used/expired 403
+    ├── SubmissionCodeError           positive-declaration code unknown/used/expired 403
+    └── MissingExtra                  numpy/captcha not installed: pip install 'hygie[tracing]' 503
 """
 
 from __future__ import annotations
@@ -110,3 +111,11 @@ class SubmissionCodeError(TracingError):
     status = 403
     title = "Submission code refused"
     slug = "submission-code"
+
+
+class MissingExtra(TracingError):
+    """The optional dependencies of the service are absent: install ``hygie[tracing]``."""
+
+    status = 503
+    title = "Tracing service not installed"
+    slug = "missing-extra"

@@ -286,11 +286,11 @@ def _declare(cfg: SimulationConfig, day: int, day_start: float, phones: list[Pho
     """Positive phones of the day get a code and upload their report window."""
     todays = [p for p, d in declare_day.items() if d == day]
     for pid in todays:
-        code = call("POST", "/api/codes", json={"kind": "short"}).json()["code"]
+        code = call("POST", "/api/staff/codes", json={"kind": "short"}).json()["code"]
         since = ntp_from_unix(day_start - cfg.report_window_days * 86400)
         call("POST", "/api/report", json=phones[pid].report(code, since)).raise_for_status()
     if todays:
-        call("POST", "/api/process").raise_for_status()
+        call("POST", "/api/staff/process").raise_for_status()
 
 
 def _forget_old(phones: list[PhoneApp], before_ntp: int) -> None:
