@@ -25,7 +25,12 @@ from hygie.store.fhirpath.fhirtypes import (
     is_subtype,
     shape_matches,
 )
-from hygie.store.fhirpath.functions import FUNCTIONS, Compiled, reference_target
+from hygie.store.fhirpath.functions import (
+    FUNCTIONS,
+    LAMBDA_FUNCTIONS,
+    Compiled,
+    reference_target,
+)
 from hygie.store.fhirpath.nodes import (
     Binary,
     Call,
@@ -264,10 +269,18 @@ def _compile_call(node: Call) -> Compiled:
     if not fewest <= len(node.args) <= most:
         raise FhirPathCompileError(f"{node.name}() takes {fewest} to {most} arguments")
     args = tuple(compile_node(a) for a in node.args)
-    if node.target is None:
-        return lambda focus, env: impl(focus, args, env)
-    target = compile_node(node.target)
-    return lambda focus, env: impl(target(focus, env), args, env)
+    target = compile_node(node.target) if node.target is not None else None
+    if node.name in LAMBDA_FUNCTIONS:
+        if target is None:
+            return lambda focus, env: impl(focus, args, env)
+        return lambda focus, env: impl(target(focus, env), args, env)
+
+    def call(focus: list[Any], env: Env) -> list[Any]:
+        # Other arguments are read on the focus the invocation chain started from.
+        evaluated = tuple(arg(focus, env) for arg in args)
+        return impl(target(focus, env) if target is not None else focus, evaluated, env)
+
+    return call
 
 
 def _dotted(node: Node) -> str:

@@ -1,11 +1,13 @@
 """The FHIRPath functions the engine knows, each a plain function over collections.
 
-A function receives its input collection, its arguments still compiled (so that
-``where``/``select``/``exists``/``all`` can evaluate them once per item, with that
-item as focus and ``$this``), and the environment. Others evaluate an argument
-once, on the input. Semantics follow https://hl7.org/fhirpath/N1/#functions; FHIR's
-own additions (``resolve()``, ``extension(url)``, ``hasValue()``) follow
-https://hl7.org/fhir/R4/fhirpath.html#functions.
+A function receives its input collection, its arguments, and the environment.
+The arguments of ``where``/``select``/``exists``/``all``/``iif`` come compiled, so
+that the function evaluates them once per item (with that item as focus and
+``$this``); those of every other function come evaluated, once, on the focus the
+whole expression started from (``name.given.combine(name.family)`` reads
+``name.family`` on the resource, not on the given names). Semantics follow
+https://hl7.org/fhirpath/N1/#functions; FHIR's own additions (``resolve()``,
+``extension(url)``, ``hasValue()``) follow https://hl7.org/fhir/R4/fhirpath.html#functions.
 
 ``resolve()`` never reads the database: a search-parameter expression only asks
 ``resolve() is Patient``, which the reference string answers (``Patient/123``, an
@@ -32,8 +34,9 @@ from hygie.store.fhirpath.values import (
 
 #: A compiled sub-expression: focus collection and environment in, collection out.
 Compiled = Callable[[list[Any], Env], list[Any]]
-#: A function implementation: input collection, compiled arguments, environment.
-Impl = Callable[[list[Any], tuple[Compiled, ...], Env], list[Any]]
+#: A function implementation: input collection, arguments, environment. The arguments
+#: are compiled for the functions in ``LAMBDA_FUNCTIONS``, evaluated lists for the others.
+Impl = Callable[[list[Any], tuple[Any, ...], Env], list[Any]]
 
 #: ``[base/]Type/id[/_history/v]``: how a reference string names its target's type.
 _REFERENCE_RE = re.compile(
@@ -109,19 +112,18 @@ def _tail(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
     return input_[1:]
 
 
-def _integer_arg(arg: Compiled, input_: list[Any], env: Env, name: str) -> int:
-    value = arg(input_, env)
+def _integer_arg(value: list[Any], name: str) -> int:
     if len(value) != 1 or not isinstance(plain(value[0]), int):
         raise FhirPathEvaluationError(f"{name}() takes one integer")
     return int(plain(value[0]))
 
 
 def _skip(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    return input_[max(0, _integer_arg(args[0], input_, env, "skip")) :]
+    return input_[max(0, _integer_arg(args[0], "skip")) :]
 
 
 def _take(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    return input_[: max(0, _integer_arg(args[0], input_, env, "take"))]
+    return input_[: max(0, _integer_arg(args[0], "take"))]
 
 
 def _single(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
@@ -143,20 +145,20 @@ def _is_distinct(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> lis
 
 
 def _union(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    return unique(input_ + args[0](input_, env))
+    return unique(input_ + args[0])
 
 
 def _combine(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    return input_ + args[0](input_, env)
+    return input_ + args[0]
 
 
 def _intersect(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    other = args[0](input_, env)
+    other = args[0]
     return unique([x for x in input_ if any(items_equal(x, y) for y in other)])
 
 
 def _exclude(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    other = args[0](input_, env)
+    other = args[0]
     return [x for x in input_ if not any(items_equal(x, y) for y in other)]
 
 
@@ -199,7 +201,7 @@ def _has_value(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[
 
 
 def _extension(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
-    urls = args[0](input_, env)
+    urls = args[0]
     if len(urls) != 1:
         raise FhirPathEvaluationError("extension() takes one url")
     url = plain(urls[0])
@@ -235,8 +237,7 @@ def _resolve(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[An
     return out
 
 
-def _string_arg(arg: Compiled, input_: list[Any], env: Env, name: str) -> str | None:
-    value = arg(input_, env)
+def _string_arg(value: list[Any], name: str) -> str | None:
     if not value:
         return None
     if len(value) != 1 or not isinstance(plain(value[0]), str):
@@ -255,7 +256,7 @@ def _string_input(input_: list[Any], name: str) -> str | None:
 def _string_test(test: Callable[[str, str], bool], name: str) -> Impl:
     def run(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
         text = _string_input(input_, name)
-        other = _string_arg(args[0], input_, env, name)
+        other = _string_arg(args[0], name)
         if text is None or other is None:
             return []
         return [test(text, other)]
@@ -273,11 +274,11 @@ def _string_map(change: Callable[[str], Any], name: str) -> Impl:
 
 def _substring(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[Any]:
     text = _string_input(input_, "substring")
-    start = _integer_arg(args[0], input_, env, "substring")
+    start = _integer_arg(args[0], "substring")
     if text is None or start < 0 or start >= len(text):
         return []
     if len(args) > 1:
-        return [text[start : start + max(0, _integer_arg(args[1], input_, env, "substring"))]]
+        return [text[start : start + max(0, _integer_arg(args[1], "substring"))]]
     return [text[start:]]
 
 
@@ -311,6 +312,9 @@ def _type_name(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[
             out.append({"namespace": "FHIR", "name": item["resourceType"]})
     return out
 
+
+#: Functions whose arguments are expressions evaluated per item (or on the input).
+LAMBDA_FUNCTIONS = frozenset({"where", "select", "all", "exists", "iif"})
 
 #: name -> (implementation, fewest arguments, most arguments).
 FUNCTIONS: dict[str, tuple[Impl, int, int]] = {

@@ -161,7 +161,7 @@ def _resolve(definition: dict[str, Any], res_type: str) -> SearchParam:
     reduced: str | None = None
     compiled: Expression | None = None
     leading: frozenset[str] | None = None
-    if text and kind in INDEXED_TYPES:
+    if text:
         tree = parse(text)
         parts = [p for p in union_parts(tree) if _applies(root_name(p), res_type)]
         if parts:
@@ -169,8 +169,6 @@ def _resolve(definition: dict[str, Any], res_type: str) -> SearchParam:
             compiled = Expression(reduced)
             keys = [leading_key(p) for p in parts]
             leading = None if None in keys else frozenset(k for k in keys if k is not None)
-    elif text:
-        reduced = text
     base = definition["base"]
     return SearchParam(
         code=definition["code"],
