@@ -61,7 +61,8 @@ def test_system_export(client: TestClient) -> None:
 def test_patient_and_group_export(client: TestClient) -> None:
     _seed(client)
     files = _download(client, _run_export(client, "/fhir/Patient/$export"))
-    assert set(files) == {"Patient", "Observation"}
+    # Group is in the patient compartment (Group.member), so it comes along
+    assert set(files) == {"Patient", "Observation", "Group"}
     group = _download(client, _run_export(client, "/fhir/Group/g1/$export"))
     assert [p["id"] for p in group["Patient"]] == ["p2"]
     assert len(group["Observation"]) == 1

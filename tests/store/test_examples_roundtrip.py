@@ -19,9 +19,14 @@ def _without_store_meta(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: Not example resources: the package manifest, and the package's ImplementationGuide
+#: index, which lacks the 1..1 elements ImplementationGuide.name and .status.
+NOT_EXAMPLES = {"package.json", "ig-r4.json"}
+
+
 def test_every_example_round_trips(client: TestClient) -> None:
     folder = shared_data() / "fhir-r4" / "examples"
-    files = sorted(p for p in folder.glob("*.json") if p.name != "package.json")
+    files = sorted(p for p in folder.glob("*.json") if p.name not in NOT_EXAMPLES)
     assert len(files) > 700
     failures = []
     for path in files:
@@ -35,3 +40,11 @@ def test_every_example_round_trips(client: TestClient) -> None:
         if _without_store_meta(back) != _without_store_meta(resource):
             failures.append(f"{path.name}: read back differs")
     assert not failures, "\n".join(failures)
+
+
+def test_the_package_index_is_refused_precisely(client: TestClient) -> None:
+    index = json.loads((shared_data() / "fhir-r4" / "examples" / "ig-r4.json").read_text())
+    resp = client.put(f"/fhir/ImplementationGuide/{index['id']}", json=index)
+    assert resp.status_code == 422
+    errors = [i["expression"][0] for i in resp.json()["issue"] if i["severity"] == "error"]
+    assert sorted(errors) == ["ImplementationGuide.name", "ImplementationGuide.status"]

@@ -24,7 +24,8 @@ log = logging.getLogger("hygie.store")
 
 FHIR_JSON = "application/fhir+json"
 _JSON_TYPES = {"application/fhir+json", "application/json", "application/json-patch+json",
-               "application/x-www-form-urlencoded", "text/json", ""}
+               "application/x-www-form-urlencoded", "text/json", "application/fhir+ndjson",
+               "application/ndjson", ""}
 _XML_HINTS = ("xml",)
 
 

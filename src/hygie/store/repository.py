@@ -151,7 +151,7 @@ class Repository(ABC):
                         f"the body's id {body_id!r} differs from the matching resource {target!r}",
                         expression=f"{res_type}.id",
                     )
-                return self.update(res_type, target, resource)
+                return self.update(res_type, target, {**resource, "id": target})
             if body_id is not None:
                 return self.update(res_type, body_id, resource)
             return self.create(resource)

@@ -74,6 +74,7 @@ def open_store(platform: Platform) -> StoreContext:
         platform.engine,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
+        default_total=settings.default_total,
     )
     base = settings.base_url.rstrip("/") + "/fhir"
     exports = BulkExports(platform.engine, repository, settings.var_dir / "bulk", base)

@@ -38,7 +38,8 @@ from hygie.store.model import (
     now_us,
 )
 from hygie.store.repository import Repository
-from hygie.store.schema import INDEX_TABLES, idx_reference, resource, resource_version
+from hygie.store.schema import INDEX_TABLES, idx_reference, resource_version
+from hygie.store.schema import resource as resource_tbl
 
 Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], dict[str, list[tuple[Any, ...]]]]
@@ -58,13 +59,13 @@ class PreparedResource:
 _CONNECTION: ContextVar[dict[int, Connection] | None] = ContextVar("hygie_store_tx", default=None)
 
 _CURRENT_COLUMNS = (
-    resource.c.pk,
-    resource.c.res_type,
-    resource.c.res_id,
-    resource.c.version,
-    resource.c.last_updated,
-    resource.c.deleted,
-    resource.c.body,
+    resource_tbl.c.pk,
+    resource_tbl.c.res_type,
+    resource_tbl.c.res_id,
+    resource_tbl.c.version,
+    resource_tbl.c.last_updated,
+    resource_tbl.c.deleted,
+    resource_tbl.c.body,
 )
 
 #: Column names of each index table after (res_pk, res_type), in IndexRows tuple order.
@@ -80,7 +81,7 @@ def _row_to_stored(row: Any) -> StoredResource:
         version=row.version,
         last_updated=row.last_updated,
         body=bytes(row.body) if row.body is not None else None,
-        deleted=bool(row.deleted),
+        deleted=bool(getattr(row, "deleted", False)),
     )
 
 
@@ -110,6 +111,7 @@ class SqlRepository(Repository):
         indexer: Indexer | None = None,
         default_count: int = 20,
         max_count: int = 1000,
+        default_total: str = "accurate",
     ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
@@ -117,6 +119,7 @@ class SqlRepository(Repository):
         self._index = indexer or _default_indexer()
         self.default_count = default_count
         self.max_count = max_count
+        self.default_total = default_total
 
     # --- connections ---------------------------------------------------------------
 
@@ -176,7 +179,7 @@ class SqlRepository(Repository):
         with self._reading() as conn:
             row = conn.execute(
                 select(*_CURRENT_COLUMNS).where(
-                    resource.c.res_type == res_type, resource.c.res_id == res_id
+                    resource_tbl.c.res_type == res_type, resource_tbl.c.res_id == res_id
                 )
             ).first()
         if row is None:
@@ -250,7 +253,7 @@ class SqlRepository(Repository):
             when = now_us()
             data = self._stamp(body, res_id, 1, when)
             pk = conn.execute(
-                insert(resource).returning(resource.c.pk),
+                insert(resource_tbl).returning(resource_tbl.c.pk),
                 {"res_type": res_type, "res_id": res_id, "version": 1,
                  "last_updated": when, "deleted": False, "body": data},
             ).scalar_one()
@@ -286,8 +289,8 @@ class SqlRepository(Repository):
         body = self._prepare(resource, res_type, res_id)
         with self.transaction():
             conn = self._writing()
-            query = select(resource.c.pk, resource.c.version, resource.c.deleted).where(
-                resource.c.res_type == res_type, resource.c.res_id == res_id
+            query = select(resource_tbl.c.pk, resource_tbl.c.version, resource_tbl.c.deleted).where(
+                resource_tbl.c.res_type == res_type, resource_tbl.c.res_id == res_id
             )
             if not self.is_sqlite:
                 query = query.with_for_update()
@@ -300,7 +303,7 @@ class SqlRepository(Repository):
                     )
                 data = self._stamp(body, res_id, 1, when)
                 pk = conn.execute(
-                    insert(resource).returning(resource.c.pk),
+                    insert(resource_tbl).returning(resource_tbl.c.pk),
                     {"res_type": res_type, "res_id": res_id, "version": 1,
                      "last_updated": when, "deleted": False, "body": data},
                 ).scalar_one()
@@ -314,7 +317,7 @@ class SqlRepository(Repository):
                 pk, version, created = row.pk, row.version + 1, bool(row.deleted)
                 data = self._stamp(body, res_id, version, when)
                 conn.execute(
-                    update(resource).where(resource.c.pk == pk).values(
+                    update(resource_tbl).where(resource_tbl.c.pk == pk).values(
                         version=version, last_updated=when, deleted=False, body=data
                     )
                 )
@@ -331,8 +334,8 @@ class SqlRepository(Repository):
     def delete(self, res_type: str, res_id: str) -> WriteResult | None:
         with self.transaction():
             conn = self._writing()
-            query = select(resource.c.pk, resource.c.version, resource.c.deleted).where(
-                resource.c.res_type == res_type, resource.c.res_id == res_id
+            query = select(resource_tbl.c.pk, resource_tbl.c.version, resource_tbl.c.deleted).where(
+                resource_tbl.c.res_type == res_type, resource_tbl.c.res_id == res_id
             )
             if not self.is_sqlite:
                 query = query.with_for_update()
@@ -341,7 +344,7 @@ class SqlRepository(Repository):
                 return None
             when, version = now_us(), row.version + 1
             conn.execute(
-                update(resource).where(resource.c.pk == row.pk).values(
+                update(resource_tbl).where(resource_tbl.c.pk == row.pk).values(
                     version=version, last_updated=when, deleted=True, body=None
                 )
             )
@@ -370,9 +373,9 @@ class SqlRepository(Repository):
             for start in range(0, len(keys), 500):
                 chunk = keys[start:start + 500]
                 for row in conn.execute(
-                    select(resource.c.pk, resource.c.res_type, resource.c.res_id,
-                           resource.c.version, resource.c.deleted)
-                    .where(tuple_(resource.c.res_type, resource.c.res_id).in_(chunk))
+                    select(resource_tbl.c.pk, resource_tbl.c.res_type, resource_tbl.c.res_id,
+                           resource_tbl.c.version, resource_tbl.c.deleted)
+                    .where(tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk))
                 ):
                     current[(row.res_type, row.res_id)] = row
             when = now_us()
@@ -406,7 +409,7 @@ class SqlRepository(Repository):
             pk_of: dict[tuple[str, str], int] = {k: current[k].pk for k in current}
             if new_rows:
                 inserted = conn.execute(
-                    insert(resource).returning(resource.c.pk, resource.c.res_type, resource.c.res_id,
+                    insert(resource_tbl).returning(resource_tbl.c.pk, resource_tbl.c.res_type, resource_tbl.c.res_id,
                                                sort_by_parameter_order=True),
                     new_rows,
                 ).all()
@@ -416,7 +419,7 @@ class SqlRepository(Repository):
                 from sqlalchemy import bindparam
 
                 conn.execute(
-                    update(resource).where(resource.c.pk == bindparam("b_pk")).values(
+                    update(resource_tbl).where(resource_tbl.c.pk == bindparam("b_pk")).values(
                         version=bindparam("b_version"), last_updated=bindparam("b_when"),
                         deleted=False, body=bindparam("b_body")),
                     upd_rows,
@@ -529,7 +532,9 @@ class SqlRepository(Repository):
         count = request.count
         page = SearchPage(matches=[], warnings=list(request.warnings))
         with self._reading() as conn:
-            if request.total == "accurate" or request.summary == "count":
+            # "estimate" is answered with the exact count: it is cheap enough here.
+            total_mode = request.total or self.default_total
+            if total_mode in ("accurate", "estimate") or request.summary == "count":
                 page.total = conn.execute(compiled.count_query()).scalar_one()
             if request.summary == "count" or count == 0:
                 return page
@@ -552,18 +557,18 @@ class SqlRepository(Repository):
         self, res_types: list[str] | None = None, *, since: int | None = None,
         batch: int = 2000,
     ) -> Iterator[StoredResource]:
-        conds = [resource.c.deleted.is_(False)]
+        conds = [resource_tbl.c.deleted.is_(False)]
         if res_types:
-            conds.append(resource.c.res_type.in_(res_types))
+            conds.append(resource_tbl.c.res_type.in_(res_types))
         if since is not None:
-            conds.append(resource.c.last_updated >= since)
+            conds.append(resource_tbl.c.last_updated >= since)
         last_pk = 0
         while True:
             with self._reading() as conn:
                 rows = conn.execute(
                     select(*_CURRENT_COLUMNS)
-                    .where(*conds, resource.c.pk > last_pk)
-                    .order_by(resource.c.pk)
+                    .where(*conds, resource_tbl.c.pk > last_pk)
+                    .order_by(resource_tbl.c.pk)
                     .limit(batch)
                 ).all()
             if not rows:
@@ -593,12 +598,12 @@ class SqlRepository(Repository):
                 tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(pairs),
             )
         )
-        conds = [resource.c.pk.in_(matching), resource.c.deleted.is_(False)]
+        conds = [resource_tbl.c.pk.in_(matching), resource_tbl.c.deleted.is_(False)]
         if since is not None:
-            conds.append(resource.c.last_updated >= since)
+            conds.append(resource_tbl.c.last_updated >= since)
         with self._reading() as conn:
             rows = conn.execute(
-                select(*_CURRENT_COLUMNS).where(*conds).order_by(resource.c.pk)
+                select(*_CURRENT_COLUMNS).where(*conds).order_by(resource_tbl.c.pk)
             ).all()
         for row in rows:
             yield _row_to_stored(row)
