@@ -29,6 +29,7 @@ from hygie.security import api as security_api
 from hygie.security.middleware import AuthMiddleware
 from hygie.store import api as store_api
 from hygie.store import outcomes
+from hygie.store import pages as store_pages
 from hygie.store.server import open_store
 from hygie.tracing import api as tracing_api
 from hygie.web.pages import NavEntry
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/static", StaticFiles(directory=static), name="static"),
         *security_api.routes(),
         *store_api.routes(),
+        *store_pages.routes(),
         Mount("/epidemic", routes=epidemic_api.routes()),
         Mount("/tracing", routes=tracing_api.routes()),
     ]
