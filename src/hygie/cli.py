@@ -5,6 +5,8 @@ This is one of the two modules that know every service (with ``app.py``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import click
 
 from hygie.config import load_settings
@@ -46,22 +48,74 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     )
 
 
+@dataclass(frozen=True)
+class DemoLogin:
+    username: str
+    password: str
+    description: str
+
+
+def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
+    """Demo accounts tied to people of the generated territory (demo passwords)."""
+    roles = [r for r in territory if r["resourceType"] == "PractitionerRole"]
+
+    def role(code: str) -> dict:
+        return next(r for r in roles if any(c.get("code") == code for cc in r["code"]
+                                            for c in cc.get("coding", [])))
+
+    doctor, nurse = role("309294001"), role("224547003")
+    logins = []
+    for username, password, who, kind, roles_, scopes in (
+        ("admin", "hygie-admin-demo", None, "admin", ["admin"], "user/*.cruds"),
+        ("urgentiste", "hygie-urgences-demo", doctor, "practitioner", ["physician"],
+         "user/*.cruds"),
+        ("infirmiere", "hygie-infirmiere-demo", nurse, "practitioner", ["nurse"],
+         "user/*.rs user/Observation.cu"),
+    ):
+        display = who["practitioner"]["display"] if who else "Administrateur de démonstration"
+        text = who["code"][0].get("text", "") if who else "administrateur"
+        logins.append((DemoLogin(username, password, f"{display} ({text})"), {
+            "kind": kind, "roles": roles_, "scopes": scopes, "display": display,
+            "fhir_user": who["practitioner"]["reference"] if who else None,
+            "hospital": who["organization"]["reference"].split("/")[1] if who else None,
+        }))
+    return logins
+
+
 @main.command()
 @click.option("--patients", default=2000, show_default=True, help="Patients to generate.")
 @click.option("--seed", default=2020, show_default=True, help="Random seed of the generator.")
 @click.option("--serve/--no-serve", "then_serve", default=True, help="Serve once seeded.")
 def demo(patients: int, seed: int, then_serve: bool) -> None:
     """Seed a fictional hospital territory (once), print the logins, and serve it."""
-    from hygie.demo import seed_demo
+    from tqdm import tqdm
+
+    from hygie.platform import open_platform
+    from hygie.security.users import create_user, get_user
+    from hygie.store.migrations import upgrade
+    from hygie.store.seeding import seed_store
+    from hygie.store.server import open_store
 
     settings = load_settings()
-    logins = seed_demo(settings, patients=patients, seed=seed)
+    platform = open_platform(settings)
+    upgrade(platform.engine)
+    repository = open_store(platform).repository
+    with tqdm(unit="res", desc="seeding the demo territory") as bar:
+        result = seed_store(repository, patients=patients, seed=seed,  # type: ignore[arg-type]
+                            progress=bar.update)
+    if result.already_seeded:
+        click.echo("The demo territory is already in the store; nothing written.")
+    logins = _demo_logins(result.territory)
+    for login, account in logins:
+        if get_user(platform.engine, login.username) is None:
+            create_user(platform.engine, login.username, login.password, **account)
+    platform.close()
     url = settings.base_url
     click.echo("")
     click.echo(f"Hygie is ready at {url}/  (FHIR API at {url}/fhir)")
     click.echo("Demo logins (fictional people, demo passwords):")
-    for login in logins:
-        click.echo(f"  {login.username:<12} {login.password:<16} {login.description}")
+    for login, _account in logins:
+        click.echo(f"  {login.username:<12} {login.password:<24} {login.description}")
     click.echo("")
     if then_serve:
         click.get_current_context().invoke(serve)
