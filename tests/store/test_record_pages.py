@@ -95,6 +95,19 @@ def test_vital_sign_charts_count_points_and_flag_out_of_range_values() -> None:
     assert by_key["weight"].series[0].band is None
 
 
+def test_charts_show_a_period_and_break_lines_across_long_pauses() -> None:
+    charts, _ = build_charts(data.marie_record())
+    heart = next(c for c in charts if c.key == "heart-rate")
+    # Readings on 18, 19, 20, 22, 25 then 29/03: the 4-day pause breaks the line.
+    assert len(heart.series[0].lines) == 1
+    assert len(heart.series[0].lines[0].split()) == 5
+    # The last 7 days before the latest reading (29/03 08:20): 25 and 29/03 only.
+    charts, missing = build_charts(data.marie_record(), days=7)
+    heart = next(c for c in charts if c.key == "heart-rate")
+    assert heart.n_points == 2 and "4 mesures plus anciennes" in heart.notes[0]
+    assert "Poids (mesures antérieures à la période)" in missing
+
+
 def test_charts_of_a_child_use_only_recorded_ranges_and_units_are_converted() -> None:
     observation = {"resourceType": "Observation", "status": "final",
                    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
@@ -218,6 +231,11 @@ def test_record_page_shows_every_section(seeded: Platform) -> None:
     assert {k: int(v) for k, v in points.items()} == data.CHART_POINTS
     assert text.count('class="pt out"') == sum(data.CHART_OUT.values())
     assert 'id="withheld"' not in text
+    week = _client(seeded).get(f"/record/patient/{data.MARIE}", params={"constantes": "7"})
+    assert re.search(r'data-chart="heart-rate" data-points="2"', week.text)
+    odd = _client(seeded).get(f"/record/patient/{data.MARIE}", params={"constantes": "x"})
+    assert odd.status_code == 200 and re.search(r'data-chart="heart-rate" data-points="6"',
+                                                odd.text)
 
 
 def test_documents_open_from_inline_data_and_from_binaries(seeded: Platform) -> None:

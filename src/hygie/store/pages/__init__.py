@@ -326,7 +326,8 @@ def resolve_names(repo: Repository, references: Iterable[str], caller: Caller) -
     return names
 
 
-def load_record(ctx: StoreContext, patient_id: str, caller: Caller) -> dict[str, Any]:
+def load_record(ctx: StoreContext, patient_id: str, caller: Caller,
+                period: str = vitals.DEFAULT_PERIOD) -> dict[str, Any]:
     """Everything the record page shows, read in one go (runs in the thread pool)."""
     repo = ctx.repository
     try:
@@ -343,7 +344,8 @@ def load_record(ctx: StoreContext, patient_id: str, caller: Caller) -> dict[str,
         repo, record.references_to_name([patient, *(r for rs in grouped.values() for r in rs)]),
         caller)
     header = record.patient_header(patient, names)
-    charts, missing = vitals.build_charts(grouped["Observation"], adult=header.adult)
+    charts, missing = vitals.build_charts(grouped["Observation"], adult=header.adult,
+                                          days=vitals.PERIODS[period])
     return {
         "patient": header,
         "allowed": set(allowed),
@@ -356,6 +358,8 @@ def load_record(ctx: StoreContext, patient_id: str, caller: Caller) -> dict[str,
                                            ctx.base_url, names),
         "charts": charts,
         "missing_charts": missing,
+        "period": period,
+        "periods": {"7": "7 jours", "30": "30 jours", "90": "90 jours", "tout": "tout"},
         "sections": SECTIONS,
     }
 
@@ -368,11 +372,15 @@ def _check_patient(caller: Caller, patient_id: str) -> None:
 async def patient_page(request: Request) -> Response:
     """GET /record/patient/{id}: the record of one patient."""
     patient_id = request.path_params["patient_id"]
+    period = request.query_params.get("constantes", vitals.DEFAULT_PERIOD)
+    if period not in vitals.PERIODS:
+        period = vitals.DEFAULT_PERIOD
     try:
         caller = _caller(request)
         _check_patient(caller, patient_id)
         _require(caller, "Patient", "r")
-        context = await run_in_threadpool(load_record, _store(request), patient_id, caller)
+        context = await run_in_threadpool(load_record, _store(request), patient_id, caller,
+                                          period)
     except PageError as exc:
         return _error_page(request, exc)
     return render(request, "store/patient.html", context)

@@ -212,6 +212,9 @@ def encounter_view(encounter: Json, names: dict[str, str]) -> EncounterView:
         span = f"{p_start} → {p_end}" if p_start and p_end else (
             f"depuis le {p_start}" if p_start else "")
         places.append(PlaceView(place, span))
+    # A unit listed next to one of its beds for the same period says nothing more.
+    places = [p for p in places if not any(
+        o.period == p.period and o.name.startswith(p.name + " · ") for o in places)]
     staff = [reference_display(p.get("individual"), names)
              for p in encounter.get("participant") or [] if isinstance(p, dict)]
     status = str(encounter.get("status") or "unknown")

@@ -32,6 +32,14 @@ LOINC = "http://loinc.org"
 #: Most recent points plotted per series; older ones are left out with a note.
 MAX_POINTS = 400
 
+#: Periods the page offers, in days before the latest reading (None: everything).
+PERIODS: dict[str, int | None] = {"7": 7, "30": 30, "90": 90, "tout": None}
+DEFAULT_PERIOD = "30"
+
+#: A pause between two readings longer than this breaks the line: the values of two
+#: stays months apart are not joined as if the patient had been measured in between.
+GAP = timedelta(days=3)
+
 #: ``Observation.interpretation`` codes that mean "abnormal" (v3 ObservationInterpretation).
 _ABNORMAL = frozenset({"A", "AA", "H", "HH", "HU", "L", "LL", "LU", ">", "<"})
 _SKIPPED_STATUS = frozenset({"entered-in-error", "cancelled"})
@@ -117,7 +125,8 @@ class PlotSeries:
     key: str
     label: str
     points: tuple[PlotPoint, ...]
-    line: str
+    #: One polyline per run of readings without a long pause (``GAP``).
+    lines: tuple[str, ...]
     #: The shaded normal range as (y of the top edge, height), and its text.
     band: tuple[float, float] | None
     band_text: str
@@ -277,17 +286,21 @@ def _time_label(moment: datetime, span: timedelta) -> str:
 
 
 def build_chart(chart: ChartSpec, readings: dict[str, list[Reading]], *,
-                adult: bool = True) -> Chart | None:
-    """Lay out one chart from the readings, or None when none of its series has data."""
-    present = [(spec, readings.get(spec.key, [])[-MAX_POINTS:]) for spec in chart.series]
-    present = [(spec, rs) for spec, rs in present if rs]
+                adult: bool = True, since: datetime | None = None) -> Chart | None:
+    """Lay out one chart from the readings taken ``since`` then, or None if there are none."""
+    notes = []
+    present = []
+    for spec in chart.series:
+        every = readings.get(spec.key, [])
+        shown = [r for r in every if since is None or r.when >= since][-MAX_POINTS:]
+        if shown:
+            present.append((spec, shown))
+        if len(shown) < len(every) and (shown or len(chart.series) > 1):
+            older = len(every) - len(shown)
+            notes.append(f"{spec.label} : {older} mesure{'s' if older > 1 else ''} plus "
+                         f"ancienne{'s' if older > 1 else ''} hors de la période.")
     if not present:
         return None
-    notes = []
-    for spec, _ in present:
-        total = len(readings[spec.key])
-        if total > MAX_POINTS:
-            notes.append(f"{spec.label} : les {MAX_POINTS} dernières mesures sur {total}.")
     bands = {spec.key: _band(rs, spec, adult) for spec, rs in present}
     if not adult and any(spec.low is not None for spec, _ in present) \
             and all(b == (None, None) for b in bands.values()):
@@ -345,8 +358,13 @@ def build_chart(chart: ChartSpec, readings: dict[str, list[Reading]], *,
             bottom = sy(max(low, lo)) if low is not None else y1
             band = (top, round(bottom - top, 1))
             band_text = _range_text(low, high, spec.decimals, chart.unit)
-        line = " ".join(f"{p.x},{p.y}" for p in points)
-        series.append(PlotSeries(spec.key, spec.label, tuple(points), line, band, band_text))
+        runs: list[list[str]] = []
+        for index, (r, p) in enumerate(zip(rs, points, strict=True)):
+            if index == 0 or r.when - rs[index - 1].when > GAP:
+                runs.append([])
+            runs[-1].append(f"{p.x},{p.y}")
+        lines = tuple(" ".join(run) for run in runs if len(run) > 1)
+        series.append(PlotSeries(spec.key, spec.label, tuple(points), lines, band, band_text))
 
     rows = tuple(
         TableRow(format_moment(when), _iso(when),
@@ -372,14 +390,23 @@ def _range_text(low: float | None, high: float | None, decimals: int, unit: str)
     return f"normale ≤ {number_text(high, decimals)} {unit}"
 
 
-def build_charts(observations: Iterable[dict[str, Any]], *,
-                 adult: bool = True) -> tuple[list[Chart], list[str]]:
-    """The charts with data, and the titles of those without any measurement."""
+def build_charts(observations: Iterable[dict[str, Any]], *, adult: bool = True,
+                 days: int | None = None) -> tuple[list[Chart], list[str]]:
+    """The charts with data, and the titles of those without any measurement.
+
+    With ``days``, only the readings of the last ``days`` days before the latest reading
+    of any vital sign are drawn, so that the charts show the current stay, not years.
+    """
     readings = collect_readings(observations)
+    since = None
+    if days is not None and readings:
+        since = max(rs[-1].when for rs in readings.values()) - timedelta(days=days)
     charts, missing = [], []
     for spec in CHARTS:
-        chart = build_chart(spec, readings, adult=adult)
-        if chart is None:
+        chart = build_chart(spec, readings, adult=adult, since=since)
+        if chart is None and any(readings.get(series.key) for series in spec.series):
+            missing.append(f"{spec.title} (mesures antérieures à la période)")
+        elif chart is None:
             missing.append(spec.title)
         else:
             charts.append(chart)
