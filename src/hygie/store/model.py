@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import orjson
@@ -24,6 +24,7 @@ def now_us() -> int:
     return int(datetime.now(UTC).timestamp() * 1_000_000)
 
 
+@lru_cache(maxsize=1024)
 def format_instant(us: int) -> str:
     """Format epoch microseconds as a FHIR instant, UTC, millisecond precision."""
     dt = datetime.fromtimestamp(us / 1_000_000, UTC)

@@ -50,6 +50,6 @@ def seed_store(repository: SqlRepository, *, patients: int, seed: int,
     report2 = import_ndjson(repository, _lines(records), progress=progress)
     errors = report.errors + report2.errors
     if errors:
-        line, why = errors[0]
+        _line, why = errors[0]
         raise RuntimeError(f"synthetic data refused ({len(errors)} records), first: {why}")
     return SeedResult(territory, written + report2.written, already_seeded=False)

@@ -220,15 +220,41 @@ class SqlRepository(Repository):
         return orjson.dumps(body)
 
     def _write_index(self, conn: Connection, pk: int, res_type: str, body: dict[str, Any]) -> None:
-        rows = self._index(body)
-        for kind, values in rows.items():
-            if not values:
-                continue
-            names = _INDEX_COLUMNS[kind]
-            conn.execute(
-                insert(INDEX_TABLES[kind]),
-                [dict(zip(names, v, strict=True), res_pk=pk, res_type=res_type) for v in values],
-            )
+        self._insert_index_rows(conn, [(pk, res_type, self._index(body))])
+
+    def _insert_index_rows(
+        self, conn: Connection,
+        items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]],
+    ) -> None:
+        """Insert the index rows of many resources, one bulk statement per table.
+
+        Index rows are the bulk of what a write sends (a dozen or more per resource),
+        so they bypass SQLAlchemy's per-row parameter processing: ``executemany`` on
+        SQLite, ``COPY`` on PostgreSQL.
+        """
+        by_kind: dict[str, list[tuple[Any, ...]]] = {}
+        for pk, res_type, rows in items:
+            for kind, values in rows.items():
+                if values:
+                    bucket = by_kind.setdefault(kind, [])
+                    bucket.extend((pk, res_type, *v) for v in values)
+        if not by_kind:
+            return
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        for kind, rows in by_kind.items():
+            table = INDEX_TABLES[kind].name
+            columns = ["res_pk", "res_type", *_INDEX_COLUMNS[kind]]
+            if self.is_sqlite:
+                marks = ", ".join("?" * len(columns))
+                dbapi.executemany(  # type: ignore[attr-defined]
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            else:
+                with dbapi.cursor() as cur, cur.copy(  # type: ignore[attr-defined]
+                    f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                ) as copy:
+                    for row in rows:
+                        copy.write_row(row)
 
     def _clear_index(self, conn: Connection, pk: int) -> None:
         for table in INDEX_TABLES.values():
@@ -429,20 +455,8 @@ class SqlRepository(Repository):
                     for table in INDEX_TABLES.values():
                         conn.execute(delete(table).where(table.c.res_pk.in_(chunk)))
             conn.execute(insert(resource_version), version_rows)
-            index_rows: dict[str, list[dict[str, Any]]] = {}
-            for key, (p, _version, _data) in last.items():
-                pk = pk_of[key]
-                for kind, values in p.index.items():
-                    names = _INDEX_COLUMNS[kind]
-                    bucket = index_rows.setdefault(kind, [])
-                    for v in values:
-                        row_dict = dict(zip(names, v, strict=True))
-                        row_dict["res_pk"] = pk
-                        row_dict["res_type"] = p.res_type
-                        bucket.append(row_dict)
-            for kind, rows in index_rows.items():
-                if rows:
-                    conn.execute(insert(INDEX_TABLES[kind]), rows)
+            self._insert_index_rows(
+                conn, [(pk_of[key], p.res_type, p.index) for key, (p, _v, _d) in last.items()])
             for p, version, data in staged:
                 results.append(WriteResult(StoredResource(p.res_type, p.res_id, version, when, data),
                                            created=version == 1))
