@@ -384,3 +384,40 @@ def test_search_and_read_a_record_in_chromium(tmp_path: Path) -> None:
     finally:
         platform.close()
     assert (tmp_path / "record.png").stat().st_size > 10_000
+
+
+def test_records_of_synthetic_patients_render_every_reading(tmp_path: Path) -> None:
+    """Records as the demo generates them: every encounter listed, every vital sign drawn."""
+    from hygie.store.synthetic import generate_patient_resources, generate_territory
+
+    platform = _seeded_platform(f"sqlite:///{tmp_path / 'hygie.db'}", tmp_path / "var")
+    try:
+        repository = open_store(platform).repository
+        territory = generate_territory(seed=3)
+        for resource in territory:
+            repository.create(resource, res_id=resource["id"])
+        resources = list(generate_patient_resources(4, territory=territory, seed=3))
+        for resource in resources:
+            repository.create(resource, res_id=resource["id"])
+        http = _client(platform)
+        vital_category = "vital-signs"
+        total = 0
+        for patient in (r for r in resources if r["resourceType"] == "Patient"):
+            mine = [r for r in resources
+                    if (r.get("subject") or r.get("patient") or {}).get("reference")
+                    == f"Patient/{patient['id']}"]
+            page = http.get(f"/record/patient/{patient['id']}", params={"constantes": "tout"})
+            assert page.status_code == 200
+            shown = re.findall(r'data-encounter="([^"]+)"', page.text)
+            assert sorted(shown) == sorted(r["id"] for r in mine
+                                           if r["resourceType"] == "Encounter")
+            vitals = [r for r in mine if r["resourceType"] == "Observation" and any(
+                c.get("code") == vital_category for cat in r.get("category", [])
+                for c in cat.get("coding", []))]
+            expected = sum(len(r.get("component", [])) or 1 for r in vitals)
+            drawn = sum(int(n) for n in re.findall(r'data-points="(\d+)"', page.text))
+            assert drawn == expected, patient["id"]
+            total += drawn
+        assert total > 0
+    finally:
+        platform.close()
