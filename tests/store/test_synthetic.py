@@ -271,7 +271,7 @@ def test_every_generated_type_is_valid_r4() -> None:
 
 
 def test_vital_signs_follow_the_r4_profile() -> None:
-    seen = Counter()
+    seen: Counter[str] = Counter()
     for bundle in bundles()[:150]:
         for obs in resources_of(bundle):
             if obs["resourceType"] != "Observation" or "meta" not in obs:
@@ -346,7 +346,7 @@ def test_intensive_care_series_are_dense_and_recover() -> None:
 
 
 def test_dates_stay_in_the_period_and_open_stays_are_in_progress() -> None:
-    statuses = Counter()
+    statuses: Counter[str] = Counter()
     for bundle in bundles():
         for r in resources_of(bundle):
             if r["resourceType"] != "Encounter":

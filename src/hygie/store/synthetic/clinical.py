@@ -50,6 +50,7 @@ from .terminology import (
     LOCATION_PHYSICAL_TYPE,
     MEDICATIONS,
     PARTICIPATION_TYPE,
+    UNIT_KINDS,
     Diagnosis,
 )
 from .territory_index import Hospital
@@ -223,7 +224,7 @@ def write_discharge_summary(person: Person, scenario: Scenario, hospital: Hospit
     document["date"] = written
     document["author"] = [author]
     document["custodian"] = reference(f"Organization/{hospital.id}", hospital.name)
-    document["description"] = f"Compte rendu d'hospitalisation - {segments[-1].unit.name}"
+    document["description"] = f"Compte rendu d'hospitalisation - {_unit_label(segments[-1])}"
     document["content"] = [{"attachment": {
         "contentType": "text/plain; charset=utf-8",
         "language": "fr-FR",
@@ -237,6 +238,12 @@ def write_discharge_summary(person: Person, scenario: Scenario, hospital: Hospit
         "encounter": [dict(encounter)],
         "period": {"start": fhir_instant(segments[0].start), "end": fhir_instant(end)},
     }
+
+
+def _unit_label(segment: Segment) -> str:
+    """The unit's name without the hospital's (``Pneumologie``)."""
+    kind = UNIT_KINDS.get(segment.unit.kind)
+    return kind.name if kind is not None else segment.unit.name
 
 
 def _local_day(moment: datetime) -> str:
@@ -256,7 +263,7 @@ def summary_text(person: Person, scenario: Scenario, hospital: Hospital,
               else "évolution favorable sous traitement")
     lines = [
         "COMPTE RENDU D'HOSPITALISATION",
-        f"{hospital.name} - {segments[-1].unit.name}",
+        f"{hospital.name} - {_unit_label(segments[-1])}",
         "",
         f"Patient{'e' if woman else ''} : {person.given} {person.family.upper()}, "
         f"{'née' if woman else 'né'} le {person.birth.strftime('%d/%m/%Y')}",

@@ -11,7 +11,6 @@ See https://hl7.org/fhir/R4/datatypes.html.
 from __future__ import annotations
 
 import random
-import uuid
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -57,9 +56,19 @@ def reference(target: str, display: str | None = None) -> Json:
     return {"reference": target, "display": display}
 
 
+#: Bits that RFC 9562 fixes in a version-4 UUID: the version (4) and the variant (10).
+_UUID_FIXED = (0xF000 << 64) | (0xC000 << 48)
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_uuid(rng: random.Random) -> str:
-    """A version-4 UUID drawn from ``rng`` (deterministic, unlike ``uuid.uuid4``)."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    """A version-4 UUID drawn from ``rng`` (deterministic, unlike ``uuid.uuid4``).
+
+    Formats the 128 bits directly: the same text as ``str(uuid.UUID(int=..., version=4))``
+    in a fifth of the time, which matters at a million resources.
+    """
+    text = f"{(rng.getrandbits(128) & ~_UUID_FIXED) | _UUID_V4:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def fhir_instant(moment: datetime) -> str:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 
 
-def write_ndjson(resources: Iterable[dict], folder: str | Path) -> dict[str, int]:
+def write_ndjson(resources: Iterable[dict[str, Any]], folder: str | Path) -> dict[str, int]:
     """Write ``resources`` into ``folder``/``<Type>.ndjson``; the count of each type.
 
     Existing files of the same names are replaced. Raises ``ValueError`` on an item

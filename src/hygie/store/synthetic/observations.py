@@ -94,7 +94,7 @@ class Course:
         span = (self.end - self.start).total_seconds() or 1.0
         x = min(max((moment - self.start).total_seconds() / span, 0.0), 1.0)
         if self.died:
-            return self.admission + (1.0 - self.admission) * x ** 1.5
+            return self.admission + (1.0 - self.admission) * x * math.sqrt(x)
         if x <= self.peak_at:
             return self.admission + (self.peak - self.admission) * (x / self.peak_at
                                                                      if self.peak_at else 1.0)
@@ -140,11 +140,13 @@ _LAB_CATEGORY = (OBSERVATION_CATEGORY, "laboratory", "Laboratory")
 
 
 def add_vital_sign(record: PatientRecord, subject: Json, encounter: Json, performer: Json | None,
-                   key: str, moment: datetime, value: float | tuple[float, float]) -> None:
-    """Write one vital-sign Observation; ``value`` is (systolic, diastolic) for blood pressure."""
+                   key: str, when: str, value: float | tuple[float, float]) -> None:
+    """Write one vital-sign Observation taken at ``when`` (an R4 instant).
+
+    ``value`` is (systolic, diastolic) for blood pressure.
+    """
     sign = VITAL_SIGNS[key]
     _, obs = record.new("Observation")
-    when = fhir_instant(moment)
     obs["meta"] = {"profile": [VITALSIGNS_PROFILE, sign.profile]}
     obs["status"] = "final"
     obs["category"] = [concept(*_VITAL_CATEGORY)]

@@ -19,6 +19,7 @@ import math
 import random
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from .clinical import (
@@ -32,7 +33,7 @@ from .clinical import (
 )
 from .datatypes import Json, concept, fhir_instant, paris_to_utc, reference
 from .identifiers import INS_SYSTEM, IPP_SYSTEM, ins_number
-from .names import STREET_NAMES, STREET_TYPES, SURNAMES, TOWNS, given_names_for
+from .names import STREET_NAMES, STREET_TYPES, SURNAMES, TOWNS, Town, given_names_for
 from .observations import (
     Course,
     add_lab_result,
@@ -48,7 +49,7 @@ from .scenarios import SCENARIOS, Scenario, scenario_weight
 from .stays import BedBook, Person, Segment, plan_stay, staff_stay
 from .terminology import IDENTIFIER_TYPE
 from .territory import ascii_slug, mobile_number
-from .territory_index import TerritoryIndex
+from .territory_index import Hospital, TerritoryIndex
 
 _T = TypeVar("_T")
 
@@ -90,6 +91,12 @@ _PCR_AVAILABLE = date(2020, 2, 1)
 _COVID_SCREENING = (date(2020, 5, 11), date(2022, 12, 31))
 
 
+def _distance(town: Town, hospital: Hospital) -> float:
+    """Distance in degrees of latitude (longitude shrunk by cos 47°, the region's latitude)."""
+    return math.hypot(hospital.latitude - town.latitude,
+                      (hospital.longitude - town.longitude) * 0.68)
+
+
 def _weighted(rng: random.Random, items: list[tuple[float, _T]]) -> _T:
     """One of ``items`` (weight, item), drawn in proportion to its weight."""
     total = sum(w for w, _ in items)
@@ -104,7 +111,7 @@ def _weighted(rng: random.Random, items: list[tuple[float, _T]]) -> _T:
 class PatientGenerator:
     """Writes patients of one territory over one period; keeps the bed book of the call."""
 
-    def __init__(self, territory: Iterable[dict] | TerritoryIndex, *, seed: int, start: date,
+    def __init__(self, territory: Iterable[Json] | TerritoryIndex, *, seed: int, start: date,
                  end: date, density: float) -> None:
         if end <= start:
             raise ValueError(f"end ({end}) must come after start ({start})")
@@ -121,11 +128,7 @@ class PatientGenerator:
         self.names = self.index.practitioner_names
         self._town_weights = [(t.weight, t) for t in TOWNS]
         hospitals = list(self.index.hospitals.values())
-        self._nearest = {
-            t.name: sorted(hospitals, key=lambda h, t=t: math.hypot(
-                h.latitude - t.latitude, (h.longitude - t.longitude) * 0.68))
-            for t in TOWNS
-        }
+        self._nearest = {t.name: sorted(hospitals, key=partial(_distance, t)) for t in TOWNS}
 
     def record(self, index: int, *, as_bundle: bool) -> PatientRecord:
         """Generate patient number ``index`` (deterministic for seed and index)."""
@@ -256,7 +259,7 @@ class PatientGenerator:
         stop_all = end if end is not None else self.end_moment
         first = segments[0].start + timedelta(minutes=rng.uniform(8, 25))
         if segments[-1].place in ("ward", "icu", "consultation"):
-            add_vital_sign(record, subject, encounter, None, "weight", first,
+            add_vital_sign(record, subject, encounter, None, "weight", fhir_instant(first),
                            round(base.weight * rng.uniform(0.98, 1.02), 1))
         for segment in segments:
             performer = practitioner_ref(self.names, segment.carer) if segment.carer else None
@@ -272,10 +275,11 @@ class PatientGenerator:
                 values = vital_values(rng, base, effects, course.severity(moment),
                                       evening=(moment.hour + 1) % 24 >= 16,
                                       oxygen=segment.place == "icu")
+                when = fhir_instant(moment)
                 for sign in signs:
                     value = (values["systolic"], values["diastolic"]) \
                         if sign == "blood-pressure" else values[sign]
-                    add_vital_sign(record, subject, encounter, performer, sign, moment, value)
+                    add_vital_sign(record, subject, encounter, performer, sign, when, value)
                 if segment.place == "consultation":
                     break
                 moment += timedelta(hours=step * rng.uniform(0.85, 1.15))
@@ -306,10 +310,10 @@ class PatientGenerator:
                 moment += timedelta(days=every)
 
 
-def generate_patient_bundles(n: int, *, territory: Iterable[dict] | TerritoryIndex,
+def generate_patient_bundles(n: int, *, territory: Iterable[Json] | TerritoryIndex,
                              seed: int = 0, start: date = date(2020, 1, 1),
                              end: date = date(2022, 12, 31), density: float = 1.0,
-                             first: int = 0) -> Iterator[dict]:
+                             first: int = 0) -> Iterator[Json]:
     """``n`` FHIR transaction Bundles, one per patient, referring to ``territory``.
 
     Entries have ``urn:uuid`` fullUrls and ``POST Type`` requests; references between
@@ -324,10 +328,10 @@ def generate_patient_bundles(n: int, *, territory: Iterable[dict] | TerritoryInd
         yield generator.record(index, as_bundle=True).to_bundle()
 
 
-def generate_patient_resources(n: int, *, territory: Iterable[dict] | TerritoryIndex,
+def generate_patient_resources(n: int, *, territory: Iterable[Json] | TerritoryIndex,
                                seed: int = 0, start: date = date(2020, 1, 1),
                                end: date = date(2022, 12, 31), density: float = 1.0,
-                               first: int = 0) -> Iterator[dict]:
+                               first: int = 0) -> Iterator[Json]:
     """The same patients as ``generate_patient_bundles``, as plain resources with ids.
 
     Each resource has a fixed id (the uuid of its bundle entry) and references read

@@ -263,9 +263,9 @@ def _unit(rng: random.Random, plan: HospitalPlan, building_id: str, floor: int,
     }
     result = [unit]
     if kind.beds_per_room == 0:  # imaging: rooms without beds
-        for number, room_name in ((1, "Salle de scanner"), (2, "Salle de radiologie"),
-                                  (3, "Salle d'IRM")):
-            result.append(_room(unit_id, org, f"{floor}0{number}", room_name))
+        for place, room_name in ((1, "Salle de scanner"), (2, "Salle de radiologie"),
+                                 (3, "Salle d'IRM")):
+            result.append(_room(unit_id, org, f"{floor}0{place}", room_name))
         return result
     room_word = "Box" if kind_code == "emergency" else "Chambre"
     for index in range(beds // kind.beds_per_room):
@@ -436,7 +436,7 @@ def _available_time(rng: random.Random, category: str | None) -> list[Json]:
     return [{"daysOfWeek": worked, "availableStartTime": start, "availableEndTime": end}]
 
 
-def generate_territory(seed: int = 0) -> list[dict]:
+def generate_territory(seed: int = 0) -> list[Json]:
     """The fictional GHT as a list of FHIR R4 resources with fixed ids.
 
     Organizations first, then Locations (each after its ``partOf``), Practitioners and
@@ -447,7 +447,7 @@ def generate_territory(seed: int = 0) -> list[dict]:
     return _organizations(rng) + _locations(rng) + _staff(rng)
 
 
-def territory_transaction(territory: Iterable[dict]) -> dict:
+def territory_transaction(territory: Iterable[Json]) -> Json:
     """A transaction Bundle that creates or updates every territory resource by id.
 
     Uses ``PUT Type/id`` (update as create, https://hl7.org/fhir/R4/http.html#upsert) so

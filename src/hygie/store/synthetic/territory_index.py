@@ -57,10 +57,10 @@ class Hospital:
 class TerritoryIndex:
     """Hospitals, units, beds and staff read back from territory resources."""
 
-    def __init__(self, resources: Iterable[dict]) -> None:
+    def __init__(self, resources: Iterable[Json]) -> None:
         resources = list(resources)
-        names = {r["id"]: r.get("name", r["id"]) for r in resources
-                 if r.get("resourceType") == "Organization"}
+        names: dict[str, str] = {str(r["id"]): str(r.get("name", r["id"])) for r in resources
+                                 if r.get("resourceType") == "Organization"}
         locations = {r["id"]: r for r in resources if r.get("resourceType") == "Location"}
         self.hospitals: dict[str, Hospital] = {}
         units: dict[str, Unit] = {}
@@ -73,7 +73,7 @@ class TerritoryIndex:
             if hospital is None:
                 lat, lon = _hospital_position(org, locations)
                 hospital = self.hospitals[org] = Hospital(org, names.get(org, org), lat, lon)
-            unit = Unit(loc["id"], kind, loc.get("name", loc["id"]), org)
+            unit = Unit(str(loc["id"]), kind, str(loc.get("name", loc["id"])), org)
             hospital.units.setdefault(kind, unit)
             units[unit.id] = unit
         for loc in locations.values():
@@ -96,9 +96,9 @@ class TerritoryIndex:
                         for c in cc.get("coding", ())
                         if c.get("system") == SNOMED and c.get("code") in snomed_roles), None)
             for loc_ref in role.get("location", ()):
-                unit = units.get(_ref_id(loc_ref) or "")
-                if unit is not None and practitioner is not None and key is not None:
-                    unit.staff.setdefault(key, []).append(practitioner)
+                placed = units.get(_ref_id(loc_ref) or "")
+                if placed is not None and practitioner is not None and key is not None:
+                    placed.staff.setdefault(key, []).append(practitioner)
         if not self.hospitals:
             raise ValueError("the territory has no hospital unit (Location typed with "
                              f"{UNIT_KIND_SYSTEM})")
