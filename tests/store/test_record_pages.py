@@ -56,6 +56,8 @@ def test_ages_and_french_identifiers_read_as_clinicians_expect() -> None:
     assert age_text("2020-02-20", date(2020, 3, 1)) == "10 jours"
     assert spaced_nir(data.MARIE_INS) == "2 52 04 76 375 123 45"
     assert phone_text("+33612345678") == "06 12 34 56 78"
+    hugo = next(r for r in data.population() if r["id"] == data.HUGO)
+    assert not patient_header(hugo).adult and patient_header(data.marie_record()[0]).adult
 
 
 def test_header_and_timeline_of_a_record() -> None:

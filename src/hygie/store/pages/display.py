@@ -107,6 +107,19 @@ def today_paris() -> date:
     return datetime.now(PARIS).date()
 
 
+def age_years(birth: Any, at: date | None = None) -> int | None:
+    """Completed years of age on ``at`` (today in Paris by default), None if unknown."""
+    parsed = parse_when(birth)
+    if parsed is None:
+        return None
+    born, precision = parsed[0].date(), parsed[1]
+    day = at or today_paris()
+    years = day.year - born.year
+    if precision != "year" and (day.month, day.day) < (born.month, born.day):
+        years -= 1
+    return years
+
+
 def age_text(birth: Any, at: date | None = None) -> str:
     """Age in the clinical usage: years from 2 years on, months before, days at first."""
     parsed = parse_when(birth)

@@ -24,6 +24,7 @@ from hygie.store.pages.display import (
     Json,
     address_text,
     age_text,
+    age_years,
     codes_in,
     concept_text,
     concepts_text,
@@ -40,6 +41,10 @@ from hygie.store.pages.display import (
 )
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
+
+#: From this age on, the adult normal ranges of vital signs apply (paediatric ranges,
+#: which vary with age, are taken only from the data's own ``referenceRange``).
+ADULT_AGE = 16
 
 #: http://hl7.org/fhir/R4/valueset-encounter-status.html
 ENCOUNTER_STATUS = {"planned": "prévu", "arrived": "arrivé", "triaged": "trié",
@@ -127,7 +132,7 @@ def patient_header(patient: Json, names: dict[str, str] | None = None) -> Patien
     elif patient.get("deceasedBoolean") is True:
         deceased = "Décédé(e)"
     age = age_text(patient.get("birthDate"), at)
-    adult = not age or not (age.endswith("mois") or "jour" in age or int(age.split()[0]) < 16)
+    years = age_years(patient.get("birthDate"), at)
     contacts = []
     for contact in patient.get("contact") or []:
         if not isinstance(contact, dict):
@@ -152,7 +157,7 @@ def patient_header(patient: Json, names: dict[str, str] | None = None) -> Patien
         contacts=contacts,
         practitioners=[p for p in practitioners if p],
         active=patient.get("active") is not False,
-        adult=adult,
+        adult=years is None or years >= ADULT_AGE,
     )
 
 

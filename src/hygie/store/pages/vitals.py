@@ -272,6 +272,11 @@ def _is_out(reading: Reading, low: float | None, high: float | None) -> bool:
                                                           and reading.value > high)
 
 
+def _tick_text(value: float) -> str:
+    """An axis label: as many decimals as the tick needs (37,5 but 38), decimal comma."""
+    return f"{value:.2f}".rstrip("0").rstrip(".").replace(".", ",")
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -329,11 +334,8 @@ def build_chart(chart: ChartSpec, readings: dict[str, list[Reading]], *,
     def sy(value: float) -> float:
         return round(y1 - (value - lo) / (hi - lo) * (y1 - y0), 1)
 
-    y_ticks = []
-    tick = lo
-    while tick <= hi + step / 1000:
-        y_ticks.append((sy(tick), number_text(tick, 1 if step < 1 else 0)))
-        tick += step
+    y_ticks = [(sy(lo + i * step), _tick_text(lo + i * step))
+               for i in range(round((hi - lo) / step) + 1)]
     span = t1 - t0
     x_ticks = tuple((sx(t0 + span * f), _time_label(t0 + span * f, span))
                     for f in (0, 0.25, 0.5, 0.75, 1))
