@@ -7,6 +7,7 @@ globals) lets tests build as many platforms as they need, each on its own databa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,8 +61,13 @@ class Platform:
     engine: Engine
     #: Objects the core attaches once built (the store's repository, token keys...).
     parts: dict[str, Any] = field(default_factory=dict)
+    #: Called by ``close`` before the engine goes, newest first (background workers).
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
+        """Stop background work, then release the database connections."""
+        while self.closers:
+            self.closers.pop()()
         self.engine.dispose()
 
 

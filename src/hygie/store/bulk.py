@@ -64,12 +64,16 @@ class BulkExports:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._queue: list[str] = []
+        self._stopping = False
 
     # -- job rows
-    def _set(self, job_id: str, **values: Any) -> None:
+    def _set(self, job_id: str, *, only_if: tuple[str, ...] = (), **values: Any) -> bool:
+        """Update a job row; with ``only_if``, only from those states (a cancel wins)."""
+        query = update(bulk_job).where(bulk_job.c.id == job_id)
+        if only_if:
+            query = query.where(bulk_job.c.status.in_(only_if))
         with self.engine.begin() as conn:
-            conn.execute(update(bulk_job).where(bulk_job.c.id == job_id)
-                         .values(updated=now_us(), **values))
+            return conn.execute(query.values(updated=now_us(), **values)).rowcount == 1
 
     def _get(self, job_id: str) -> Any:
         with self.engine.connect() as conn:
@@ -108,6 +112,13 @@ class BulkExports:
         if thread is not None:
             thread.join(timeout)
 
+    def close(self) -> None:
+        """Stop taking queued jobs and let the running one end (it resumes on restart)."""
+        with self._lock:
+            self._queue.clear()
+            self._stopping = True
+        self.wait()
+
     def _work(self) -> None:
         while True:
             with self._lock:
@@ -119,7 +130,8 @@ class BulkExports:
                 self._run(job_id)
             except Exception as exc:  # a failed job is reported, never kills the worker
                 log.exception("bulk export %s failed", job_id)
-                self._set(job_id, status="failed", result=orjson.dumps(
+                self._set(job_id, only_if=("accepted", "in-progress"), status="failed",
+                          result=orjson.dumps(
                     {"error": f"{type(exc).__name__}: export failed"}).decode())
 
     def _resources(self, request: ExportRequest) -> Iterator[Any]:
@@ -157,7 +169,8 @@ class BulkExports:
         if row is None or row.status in ("complete", "cancelled", "failed"):
             return
         request = ExportRequest(**orjson.loads(row.request))
-        self._set(job_id, status="in-progress")
+        if not self._set(job_id, only_if=("accepted", "in-progress"), status="in-progress"):
+            return
         transaction_time = now_us()
         out_dir = self.folder / job_id
         shutil.rmtree(out_dir, ignore_errors=True)
@@ -173,10 +186,13 @@ class BulkExports:
                 fh.write(b"\n")
                 counts[stored.res_type] = counts.get(stored.res_type, 0) + 1
                 if n % 5000 == 0:
+                    if self._stopping:
+                        return  # left in progress: the next start resumes it
                     current = self._get(job_id)
                     if current is None or current.status == "cancelled":
                         return
-                    self._set(job_id, result=orjson.dumps({"progress": n}).decode())
+                    self._set(job_id, only_if=("in-progress",),
+                              result=orjson.dumps({"progress": n}).decode())
         finally:
             for fh in files.values():
                 fh.close()
@@ -190,7 +206,9 @@ class BulkExports:
             ],
             "error": [],
         }
-        self._set(job_id, status="complete", result=orjson.dumps(manifest).decode())
+        if not self._set(job_id, only_if=("in-progress",), status="complete",
+                         result=orjson.dumps(manifest).decode()):
+            shutil.rmtree(out_dir, ignore_errors=True)  # cancelled meanwhile
 
     # -- HTTP-facing operations (registered in server.py)
 

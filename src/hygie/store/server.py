@@ -104,4 +104,5 @@ def open_store(platform: Platform) -> StoreContext:
     )
     platform.parts["store"] = ctx
     platform.parts["bulk_exports"] = exports
+    platform.closers.append(exports.close)
     return ctx
