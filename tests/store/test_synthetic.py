@@ -409,6 +409,9 @@ def test_store_accepts_territory_and_patients(client: TestClient, tmp_path: Path
     resp = client.post("/fhir", json=territory_transaction(territory()))
     assert resp.status_code == 200, resp.text[:2000]
     assert all(e["response"]["status"].startswith("201") for e in resp.json()["entry"])
+    again = client.post("/fhir", json=territory_transaction(territory()[:60]))  # updates
+    assert again.status_code == 200, again.text[:2000]
+    assert all(e["response"]["status"].startswith("200") for e in again.json()["entry"])
     for bundle in bundles()[:3]:
         resp = client.post("/fhir", json=bundle)
         assert resp.status_code == 200, resp.text[:2000]

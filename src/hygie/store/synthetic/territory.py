@@ -451,14 +451,14 @@ def territory_transaction(territory: Iterable[Json]) -> Json:
     """A transaction Bundle that creates or updates every territory resource by id.
 
     Uses ``PUT Type/id`` (update as create, https://hl7.org/fhir/R4/http.html#upsert) so
-    that loading it twice leaves one copy of each resource.
+    that loading it twice leaves one copy of each resource. Entries carry no fullUrl:
+    it would have to be absolute (``[base]/Type/id``) and the base is the server's.
     """
     return {
         "resourceType": "Bundle",
         "type": "transaction",
         "entry": [
             {
-                "fullUrl": f"{r['resourceType']}/{r['id']}",
                 "resource": r,
                 "request": {"method": "PUT", "url": f"{r['resourceType']}/{r['id']}"},
             }
