@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -61,9 +62,12 @@ def run(scenario: Path, runs: int | None, seed: int | None, out: Path | None) ->
 @click.option("--walkers", type=click.IntRange(8, 1000), default=24)
 @click.option("--likelihood", type=click.Choice(["negbin", "poisson"]), default="negbin")
 @click.option("--seed", type=int, default=0)
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Fit the admissions from this day on (default: all, from 2020-03-01).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for fit.svg and calibration.json.")
-def fit(steps: int, walkers: int, likelihood: str, seed: int, out: Path | None) -> None:
+def fit(steps: int, walkers: int, likelihood: str, seed: int, since: datetime | None,
+        out: Path | None) -> None:
     """Calibrate beta, seeding and lockdown scale on Île-de-France ICU admissions."""
     from hygie.epidemic import runner
     from hygie.epidemic.errors import EpidemicError
@@ -71,7 +75,8 @@ def fit(steps: int, walkers: int, likelihood: str, seed: int, out: Path | None) 
     try:
         ref = runner.reference_data(load_settings().extra)
         cal = runner.calibrate(ref, n_steps=steps, burn_in=steps // 3, n_walkers=walkers,
-                               likelihood=likelihood, random_state=seed)
+                               likelihood=likelihood, random_state=seed,
+                               since=since.date() if since else None)
     except EpidemicError as exc:
         raise _fail(exc) from exc
     summary = runner.calibration_json(cal)

@@ -87,17 +87,24 @@ def _simulate(
                 # infectious people present in each patch during the day
                 ipres[:] = 0.0
                 for k in range(n_p):
+                    xk = x[k]
+                    n_inf = 0.0
+                    for j in range(n_a):
+                        for c in range(5):
+                            n_inf += xk[j, IP + c]
+                    if n_inf == 0.0:
+                        continue
                     for c in range(5):
                         if mobile[c] == 0.0:
                             for j in range(n_a):
-                                ipres[k, c, j] += x[k, j, IP + c]
+                                ipres[k, c, j] += xk[j, IP + c]
                     for q in range(cp_ptr[m, k], cp_ptr[m, k + 1]):
                         lp = cp_idx[m, q]
                         w = cp_val[m, q]
                         for c in range(5):
                             if mobile[c] != 0.0:
                                 for j in range(n_a):
-                                    ipres[lp, c, j] += w * x[k, j, IP + c]
+                                    ipres[lp, c, j] += w * xk[j, IP + c]
                 # force of infection met in each patch, then felt by its visitors
                 for lp in range(n_p):
                     kk = kernel_index[day, lp]
@@ -106,7 +113,9 @@ def _simulate(
                         acc = 0.0
                         for c in range(5):
                             for j in range(n_a):
-                                acc += kernels[kk, c, i, j] * ipres[lp, c, j]
+                                v = ipres[lp, c, j]
+                                if v != 0.0:
+                                    acc += kernels[kk, c, i, j] * v
                         lam_star[lp, i] = acc * sc
                 for k in range(n_p):
                     for i in range(n_a):
@@ -121,7 +130,8 @@ def _simulate(
                     for a in range(n_a):
                         t = table[a]
                         xs = x[k, a]
-                        new_e = _take(xs[S], 1.0 - np.exp(-lam[k, a]), stochastic)
+                        la = lam[k, a]
+                        new_e = _take(xs[S], -np.expm1(-la), stochastic) if la > 0.0 else 0.0
                         new_ip = _take(xs[E], t[0], stochastic)
                         out_p = _take(xs[IP], t[1], stochastic)
                         n_as = _take(out_p, t[3], stochastic)

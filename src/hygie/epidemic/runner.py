@@ -112,11 +112,15 @@ def published_scenario(days: int = 90) -> Scenario:
 
 def calibrate(ref: ReferenceData, *, n_steps: int = 1500, burn_in: int = 500,
               n_walkers: int = 24, likelihood: str = "negbin",
-              random_state: int | None = 0) -> Calibration:
-    """Fit beta, seeding and lockdown scale to the Île-de-France ICU admissions."""
+              random_state: int | None = 0, since: date | None = None) -> Calibration:
+    """Fit beta, seeding and lockdown scale to the Île-de-France ICU admissions (from
+    ``since`` on, default the whole series from 1 March 2020)."""
     study = Study(scenario=published_scenario())
     model = build_model(study, ref)
     dates, obs = ref.icu_admissions()
+    if since is not None:
+        keep = [i for i, d in enumerate(dates) if d >= since]
+        dates, obs = [dates[i] for i in keep], obs[keep]
     return Calibration(model, study.scenario, lockdown_phase=0, likelihood=likelihood,
                        n_walkers=n_walkers, n_steps=n_steps, burn_in=burn_in,
                        random_state=random_state).fit(dates, obs)
