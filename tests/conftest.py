@@ -17,8 +17,12 @@ from pathlib import Path
 
 import pytest
 
-POSTGRES_URL = os.environ.get("HYGIE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-SHARED_DATA = Path(os.environ.get("HYGIE_SHARED_DATA", "")) if os.environ.get("HYGIE_SHARED_DATA") else None
+POSTGRES_URL = os.environ.get(
+    "HYGIE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+SHARED_DATA = (
+    Path(os.environ.get("HYGIE_SHARED_DATA", "")) if os.environ.get("HYGIE_SHARED_DATA") else None
+)
 
 
 def shared_data() -> Path:

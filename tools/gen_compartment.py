@@ -10,7 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "src/hygie/store/definitions/patient-compartment.json"
+OUT = (
+    Path(__file__).resolve().parent.parent / "src/hygie/store/definitions/patient-compartment.json"
+)
 
 
 def main(source: str) -> None:

@@ -16,8 +16,9 @@ def assert_outcome(resp, status: int) -> dict:  # type: ignore[no-untyped-def]
     return body
 
 
-@pytest.mark.parametrize("payload", [b"{", b"[1, 2]", b'"text"', b"", b'{"no": "type"}',
-                                     b"\xff\xfe", b"null"])
+@pytest.mark.parametrize(
+    "payload", [b"{", b"[1, 2]", b'"text"', b"", b'{"no": "type"}', b"\xff\xfe", b"null"]
+)
 def test_malformed_bodies(client: TestClient, payload: bytes) -> None:
     assert_outcome(client.post("/fhir/Patient", content=payload, headers=FHIR), 400)
 
@@ -35,8 +36,9 @@ def test_unknown_resource_type(client: TestClient) -> None:
 def test_invalid_id(client: TestClient) -> None:
     assert_outcome(client.get("/fhir/Patient/" + "x" * 65), 400)
     assert_outcome(client.get("/fhir/Patient/bad_id!"), 400)
-    assert_outcome(client.put("/fhir/Patient/bad_id!", json={"resourceType": "Patient",
-                                                             "id": "bad_id!"}), 400)
+    assert_outcome(
+        client.put("/fhir/Patient/bad_id!", json={"resourceType": "Patient", "id": "bad_id!"}), 400
+    )
 
 
 def test_oversized_body(client: TestClient) -> None:
@@ -46,8 +48,9 @@ def test_oversized_body(client: TestClient) -> None:
 
 
 def test_invalid_resource_is_422_with_location(client: TestClient) -> None:
-    body = assert_outcome(client.post("/fhir/Patient", json={"resourceType": "Patient",
-                                                             "gender": "sometimes"}), 422)
+    body = assert_outcome(
+        client.post("/fhir/Patient", json={"resourceType": "Patient", "gender": "sometimes"}), 422
+    )
     assert any("Patient.gender" in (i.get("expression") or [""])[0] for i in body["issue"])
 
 
@@ -69,8 +72,12 @@ def test_bad_search_values(client: TestClient) -> None:
 def test_unsupported_formats(client: TestClient) -> None:
     assert_outcome(client.get("/fhir/Patient", headers={"Accept": "application/fhir+xml"}), 406)
     assert_outcome(client.get("/fhir/Patient?_format=xml"), 406)
-    assert_outcome(client.post("/fhir/Patient", content=b"<Patient/>",
-                               headers={"Content-Type": "application/fhir+xml"}), 415)
+    assert_outcome(
+        client.post(
+            "/fhir/Patient", content=b"<Patient/>", headers={"Content-Type": "application/fhir+xml"}
+        ),
+        415,
+    )
 
 
 def test_method_not_allowed(client: TestClient) -> None:
@@ -79,8 +86,14 @@ def test_method_not_allowed(client: TestClient) -> None:
 
 
 def test_bad_if_match(client: TestClient) -> None:
-    assert_outcome(client.put("/fhir/Patient/a", json={"resourceType": "Patient", "id": "a"},
-                              headers={"If-Match": "yesterday"}), 400)
+    assert_outcome(
+        client.put(
+            "/fhir/Patient/a",
+            json={"resourceType": "Patient", "id": "a"},
+            headers={"If-Match": "yesterday"},
+        ),
+        400,
+    )
 
 
 def test_no_token_is_401(client: TestClient) -> None:
@@ -97,5 +110,6 @@ def test_scope_is_enforced(client: TestClient) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     assert client.get("/fhir/Observation", headers=headers).status_code == 200
     assert_outcome(client.get("/fhir/Patient", headers=headers), 403)
-    assert_outcome(client.post("/fhir/Observation", json={"resourceType": "Observation"},
-                               headers=headers), 403)
+    assert_outcome(
+        client.post("/fhir/Observation", json={"resourceType": "Observation"}, headers=headers), 403
+    )

@@ -12,13 +12,26 @@ def _seed(client: TestClient) -> tuple[str, str]:
     p1 = client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"}).json()["id"]
     p2 = client.put("/fhir/Patient/p2", json={"resourceType": "Patient", "id": "p2"}).json()["id"]
     for p in (p1, p1, p2):
-        client.post("/fhir/Observation", json={"resourceType": "Observation", "status": "final",
-                                               "code": {"text": "FC"},
-                                               "subject": {"reference": f"Patient/{p}"}})
+        client.post(
+            "/fhir/Observation",
+            json={
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "FC"},
+                "subject": {"reference": f"Patient/{p}"},
+            },
+        )
     client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "GHT"})
-    client.put("/fhir/Group/g1", json={"resourceType": "Group", "id": "g1", "type": "person",
-                                       "actual": True,
-                                       "member": [{"entity": {"reference": "Patient/p2"}}]})
+    client.put(
+        "/fhir/Group/g1",
+        json={
+            "resourceType": "Group",
+            "id": "g1",
+            "type": "person",
+            "actual": True,
+            "member": [{"entity": {"reference": "Patient/p2"}}],
+        },
+    )
     return p1, p2
 
 
@@ -70,10 +83,14 @@ def test_patient_and_group_export(client: TestClient) -> None:
 
 def test_export_needs_async_and_known_group(client: TestClient) -> None:
     assert client.get("/fhir/$export").status_code == 400
-    assert client.get("/fhir/Group/none/$export", headers={"Prefer": "respond-async"}
-                      ).status_code == 404
-    assert client.get("/fhir/$export?_type=Nope", headers={"Prefer": "respond-async"}
-                      ).status_code == 400
+    assert (
+        client.get("/fhir/Group/none/$export", headers={"Prefer": "respond-async"}).status_code
+        == 404
+    )
+    assert (
+        client.get("/fhir/$export?_type=Nope", headers={"Prefer": "respond-async"}).status_code
+        == 400
+    )
     assert client.get("/fhir/$export-status/unknown").status_code == 404
 
 
@@ -90,12 +107,22 @@ def test_import_endpoint_reports_bad_lines(client: TestClient) -> None:
         orjson.dumps({"resourceType": "Patient", "id": "imp1", "gender": "male"}),
         b"{not json",
         orjson.dumps({"resourceType": "Patient", "id": "imp2", "gender": "nope"}),
-        orjson.dumps({"resourceType": "Observation", "id": "o1", "status": "final",
-                      "code": {"text": "x"}, "subject": {"reference": "Patient/imp1"}}),
+        orjson.dumps(
+            {
+                "resourceType": "Observation",
+                "id": "o1",
+                "status": "final",
+                "code": {"text": "x"},
+                "subject": {"reference": "Patient/imp1"},
+            }
+        ),
         orjson.dumps({"resourceType": "Patient", "id": "imp1", "gender": "female"}),
     ]
-    resp = client.post("/fhir/$import", content=b"\n".join(lines),
-                       headers={"Content-Type": "application/fhir+ndjson"})
+    resp = client.post(
+        "/fhir/$import",
+        content=b"\n".join(lines),
+        headers={"Content-Type": "application/fhir+ndjson"},
+    )
     assert resp.status_code == 200, resp.text
     text = str(resp.json())
     assert "line 2" in text and "line 3" in text

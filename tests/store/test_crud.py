@@ -10,14 +10,22 @@ FHIR = "application/fhir+json"
 
 
 def patient(**extra: Any) -> dict[str, Any]:
-    return {"resourceType": "Patient", "active": True,
-            "name": [{"family": "Martin", "given": ["Léa"]}], "gender": "female",
-            "birthDate": "1984-03-12", **extra}
+    return {
+        "resourceType": "Patient",
+        "active": True,
+        "name": [{"family": "Martin", "given": ["Léa"]}],
+        "gender": "female",
+        "birthDate": "1984-03-12",
+        **extra,
+    }
 
 
 def create(client: TestClient, resource: dict[str, Any], **headers: str) -> Any:
-    return client.post(f"/fhir/{resource['resourceType']}", json=resource,
-                       headers={"Content-Type": FHIR, **headers})
+    return client.post(
+        f"/fhir/{resource['resourceType']}",
+        json=resource,
+        headers={"Content-Type": FHIR, **headers},
+    )
 
 
 def test_create_then_read_returns_the_stored_version(client: TestClient) -> None:
@@ -109,10 +117,15 @@ def test_conditional_read_if_none_match(client: TestClient) -> None:
 
 def test_json_patch(client: TestClient) -> None:
     pid = create(client, patient()).json()["id"]
-    ops = [{"op": "replace", "path": "/gender", "value": "male"},
-           {"op": "add", "path": "/name/0/given/-", "value": "Marie"}]
-    resp = client.patch(f"/fhir/Patient/{pid}", content=__import__("json").dumps(ops),
-                        headers={"Content-Type": "application/json-patch+json"})
+    ops = [
+        {"op": "replace", "path": "/gender", "value": "male"},
+        {"op": "add", "path": "/name/0/given/-", "value": "Marie"},
+    ]
+    resp = client.patch(
+        f"/fhir/Patient/{pid}",
+        content=__import__("json").dumps(ops),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["gender"] == "male"
@@ -125,34 +138,48 @@ def test_json_patch(client: TestClient) -> None:
 def test_json_patch_errors(client: TestClient) -> None:
     pid = create(client, patient()).json()["id"]
     headers = {"Content-Type": "application/json-patch+json"}
-    bad_path = client.patch(f"/fhir/Patient/{pid}",
-                            content='[{"op": "remove", "path": "/nothing"}]', headers=headers)
+    bad_path = client.patch(
+        f"/fhir/Patient/{pid}", content='[{"op": "remove", "path": "/nothing"}]', headers=headers
+    )
     assert bad_path.status_code == 422
-    invalid_result = client.patch(f"/fhir/Patient/{pid}",
-                                  content='[{"op": "replace", "path": "/gender", "value": "x"}]',
-                                  headers=headers)
+    invalid_result = client.patch(
+        f"/fhir/Patient/{pid}",
+        content='[{"op": "replace", "path": "/gender", "value": "x"}]',
+        headers=headers,
+    )
     assert invalid_result.status_code == 422
     assert client.get(f"/fhir/Patient/{pid}").json()["gender"] == "female"
     not_array = client.patch(f"/fhir/Patient/{pid}", content='{"op": "x"}', headers=headers)
     assert not_array.status_code == 400
-    change_id = client.patch(f"/fhir/Patient/{pid}",
-                             content='[{"op": "replace", "path": "/id", "value": "other"}]',
-                             headers=headers)
+    change_id = client.patch(
+        f"/fhir/Patient/{pid}",
+        content='[{"op": "replace", "path": "/id", "value": "other"}]',
+        headers=headers,
+    )
     assert change_id.status_code == 422
 
 
 def test_conditional_create(client: TestClient) -> None:
     ident = {"identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "2840312345678"}]}
-    first = create(client, patient(**ident),
-                   **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"})
+    first = create(
+        client,
+        patient(**ident),
+        **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"},
+    )
     assert first.status_code == 201
-    again = create(client, patient(**ident),
-                   **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"})
+    again = create(
+        client,
+        patient(**ident),
+        **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"},
+    )
     assert again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     create(client, patient(**ident))
-    both = create(client, patient(**ident),
-                  **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"})
+    both = create(
+        client,
+        patient(**ident),
+        **{"If-None-Exist": "identifier=urn:oid:1.2.250.1.213.1.4.8|2840312345678"},
+    )
     assert both.status_code == 412
 
 
@@ -161,8 +188,9 @@ def test_conditional_update_and_delete(client: TestClient) -> None:
     created = client.put("/fhir/Patient?identifier=urn:test|abc", json=patient(**ident))
     assert created.status_code == 201
     pid = created.json()["id"]
-    updated = client.put("/fhir/Patient?identifier=urn:test|abc",
-                         json=patient(gender="male", **ident))
+    updated = client.put(
+        "/fhir/Patient?identifier=urn:test|abc", json=patient(gender="male", **ident)
+    )
     assert updated.status_code == 200 and updated.json()["id"] == pid
     assert updated.json()["meta"]["versionId"] == "2"
     assert client.delete("/fhir/Patient?identifier=urn:test|abc").status_code == 204

@@ -12,8 +12,11 @@ from tests.conftest import shared_data
 
 def _without_store_meta(resource: dict[str, Any]) -> dict[str, Any]:
     out = dict(resource)
-    meta = {k: v for k, v in (out.pop("meta", None) or {}).items()
-            if k not in ("versionId", "lastUpdated")}
+    meta = {
+        k: v
+        for k, v in (out.pop("meta", None) or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
     if meta:
         out["meta"] = meta
     return out

@@ -8,8 +8,11 @@ from starlette.testclient import TestClient
 def test_history_levels_and_paging(client: TestClient) -> None:
     ids = []
     for n in range(5):
-        ids.append(client.post("/fhir/Patient", json={"resourceType": "Patient",
-                                                      "name": [{"family": f"H{n}"}]}).json()["id"])
+        ids.append(
+            client.post(
+                "/fhir/Patient", json={"resourceType": "Patient", "name": [{"family": f"H{n}"}]}
+            ).json()["id"]
+        )
     client.put(f"/fhir/Patient/{ids[0]}", json={"resourceType": "Patient", "id": ids[0]})
     client.post("/fhir/Organization", json={"resourceType": "Organization", "name": "GHT"})
     instance = client.get(f"/fhir/Patient/{ids[0]}/_history").json()
@@ -28,24 +31,41 @@ def test_history_levels_and_paging(client: TestClient) -> None:
         url = nxt[0] if nxt else ""
         client.post("/fhir/Patient", json={"resourceType": "Patient"})  # newer; not in this walk
     assert len(seen) == 7 and len(set(seen)) == 7
-    assert client.get(f"/fhir/Patient/{ids[1]}/_history?_since=2100-01-01T00:00:00Z"
-                      ).json().get("entry") is None
+    assert (
+        client.get(f"/fhir/Patient/{ids[1]}/_history?_since=2100-01-01T00:00:00Z")
+        .json()
+        .get("entry")
+        is None
+    )
     assert client.get("/fhir/Patient/unknown/_history").status_code == 404
 
 
 def test_patient_everything(client: TestClient) -> None:
-    org = client.post("/fhir/Organization", json={"resourceType": "Organization",
-                                                  "name": "CH Nord"}).json()["id"]
-    pid = client.post("/fhir/Patient", json={"resourceType": "Patient",
-                                             "managingOrganization": {"reference": f"Organization/{org}"}}
-                      ).json()["id"]
+    org = client.post(
+        "/fhir/Organization", json={"resourceType": "Organization", "name": "CH Nord"}
+    ).json()["id"]
+    pid = client.post(
+        "/fhir/Patient",
+        json={
+            "resourceType": "Patient",
+            "managingOrganization": {"reference": f"Organization/{org}"},
+        },
+    ).json()["id"]
     other = client.post("/fhir/Patient", json={"resourceType": "Patient"}).json()["id"]
     for subject in (pid, pid, other):
-        client.post("/fhir/Observation", json={
-            "resourceType": "Observation", "status": "final",
-            "code": {"text": "Température"}, "subject": {"reference": f"Patient/{subject}"}})
-    client.post("/fhir/Condition", json={"resourceType": "Condition",
-                                         "subject": {"reference": f"Patient/{pid}"}})
+        client.post(
+            "/fhir/Observation",
+            json={
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"text": "Température"},
+                "subject": {"reference": f"Patient/{subject}"},
+            },
+        )
+    client.post(
+        "/fhir/Condition",
+        json={"resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"}},
+    )
     everything = client.get(f"/fhir/Patient/{pid}/$everything").json()
     types = sorted(e["resource"]["resourceType"] for e in everything["entry"])
     assert types == ["Condition", "Observation", "Observation", "Organization", "Patient"]

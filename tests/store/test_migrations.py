@@ -29,8 +29,9 @@ def test_migrations_match_declared_tables(database_url: str) -> None:
         assert is_current(engine)
         upgrade(engine)  # idempotent
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}),
-                                    metadata)
+            diff = compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), metadata
+            )
         assert diff == []
     finally:
         engine.dispose()

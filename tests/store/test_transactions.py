@@ -7,11 +7,17 @@ from typing import Any
 from starlette.testclient import TestClient
 
 
-def entry(resource: dict[str, Any], method: str = "POST", url: str | None = None,
-          full_url: str | None = None, **request: str) -> dict[str, Any]:
-    e: dict[str, Any] = {"resource": resource,
-                         "request": {"method": method, "url": url or resource["resourceType"],
-                                     **request}}
+def entry(
+    resource: dict[str, Any],
+    method: str = "POST",
+    url: str | None = None,
+    full_url: str | None = None,
+    **request: str,
+) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "resource": resource,
+        "request": {"method": method, "url": url or resource["resourceType"], **request},
+    }
     if full_url:
         e["fullUrl"] = full_url
     return e
@@ -21,18 +27,31 @@ PATIENT_URN = "urn:uuid:9a7f1c2e-0b6d-4d8e-9a51-1f0c1a2b3c4d"
 
 
 def observation(subject: str, value: float = 37.2) -> dict[str, Any]:
-    return {"resourceType": "Observation", "status": "final",
-            "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
-            "subject": {"reference": subject},
-            "valueQuantity": {"value": value, "unit": "Cel", "system": "http://unitsofmeasure.org",
-                              "code": "Cel"}}
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": subject},
+        "valueQuantity": {
+            "value": value,
+            "unit": "Cel",
+            "system": "http://unitsofmeasure.org",
+            "code": "Cel",
+        },
+    }
 
 
 def test_transaction_rewrites_urn_uuid_references(client: TestClient) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry(observation(PATIENT_URN)),
-        entry({"resourceType": "Patient", "name": [{"family": "Durand"}]}, full_url=PATIENT_URN),
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(observation(PATIENT_URN)),
+            entry(
+                {"resourceType": "Patient", "name": [{"family": "Durand"}]}, full_url=PATIENT_URN
+            ),
+        ],
+    }
     resp = client.post("/fhir", json=bundle)
     assert resp.status_code == 200, resp.text
     out = resp.json()
@@ -46,10 +65,14 @@ def test_transaction_rewrites_urn_uuid_references(client: TestClient) -> None:
 
 
 def test_transaction_is_atomic(client: TestClient) -> None:
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry({"resourceType": "Patient", "name": [{"family": "Atomic"}]}),
-        entry({"resourceType": "Patient", "gender": "not-a-gender"}),
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry({"resourceType": "Patient", "name": [{"family": "Atomic"}]}),
+            entry({"resourceType": "Patient", "gender": "not-a-gender"}),
+        ],
+    }
     resp = client.post("/fhir", json=bundle)
     assert resp.status_code == 422
     issue = resp.json()["issue"][0]
@@ -60,37 +83,56 @@ def test_transaction_is_atomic(client: TestClient) -> None:
 
 def test_transaction_conditional_create_and_reference(client: TestClient) -> None:
     ident = {"system": "urn:test:ins", "value": "123"}
-    first = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry({"resourceType": "Patient", "identifier": [ident]}, full_url=PATIENT_URN,
-              ifNoneExist="identifier=urn:test:ins|123"),
-        entry(observation(PATIENT_URN)),
-    ]}
+    first = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(
+                {"resourceType": "Patient", "identifier": [ident]},
+                full_url=PATIENT_URN,
+                ifNoneExist="identifier=urn:test:ins|123",
+            ),
+            entry(observation(PATIENT_URN)),
+        ],
+    }
     out1 = client.post("/fhir", json=first).json()
     second = client.post("/fhir", json=first).json()
     assert out1["entry"][0]["response"]["status"] == "201 Created"
     assert second["entry"][0]["response"]["status"] == "200 OK"
     pid = out1["entry"][0]["response"]["location"].split("/")[1]
     assert second["entry"][0]["response"]["location"].split("/")[1] == pid
-    by_ref = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry(observation("Patient?identifier=urn:test:ins|123", 38.1)),
-    ]}
+    by_ref = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(observation("Patient?identifier=urn:test:ins|123", 38.1)),
+        ],
+    }
     out3 = client.post("/fhir", json=by_ref).json()
     obs_id = out3["entry"][0]["response"]["location"].split("/")[1]
     obs = client.get(f"/fhir/Observation/{obs_id}").json()
     assert obs["subject"]["reference"] == f"Patient/{pid}"
-    none = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        entry(observation("Patient?identifier=urn:test:ins|nobody")),
-    ]}
+    none = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry(observation("Patient?identifier=urn:test:ins|nobody")),
+        ],
+    }
     assert client.post("/fhir", json=none).status_code == 422
 
 
 def test_transaction_runs_in_spec_order(client: TestClient) -> None:
     client.put("/fhir/Patient/p1", json={"resourceType": "Patient", "id": "p1"})
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"request": {"method": "GET", "url": "Patient/p1"}},
-        entry({"resourceType": "Patient", "id": "p1", "gender": "male"}, "PUT", "Patient/p1"),
-        {"request": {"method": "DELETE", "url": "Patient/p2"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient/p1"}},
+            entry({"resourceType": "Patient", "id": "p1", "gender": "male"}, "PUT", "Patient/p1"),
+            {"request": {"method": "DELETE", "url": "Patient/p2"}},
+        ],
+    }
     out = client.post("/fhir", json=bundle).json()
     # GET runs last, so it sees the PUT
     assert out["entry"][0]["resource"]["gender"] == "male"
@@ -98,11 +140,15 @@ def test_transaction_runs_in_spec_order(client: TestClient) -> None:
 
 
 def test_batch_reports_each_entry(client: TestClient) -> None:
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        entry({"resourceType": "Patient", "name": [{"family": "Batch"}]}),
-        entry({"resourceType": "Patient", "gender": "invalid"}),
-        {"request": {"method": "GET", "url": "Patient/unknown"}},
-    ]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            entry({"resourceType": "Patient", "name": [{"family": "Batch"}]}),
+            entry({"resourceType": "Patient", "gender": "invalid"}),
+            {"request": {"method": "GET", "url": "Patient/unknown"}},
+        ],
+    }
     out = client.post("/fhir", json=bundle).json()
     assert out["type"] == "batch-response"
     statuses = [e["response"]["status"] for e in out["entry"]]
@@ -114,10 +160,15 @@ def test_batch_reports_each_entry(client: TestClient) -> None:
 
 def test_bundle_errors(client: TestClient) -> None:
     assert client.post("/fhir", json={"resourceType": "Patient"}).status_code == 400
-    assert client.post("/fhir", json={"resourceType": "Bundle", "type": "collection"}
-                       ).status_code == 400
-    no_request = {"resourceType": "Bundle", "type": "transaction",
-                  "entry": [{"resource": {"resourceType": "Patient"}}]}
+    assert (
+        client.post("/fhir", json={"resourceType": "Bundle", "type": "collection"}).status_code
+        == 400
+    )
+    no_request = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": {"resourceType": "Patient"}}],
+    }
     resp = client.post("/fhir", json=no_request)
     assert resp.status_code == 400
     assert resp.json()["issue"][0]["expression"] == ["Bundle.entry[0].request"]

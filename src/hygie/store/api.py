@@ -23,9 +23,16 @@ from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, ha
 log = logging.getLogger("hygie.store")
 
 FHIR_JSON = "application/fhir+json"
-_JSON_TYPES = {"application/fhir+json", "application/json", "application/json-patch+json",
-               "application/x-www-form-urlencoded", "text/json", "application/fhir+ndjson",
-               "application/ndjson", ""}
+_JSON_TYPES = {
+    "application/fhir+json",
+    "application/json",
+    "application/json-patch+json",
+    "application/x-www-form-urlencoded",
+    "text/json",
+    "application/fhir+ndjson",
+    "application/ndjson",
+    "",
+}
 _XML_HINTS = ("xml",)
 
 
@@ -37,12 +44,23 @@ def outcome_response(exc: outcomes.FhirError, pretty: bool = False) -> Response:
     return _json_response(exc.status, exc.outcome, headers, pretty)
 
 
-def _json_response(status: int, body: dict[str, Any] | None, headers: dict[str, str],
-                   pretty: bool = False, raw: bytes | None = None) -> Response:
+def _json_response(
+    status: int,
+    body: dict[str, Any] | None,
+    headers: dict[str, str],
+    pretty: bool = False,
+    raw: bytes | None = None,
+) -> Response:
     if raw is not None and pretty:
         body, raw = orjson.loads(raw), None
-    content = raw if raw is not None else (
-        orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0) if body is not None else b""
+    content = (
+        raw
+        if raw is not None
+        else (
+            orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+            if body is not None
+            else b""
+        )
     )
     media = f"{FHIR_JSON}; charset=utf-8" if content else None
     return Response(content, status_code=status, headers=headers, media_type=media)
@@ -52,7 +70,9 @@ def _check_format(request: Request) -> None:
     fmt = request.query_params.get("_format")
     if fmt and not any(t in fmt for t in ("json",)):
         raise outcomes.FhirError(
-            outcomes.Issue("not-supported", f"_format {fmt!r} is not supported; this server speaks JSON"),
+            outcomes.Issue(
+                "not-supported", f"_format {fmt!r} is not supported; this server speaks JSON"
+            ),
             status=406,
         )
     accept = request.headers.get("accept", "")
@@ -86,7 +106,9 @@ def _check_content_type(request: Request, body: bytes) -> None:
     if ctype in _JSON_TYPES or ctype.endswith("+json"):
         return
     raise outcomes.FhirError(
-        outcomes.Issue("not-supported", f"Content-Type {ctype!r} is not supported; send {FHIR_JSON}"),
+        outcomes.Issue(
+            "not-supported", f"Content-Type {ctype!r} is not supported; send {FHIR_JSON}"
+        ),
         status=415,
     )
 
@@ -118,8 +140,9 @@ async def fhir_endpoint(request: Request) -> Response:
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.url.path)
         return outcome_response(
-            outcomes.FhirError(outcomes.Issue("exception", "internal error; see the server log"),
-                               status=500),
+            outcomes.FhirError(
+                outcomes.Issue("exception", "internal error; see the server log"), status=500
+            ),
             pretty,
         )
     # For HEAD, uvicorn sends the headers (Content-Length included) and drops the body.
@@ -131,8 +154,11 @@ async def export_file(request: Request) -> Response:
     exports = request.app.state.platform.parts["bulk_exports"]
     principal = getattr(request.state, "principal", None)
     try:
-        path = exports.file_path(request.path_params["job"], request.path_params["name"],
-                                 getattr(principal, "subject", None))
+        path = exports.file_path(
+            request.path_params["job"],
+            request.path_params["name"],
+            getattr(principal, "subject", None),
+        )
     except outcomes.FhirError as exc:
         return outcome_response(exc)
     return FileResponse(path, media_type="application/fhir+ndjson")

@@ -56,7 +56,9 @@ class ExportRequest:
 class BulkExports:
     """Runs export jobs in a background thread and keeps their state in ``bulk_job``."""
 
-    def __init__(self, engine: Engine, repository: SqlRepository, folder: Path, base_url: str) -> None:
+    def __init__(
+        self, engine: Engine, repository: SqlRepository, folder: Path, base_url: str
+    ) -> None:
         self.engine = engine
         self.repository = repository
         self.folder = folder
@@ -82,18 +84,28 @@ class BulkExports:
     def start(self, request: ExportRequest, owner: str | None) -> str:
         job_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
-            conn.execute(insert(bulk_job).values(
-                id=job_id, kind="export", status="accepted",
-                request=orjson.dumps(request.__dict__).decode(), owner=owner,
-                created=now_us(), updated=now_us(), result=None))
+            conn.execute(
+                insert(bulk_job).values(
+                    id=job_id,
+                    kind="export",
+                    status="accepted",
+                    request=orjson.dumps(request.__dict__).decode(),
+                    owner=owner,
+                    created=now_us(),
+                    updated=now_us(),
+                    result=None,
+                )
+            )
         self._enqueue(job_id)
         return job_id
 
     def resume(self) -> None:
         """Queue again the jobs a previous process accepted but did not finish."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(bulk_job.c.id).where(
-                bulk_job.c.kind == "export", bulk_job.c.status.in_(["accepted", "in-progress"]))
+            rows = conn.execute(
+                select(bulk_job.c.id).where(
+                    bulk_job.c.kind == "export", bulk_job.c.status.in_(["accepted", "in-progress"])
+                )
             ).all()
         for row in rows:
             self._enqueue(row.id)
@@ -102,8 +114,9 @@ class BulkExports:
         with self._lock:
             self._queue.append(job_id)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._work, name="hygie-bulk-export",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._work, name="hygie-bulk-export", daemon=True
+                )
                 self._thread.start()
 
     def wait(self, timeout: float = 60) -> None:
@@ -130,9 +143,12 @@ class BulkExports:
                 self._run(job_id)
             except Exception as exc:  # a failed job is reported, never kills the worker
                 log.exception("bulk export %s failed", job_id)
-                self._set(job_id, only_if=("accepted", "in-progress"), status="failed",
-                          result=orjson.dumps(
-                    {"error": f"{type(exc).__name__}: export failed"}).decode())
+                self._set(
+                    job_id,
+                    only_if=("accepted", "in-progress"),
+                    status="failed",
+                    result=orjson.dumps({"error": f"{type(exc).__name__}: export failed"}).decode(),
+                )
 
     def _resources(self, request: ExportRequest) -> Iterator[Any]:
         repo = self.repository
@@ -141,9 +157,11 @@ class BulkExports:
             return
         if request.level == "group":
             group = repo.read("Group", request.group_id or "").resource
-            patients = [m["entity"]["reference"].split("/", 1)[1]
-                        for m in group.get("member", [])
-                        if m.get("entity", {}).get("reference", "").startswith("Patient/")]
+            patients = [
+                m["entity"]["reference"].split("/", 1)[1]
+                for m in group.get("member", [])
+                if m.get("entity", {}).get("reference", "").startswith("Patient/")
+            ]
         else:
             patients = [s.res_id for s in repo.iter_resources(["Patient"])]
         members = set(patient_compartment()) | {"Patient"}
@@ -191,8 +209,11 @@ class BulkExports:
                     current = self._get(job_id)
                     if current is None or current.status == "cancelled":
                         return
-                    self._set(job_id, only_if=("in-progress",),
-                              result=orjson.dumps({"progress": n}).decode())
+                    self._set(
+                        job_id,
+                        only_if=("in-progress",),
+                        result=orjson.dumps({"progress": n}).decode(),
+                    )
         finally:
             for fh in files.values():
                 fh.close()
@@ -206,8 +227,12 @@ class BulkExports:
             ],
             "error": [],
         }
-        if not self._set(job_id, only_if=("in-progress",), status="complete",
-                         result=orjson.dumps(manifest).decode()):
+        if not self._set(
+            job_id,
+            only_if=("in-progress",),
+            status="complete",
+            result=orjson.dumps(manifest).decode(),
+        ):
             shutil.rmtree(out_dir, ignore_errors=True)  # cancelled meanwhile
 
     # -- HTTP-facing operations (registered in server.py)
@@ -220,14 +245,18 @@ class BulkExports:
             raise outcomes.invalid("$export needs the header Prefer: respond-async")
         fmt = req.param("_outputFormat")
         if fmt and fmt not in _NDJSON_FORMATS:
-            raise outcomes.invalid(f"_outputFormat {fmt!r} is not supported; use application/fhir+ndjson",
-                                   expression="_outputFormat")
+            raise outcomes.invalid(
+                f"_outputFormat {fmt!r} is not supported; use application/fhir+ndjson",
+                expression="_outputFormat",
+            )
         types = None
         if req.param("_type"):
             types = [t for t in (req.param("_type") or "").split(",") if t]
             for t in types:
                 if t not in ctx.resource_types:
-                    raise outcomes.invalid(f"unknown resource type {t!r} in _type", expression="_type")
+                    raise outcomes.invalid(
+                        f"unknown resource type {t!r} in _type", expression="_type"
+                    )
         since = None
         if req.param("_since"):
             try:
@@ -242,17 +271,24 @@ class BulkExports:
             level, group_id = "group", req.path[1]
             self.repository.read("Group", group_id)
         else:
-            raise outcomes.FhirError(outcomes.Issue(
-                "not-supported", "$export is available at the base, on Patient and on Group/[id]"),
-                status=404)
+            raise outcomes.FhirError(
+                outcomes.Issue(
+                    "not-supported",
+                    "$export is available at the base, on Patient and on Group/[id]",
+                ),
+                status=404,
+            )
         for t in types or ["*"]:
             _allow(req, t, "r")
         path = "/".join(req.path)
         query = "&".join(f"{k}={v}" for k, v in req.query)
         url = f"{ctx.base_url}/{path + '/' if path else ''}$export" + (f"?{query}" if query else "")
         job_id = self.start(ExportRequest(level, types, since, group_id, url), _owner(req))
-        return FhirResponse(202, resource=outcomes.ok("export accepted"), headers={
-            "Content-Location": f"{ctx.base_url}/$export-status/{job_id}"})
+        return FhirResponse(
+            202,
+            resource=outcomes.ok("export accepted"),
+            headers={"Content-Location": f"{ctx.base_url}/$export-status/{job_id}"},
+        )
 
     def status(self, req: FhirRequest, ctx: StoreContext) -> FhirResponse:
         """Poll (GET) or cancel (DELETE) an export job."""
@@ -260,23 +296,41 @@ class BulkExports:
             raise outcomes.FhirError(outcomes.Issue("not-found", "no such export job"), status=404)
         job_id = req.path[0]
         row = self._get(job_id)
-        if row is None or row.kind != "export" or row.status == "cancelled" or (
-            row.owner and row.owner != _owner(req)
+        if (
+            row is None
+            or row.kind != "export"
+            or row.status == "cancelled"
+            or (row.owner and row.owner != _owner(req))
         ):
-            raise outcomes.FhirError(outcomes.Issue("not-found", f"no export job {job_id}"), status=404)
+            raise outcomes.FhirError(
+                outcomes.Issue("not-found", f"no export job {job_id}"), status=404
+            )
         if req.method == "DELETE":
             self._set(job_id, status="cancelled")
             shutil.rmtree(self.folder / job_id, ignore_errors=True)
             return FhirResponse(202, resource=outcomes.ok("export cancelled"))
         if row.status == "complete":
-            return FhirResponse(200, resource=orjson.loads(row.result),
-                                headers={"Expires": format_instant(now_us() + 86_400_000_000)})
+            return FhirResponse(
+                200,
+                resource=orjson.loads(row.result),
+                headers={"Expires": format_instant(now_us() + 86_400_000_000)},
+            )
         if row.status == "failed":
-            return FhirResponse(500, resource=outcomes.outcome([outcomes.Issue(
-                "exception", orjson.loads(row.result or "{}").get("error", "export failed"))]))
+            return FhirResponse(
+                500,
+                resource=outcomes.outcome(
+                    [
+                        outcomes.Issue(
+                            "exception",
+                            orjson.loads(row.result or "{}").get("error", "export failed"),
+                        )
+                    ]
+                ),
+            )
         progress = orjson.loads(row.result).get("progress", 0) if row.result else 0
-        return FhirResponse(202, headers={"X-Progress": f"{row.status}: {progress} resources",
-                                          "Retry-After": "2"})
+        return FhirResponse(
+            202, headers={"X-Progress": f"{row.status}: {progress} resources", "Retry-After": "2"}
+        )
 
     def file_path(self, job_id: str, name: str, owner: str | None) -> Path:
         row = self._get(job_id)
@@ -308,9 +362,13 @@ class ImportReport:
         return self.created + self.updated
 
     def outcome(self) -> dict[str, Any]:
-        issues = [outcomes.Issue("informational",
-                                 f"{self.created} created, {self.updated} updated, "
-                                 f"{len(self.errors)} refused", severity="information")]
+        issues = [
+            outcomes.Issue(
+                "informational",
+                f"{self.created} created, {self.updated} updated, {len(self.errors)} refused",
+                severity="information",
+            )
+        ]
         issues += [outcomes.Issue("invalid", f"line {n}: {why}") for n, why in self.errors[:1000]]
         return outcomes.outcome(issues)
 
@@ -325,8 +383,9 @@ def _worker_init() -> None:
     _WORKER_REPO = SqlRepository(create_engine("sqlite://"))
 
 
-def _prepare_lines(lines: list[tuple[int, bytes]]) -> tuple[list[PreparedResource],
-                                                           list[tuple[int, str]]]:
+def _prepare_lines(
+    lines: list[tuple[int, bytes]],
+) -> tuple[list[PreparedResource], list[tuple[int, str]]]:
     """Parse, validate and index a chunk of NDJSON lines (runs in a worker process)."""
     repo = _WORKER_REPO
     assert repo is not None
@@ -395,8 +454,9 @@ def import_ndjson(
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_worker_init
+    ) as pool:
         pending: list[Any] = []
         for chunk in chunks:
             pending.append((pool.submit(_prepare_lines, chunk), len(chunk)))
@@ -411,13 +471,17 @@ def import_ndjson(
 def import_operation(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
     """``POST [base]/$import`` with an NDJSON body: imports and reports, synchronously."""
     if req.method != "POST" or req.path:
-        raise outcomes.FhirError(outcomes.Issue("not-supported", "$import is POST [base]/$import"),
-                                 status=405)
+        raise outcomes.FhirError(
+            outcomes.Issue("not-supported", "$import is POST [base]/$import"), status=405
+        )
     ctype = (req.header("content-type") or "").split(";")[0].strip()
     if ctype not in _NDJSON_FORMATS:
-        raise outcomes.FhirError(outcomes.Issue(
-            "not-supported", f"$import takes application/fhir+ndjson, not {ctype or 'nothing'}"),
-            status=415)
+        raise outcomes.FhirError(
+            outcomes.Issue(
+                "not-supported", f"$import takes application/fhir+ndjson, not {ctype or 'nothing'}"
+            ),
+            status=415,
+        )
     _allow(req, "*", "c")
     _allow(req, "*", "u")
     repo = ctx.repository

@@ -14,14 +14,18 @@ import orjson
 
 from hygie.store.model import HistoryPage, SearchPage, StoredResource, format_instant, now_us
 
-def page_links(base: str, path: str, query: list[tuple[str, str]], next_cursor: str | None
-               ) -> list[dict[str, str]]:
+
+def page_links(
+    base: str, path: str, query: list[tuple[str, str]], next_cursor: str | None
+) -> list[dict[str, str]]:
     """``self`` and ``next`` links; ``next`` carries the keyset cursor (stable paging)."""
     kept = [(k, v) for k, v in query if k != "_cursor"]
     url = f"{base}/{path}" if path else base
     links = [{"relation": "self", "url": url + ("?" + urlencode(kept) if kept else "")}]
     if next_cursor:
-        links.append({"relation": "next", "url": url + "?" + urlencode([*kept, ("_cursor", next_cursor)])})
+        links.append(
+            {"relation": "next", "url": url + "?" + urlencode([*kept, ("_cursor", next_cursor)])}
+        )
     return links
 
 
@@ -43,17 +47,21 @@ def searchset(
     """A searchset Bundle; ``project`` applies _summary/_elements to each resource."""
     entries: list[dict[str, Any]] = []
     for stored in page.matches:
-        entries.append({
-            "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
-            "resource": _entry_resource(stored, project),
-            "search": {"mode": "match"},
-        })
+        entries.append(
+            {
+                "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
+                "resource": _entry_resource(stored, project),
+                "search": {"mode": "match"},
+            }
+        )
     for stored in page.included:
-        entries.append({
-            "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
-            "resource": _entry_resource(stored, project),
-            "search": {"mode": "include"},
-        })
+        entries.append(
+            {
+                "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
+                "resource": _entry_resource(stored, project),
+                "search": {"mode": "include"},
+            }
+        )
     if outcome is not None:
         entries.append({"resource": outcome, "search": {"mode": "outcome"}})
     bundle: dict[str, Any] = {
@@ -80,7 +88,9 @@ def history_bundle(
         entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
         if stored.body is not None:
             entry["resource"] = orjson.Fragment(stored.body)
-        method = {"create": "POST", "delete": "DELETE", "patch": "PATCH"}.get(stored.method or "", "PUT")
+        method = {"create": "POST", "delete": "DELETE", "patch": "PATCH"}.get(
+            stored.method or "", "PUT"
+        )
         entry["request"] = {"method": method, "url": url if method != "POST" else stored.res_type}
         entry["response"] = {
             "status": {"POST": "201 Created", "DELETE": "204 No Content"}.get(method, "200 OK"),

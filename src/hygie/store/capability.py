@@ -13,8 +13,17 @@ from typing import Any
 import hygie
 from hygie.store.model import format_instant, now_us
 
-_INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
-                 "history-type", "create", "search-type"]
+_INTERACTIONS = [
+    "read",
+    "vread",
+    "update",
+    "patch",
+    "delete",
+    "history-instance",
+    "history-type",
+    "create",
+    "search-type",
+]
 
 
 def build_capability(
@@ -44,8 +53,11 @@ def build_capability(
             "conditionalDelete": "single",
             "searchParam": search_params.get(res_type, []),
         }
-        ops = [{"name": o["name"], "definition": o["definition"]} for o in operations
-               if o["type"] in (res_type, "*")]
+        ops = [
+            {"name": o["name"], "definition": o["definition"]}
+            for o in operations
+            if o["type"] in (res_type, "*")
+        ]
         if ops:
             entry["operation"] = ops
         resources.append(entry)
@@ -60,30 +72,54 @@ def build_capability(
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
         "patchFormat": ["application/json-patch+json"],
-        "rest": [{
-            "mode": "server",
-            "security": {
-                "cors": False,
-                "service": [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                    "code": "SMART-on-FHIR"}]}],
-                "description": "Every request carries a bearer token signed by the platform; "
-                               "SMART v2 scopes are enforced per resource type and interaction.",
-                "extension": [{
-                    "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                    "extension": [{"url": "token", "valueUri": token_url}],
-                }],
-            },
-            "resource": resources,
-            "interaction": [{"code": "transaction"}, {"code": "batch"},
-                            {"code": "search-system"}, {"code": "history-system"}],
-            "searchParam": [
-                {"name": "_id", "type": "token",
-                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
-                {"name": "_lastUpdated", "type": "date",
-                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
-            ],
-            "operation": [{"name": o["name"], "definition": o["definition"]} for o in operations
-                          if o["type"] == "system"],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Every request carries a bearer token signed by the platform; "
+                    "SMART v2 scopes are enforced per resource type and interaction.",
+                    "extension": [
+                        {
+                            "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                            "extension": [{"url": "token", "valueUri": token_url}],
+                        }
+                    ],
+                },
+                "resource": resources,
+                "interaction": [
+                    {"code": "transaction"},
+                    {"code": "batch"},
+                    {"code": "search-system"},
+                    {"code": "history-system"},
+                ],
+                "searchParam": [
+                    {
+                        "name": "_id",
+                        "type": "token",
+                        "definition": "http://hl7.org/fhir/SearchParameter/Resource-id",
+                    },
+                    {
+                        "name": "_lastUpdated",
+                        "type": "date",
+                        "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+                    },
+                ],
+                "operation": [
+                    {"name": o["name"], "definition": o["definition"]}
+                    for o in operations
+                    if o["type"] == "system"
+                ],
+            }
+        ],
     }

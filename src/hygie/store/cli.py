@@ -22,10 +22,15 @@ def migrate() -> None:
 
 
 @click.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
-                                                                  path_type=Path))
-@click.option("--workers", type=int, default=None,
-              help="Processes that validate and index (default: one per CPU).")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    help="Processes that validate and index (default: one per CPU).",
+)
 def import_command(files: tuple[Path, ...], workers: int | None) -> None:
     """Import FHIR resources from NDJSON files (one resource per line).
 
@@ -49,9 +54,11 @@ def import_command(files: tuple[Path, ...], workers: int | None) -> None:
         with path.open("rb") as fh, tqdm(total=total, unit="res", desc=path.name) as bar:
             report = import_ndjson(repository, fh, workers=workers, progress=bar.update)  # type: ignore[arg-type]
         elapsed = time.perf_counter() - started
-        click.echo(f"{path.name}: {report.created} created, {report.updated} updated, "
-                   f"{len(report.errors)} refused in {elapsed:.1f} s "
-                   f"({report.written / max(elapsed, 1e-9):,.0f} resources/s)")
+        click.echo(
+            f"{path.name}: {report.created} created, {report.updated} updated, "
+            f"{len(report.errors)} refused in {elapsed:.1f} s "
+            f"({report.written / max(elapsed, 1e-9):,.0f} resources/s)"
+        )
         for number, why in report.errors[:20]:
             click.echo(f"  line {number}: {why}", err=True)
         if len(report.errors) > 20:

@@ -17,8 +17,17 @@ from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, _a
 from hygie.store.model import SearchPage, StoredResource, parse_instant
 
 #: Resource types pulled in when referenced from the record, even outside the compartment.
-_REFERENCED_TYPES = {"Practitioner", "PractitionerRole", "Organization", "Location",
-                     "Medication", "Device", "Substance", "HealthcareService", "Group"}
+_REFERENCED_TYPES = {
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "Medication",
+    "Device",
+    "Substance",
+    "HealthcareService",
+    "Group",
+}
 
 
 def _references(value: Any, out: set[tuple[str, str]]) -> None:
@@ -38,7 +47,9 @@ def _references(value: Any, out: set[tuple[str, str]]) -> None:
 def patient_everything(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
     if len(req.path) != 2 or req.path[0] != "Patient" or req.method not in ("GET", "POST"):
         raise outcomes.FhirError(
-            outcomes.Issue("not-supported", "$everything is available as GET Patient/[id]/$everything"),
+            outcomes.Issue(
+                "not-supported", "$everything is available as GET Patient/[id]/$everything"
+            ),
             status=404,
         )
     patient_id = req.path[1]
@@ -87,7 +98,7 @@ def patient_everything(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
         raise outcomes.invalid("the paging cursor is not valid", expression="_cursor")
     offset = int(offset_text)
     count = int(count_text) if count_text and count_text.isdigit() else len(readable)
-    page = SearchPage(matches=readable[offset:offset + max(count, 1)], total=len(readable))
+    page = SearchPage(matches=readable[offset : offset + max(count, 1)], total=len(readable))
     if offset + count < len(readable):
         page.next_cursor = str(offset + count)
     bundle = searchset(ctx.base_url, f"Patient/{patient_id}/$everything", req.query, page)

@@ -107,8 +107,9 @@ def parse_body(req: FhirRequest, expected_type: str | None = None) -> dict[str, 
         raise outcomes.invalid("the body must be a JSON object (a FHIR resource)", code="structure")
     res_type = data.get("resourceType")
     if not isinstance(res_type, str):
-        raise outcomes.invalid("the body has no resourceType", expression="resourceType",
-                               code="structure")
+        raise outcomes.invalid(
+            "the body has no resourceType", expression="resourceType", code="structure"
+        )
     if expected_type is not None and res_type != expected_type:
         raise outcomes.invalid(
             f"resourceType {res_type!r} does not match the URL's {expected_type}",
@@ -120,7 +121,7 @@ def parse_body(req: FhirRequest, expected_type: str | None = None) -> dict[str, 
 def _parse_version(etag: str, header: str) -> int:
     match = _ETAG_RE.match(etag)
     if not match:
-        raise outcomes.invalid(f"{header} must be an ETag like W/\"3\", got {etag!r}")
+        raise outcomes.invalid(f'{header} must be an ETag like W/"3", got {etag!r}')
     return int(match.group(1))
 
 
@@ -166,10 +167,16 @@ def _write_response(ctx: StoreContext, req: FhirRequest, result: WriteResult) ->
     if prefer == "minimal":
         return FhirResponse(status, headers=headers)
     if prefer == "operationoutcome":
-        what = "created" if result.created else ("matched; nothing written" if result.unchanged
-                                                 else "updated")
-        return FhirResponse(status, resource=outcomes.ok(f"{stored.res_type}/{stored.res_id} {what}"),
-                            headers=headers)
+        what = (
+            "created"
+            if result.created
+            else ("matched; nothing written" if result.unchanged else "updated")
+        )
+        return FhirResponse(
+            status,
+            resource=outcomes.ok(f"{stored.res_type}/{stored.res_id} {what}"),
+            headers=headers,
+        )
     return FhirResponse(status, raw=stored.body, headers=headers)
 
 
@@ -182,12 +189,18 @@ def read(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> Fhi
     _check_id(res_type, res_id)
     stored = ctx.repository.read(res_type, res_id)
     none_match = req.header("if-none-match")
-    if none_match and _ETAG_RE.match(none_match) and _parse_version(none_match, "If-None-Match") == stored.version:
+    if (
+        none_match
+        and _ETAG_RE.match(none_match)
+        and _parse_version(none_match, "If-None-Match") == stored.version
+    ):
         return FhirResponse(304, headers={"ETag": stored.etag})
     return _read_response(ctx, req, stored)
 
 
-def vread(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str, vid: str) -> FhirResponse:
+def vread(
+    ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str, vid: str
+) -> FhirResponse:
     """http.html#vread: a deleted version answers 410 Gone."""
     _allow(req, res_type, "r")
     _check_id(res_type, res_id)
@@ -205,8 +218,9 @@ def update(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> F
     _check_id(res_type, res_id)
     body = parse_body(req, res_type)
     if "id" not in body:
-        raise outcomes.invalid("an update needs the resource id in the body",
-                               expression=f"{res_type}.id")
+        raise outcomes.invalid(
+            "an update needs the resource id in the body", expression=f"{res_type}.id"
+        )
     if body["id"] != res_id:
         raise outcomes.invalid(
             f"the body's id {body['id']!r} does not match the URL's id {res_id!r}",
@@ -227,8 +241,10 @@ def patch(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> Fh
     content_type = (req.header("content-type") or "").split(";")[0].strip()
     if content_type not in ("application/json-patch+json", ""):
         raise outcomes.FhirError(
-            outcomes.Issue("not-supported",
-                           f"PATCH needs Content-Type application/json-patch+json, not {content_type}"),
+            outcomes.Issue(
+                "not-supported",
+                f"PATCH needs Content-Type application/json-patch+json, not {content_type}",
+            ),
             status=415,
         )
     try:
@@ -239,7 +255,9 @@ def patch(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> Fh
         raise outcomes.invalid("a JSON Patch document is a JSON array of operations")
     if_match = req.header("if-match")
     version = _parse_version(if_match, "If-Match") if if_match else None
-    return _write_response(ctx, req, ctx.repository.patch(res_type, res_id, operations, if_match=version))
+    return _write_response(
+        ctx, req, ctx.repository.patch(res_type, res_id, operations, if_match=version)
+    )
 
 
 def delete(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> FhirResponse:
@@ -251,8 +269,9 @@ def delete(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> F
     return FhirResponse(204, headers=headers)
 
 
-def history(ctx: StoreContext, req: FhirRequest, res_type: str | None, res_id: str | None
-            ) -> FhirResponse:
+def history(
+    ctx: StoreContext, req: FhirRequest, res_type: str | None, res_id: str | None
+) -> FhirResponse:
     """http.html#history at instance, type or system level, newest first."""
     _allow(req, res_type or "*", "r")
     if res_type and res_id:
@@ -264,14 +283,17 @@ def history(ctx: StoreContext, req: FhirRequest, res_type: str | None, res_id: s
         try:
             since = parse_instant(since_text)
         except ValueError as exc:
-            raise outcomes.invalid(f"_since must be an instant, got {since_text!r}",
-                                   expression="_since") from exc
+            raise outcomes.invalid(
+                f"_since must be an instant, got {since_text!r}", expression="_since"
+            ) from exc
     count_text = req.param("_count") or "50"
     if not count_text.isdigit():
-        raise outcomes.invalid(f"_count must be a positive integer, got {count_text!r}",
-                               expression="_count")
-    page = ctx.repository.history(res_type, res_id, since=since, count=int(count_text),
-                                  cursor=req.param("_cursor"))
+        raise outcomes.invalid(
+            f"_count must be a positive integer, got {count_text!r}", expression="_count"
+        )
+    page = ctx.repository.history(
+        res_type, res_id, since=since, count=int(count_text), cursor=req.param("_cursor")
+    )
     path = "/".join(p for p in (res_type, res_id, "_history") if p)
     return FhirResponse(200, resource=history_bundle(ctx.base_url, path, req.query, page))
 
@@ -319,8 +341,12 @@ def _criteria(req: FhirRequest) -> str:
     return urlencode(pairs)
 
 
-def search(ctx: StoreContext, req: FhirRequest, res_type: str | None,
-           query: list[tuple[str, str]] | None = None) -> FhirResponse:
+def search(
+    ctx: StoreContext,
+    req: FhirRequest,
+    res_type: str | None,
+    query: list[tuple[str, str]] | None = None,
+) -> FhirResponse:
     """search.html: GET [type]?..., POST [type]/_search, and system search."""
     query = req.query if query is None else query
     if res_type is None:
@@ -343,18 +369,22 @@ def search(ctx: StoreContext, req: FhirRequest, res_type: str | None,
             outcomes.Issue("not-supported", w, severity="warning") for w in page.warnings
         )
     wanted = _project_query(req)
-    project = (lambda r: ctx.project(r, wanted)) if wanted and ctx.project else None  # noqa: E731
+    project = (lambda r: ctx.project(r, wanted)) if wanted and ctx.project else None
     bundle = searchset(ctx.base_url, res_type or "", query, page, project=project, outcome=warning)
     return FhirResponse(200, resource=bundle)
 
 
-def validate(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str | None) -> FhirResponse:
+def validate(
+    ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str | None
+) -> FhirResponse:
     """operation-resource-validate: report issues without storing anything."""
     from hygie.store.validation import validate_resource
 
     body = parse_body(req)
     if body.get("resourceType") == "Parameters" and res_type != "Parameters":
-        inner = [p.get("resource") for p in body.get("parameter", []) if p.get("name") == "resource"]
+        inner = [
+            p.get("resource") for p in body.get("parameter", []) if p.get("name") == "resource"
+        ]
         if not inner or not isinstance(inner[0], dict):
             raise outcomes.invalid("$validate Parameters need a 'resource' parameter")
         body = inner[0]
@@ -365,8 +395,11 @@ def validate(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str | N
         )
     issues = validate_resource(body, expected_type=res_type)
     if res_id is not None and body.get("id") not in (None, res_id):
-        issues.append(outcomes.Issue("invalid", "the body's id does not match the URL",
-                                     expression=f"{res_type}.id"))
+        issues.append(
+            outcomes.Issue(
+                "invalid", "the body's id does not match the URL", expression=f"{res_type}.id"
+            )
+        )
     if not issues:
         return FhirResponse(200, resource=outcomes.ok("the resource is valid"))
     return FhirResponse(200, resource=outcomes.outcome(issues))
@@ -456,8 +489,7 @@ def _operation(ctx: StoreContext, req: FhirRequest, name: str, *scope: str) -> F
         raise outcomes.FhirError(
             outcomes.Issue("not-supported", f"operation {name} is not supported here"), status=404
         )
-    scoped = FhirRequest(req.method, tuple(scope), req.query, req.headers, req.body,
-                         req.principal)
+    scoped = FhirRequest(req.method, tuple(scope), req.query, req.headers, req.body, req.principal)
     return handler(scoped, ctx)
 
 

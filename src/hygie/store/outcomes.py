@@ -83,9 +83,7 @@ class FhirError(Exception):
     """An error the store reports as an OperationOutcome; ``status`` is its HTTP code."""
 
     def __init__(self, issues: Iterable[Issue] | Issue, status: int | None = None) -> None:
-        self.issues: tuple[Issue, ...] = (
-            (issues,) if isinstance(issues, Issue) else tuple(issues)
-        )
+        self.issues: tuple[Issue, ...] = (issues,) if isinstance(issues, Issue) else tuple(issues)
         if not self.issues:
             self.issues = (Issue("exception", "unspecified error"),)
         self._status = status
@@ -93,7 +91,11 @@ class FhirError(Exception):
 
     @staticmethod
     def _describe(issue: Issue) -> str:
-        return f"{issue.diagnostics} (at {issue.expression})" if issue.expression else issue.diagnostics
+        return (
+            f"{issue.diagnostics} (at {issue.expression})"
+            if issue.expression
+            else issue.diagnostics
+        )
 
     @property
     def status(self) -> int:
@@ -152,7 +154,9 @@ def multiple_matches(diagnostics: str) -> FhirError:
     return FhirError(Issue("multiple-matches", diagnostics), status=412)
 
 
-def invalid(diagnostics: str, expression: str | None = None, code: str = "invalid") -> InvalidResource:
+def invalid(
+    diagnostics: str, expression: str | None = None, code: str = "invalid"
+) -> InvalidResource:
     return InvalidResource(Issue(code, diagnostics, expression=expression))
 
 

@@ -106,8 +106,12 @@ class Repository(ABC):
 
     @abstractmethod
     def compartment(
-        self, comp_type: str, comp_id: str, res_types: list[str] | None = None,
-        *, since: int | None = None,
+        self,
+        comp_type: str,
+        comp_id: str,
+        res_types: list[str] | None = None,
+        *,
+        since: int | None = None,
     ) -> Iterator[StoredResource]:
         """Current resources in a compartment (e.g. every resource of one Patient)."""
 

@@ -35,8 +35,13 @@ def _lines(resources: Iterator[dict]) -> Iterator[bytes]:
         yield orjson.dumps(resource)
 
 
-def seed_store(repository: SqlRepository, *, patients: int, seed: int,
-               progress: Callable[[int], None] | None = None) -> SeedResult:
+def seed_store(
+    repository: SqlRepository,
+    *,
+    patients: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> SeedResult:
     """Write the territory and ``patients`` patients unless the store already has them."""
     territory = generate_territory(seed)
     try:

@@ -19,18 +19,36 @@ from hygie.store.interactions import StoreContext
 from hygie.store.sql_repository import SqlRepository
 
 _OPERATION_DEFS = [
-    {"name": "everything", "type": "Patient",
-     "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
-    {"name": "validate", "type": "*",
-     "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"},
-    {"name": "export", "type": "system",
-     "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"},
-    {"name": "export", "type": "Patient",
-     "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
-    {"name": "export", "type": "Group",
-     "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
-    {"name": "import", "type": "system",
-     "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/import"},
+    {
+        "name": "everything",
+        "type": "Patient",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+    },
+    {
+        "name": "validate",
+        "type": "*",
+        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+    },
+    {
+        "name": "export",
+        "type": "system",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export",
+    },
+    {
+        "name": "export",
+        "type": "Patient",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export",
+    },
+    {
+        "name": "export",
+        "type": "Group",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export",
+    },
+    {
+        "name": "import",
+        "type": "system",
+        "definition": "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/import",
+    },
 ]
 
 
@@ -82,10 +100,15 @@ def open_store(platform: Platform) -> StoreContext:
 
     def get_capability() -> dict[str, Any]:
         if not capability:
-            capability.update(build_capability(
-                base, list(resource_types()), _search_params(), _OPERATION_DEFS,
-                token_url=settings.base_url.rstrip("/") + "/oauth/token",
-            ))
+            capability.update(
+                build_capability(
+                    base,
+                    list(resource_types()),
+                    _search_params(),
+                    _OPERATION_DEFS,
+                    token_url=settings.base_url.rstrip("/") + "/oauth/token",
+                )
+            )
         return capability
 
     ctx = StoreContext(

@@ -45,7 +45,6 @@ Validator = Callable[[dict[str, Any]], None]
 Indexer = Callable[[dict[str, Any]], dict[str, list[tuple[Any, ...]]]]
 
 
-
 @dataclass(frozen=True, slots=True)
 class PreparedResource:
     """A validated resource with its id and index rows, ready for ``put_many``."""
@@ -69,9 +68,7 @@ _CURRENT_COLUMNS = (
 )
 
 #: Column names of each index table after (res_pk, res_type), in IndexRows tuple order.
-_INDEX_COLUMNS = {
-    kind: [c.name for c in table.columns][2:] for kind, table in INDEX_TABLES.items()
-}
+_INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:] for kind, table in INDEX_TABLES.items()}
 
 
 def _row_to_stored(row: Any) -> StoredResource:
@@ -147,7 +144,9 @@ class SqlRepository(Repository):
                 ) from exc
             except OperationalError as exc:
                 if "deadlock" in str(exc).lower() or "locked" in str(exc).lower():
-                    raise outcomes.conflict("the store is busy with a conflicting write; retry") from exc
+                    raise outcomes.conflict(
+                        "the store is busy with a conflicting write; retry"
+                    ) from exc
                 raise
             finally:
                 _CONNECTION.reset(token)
@@ -170,7 +169,9 @@ class SqlRepository(Repository):
     def lock(self, name: str) -> None:
         if self.is_sqlite:
             return  # BEGIN IMMEDIATE already serialises every writer
-        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+        key = int.from_bytes(
+            hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+        )
         self._writing().execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
     # --- reads ---------------------------------------------------------------------
@@ -223,7 +224,8 @@ class SqlRepository(Repository):
         self._insert_index_rows(conn, [(pk, res_type, self._index(body))])
 
     def _insert_index_rows(
-        self, conn: Connection,
+        self,
+        conn: Connection,
         items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]],
     ) -> None:
         """Insert the index rows of many resources, one bulk statement per table.
@@ -248,11 +250,15 @@ class SqlRepository(Repository):
             if self.is_sqlite:
                 marks = ", ".join("?" * len(columns))
                 dbapi.executemany(  # type: ignore[attr-defined]
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+                )
             else:
-                with dbapi.cursor() as cur, cur.copy(  # type: ignore[attr-defined]
-                    f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-                ) as copy:
+                with (
+                    dbapi.cursor() as cur,
+                    cur.copy(  # type: ignore[attr-defined]
+                        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+                    ) as copy,
+                ):
                     for row in rows:
                         copy.write_row(row)
 
@@ -262,7 +268,9 @@ class SqlRepository(Repository):
 
     def _prepare(self, body: dict[str, Any], res_type: str, res_id: str) -> dict[str, Any]:
         if not ID_RE.match(res_id):
-            raise outcomes.invalid(f"{res_id!r} is not a valid FHIR id", expression=f"{res_type}.id")
+            raise outcomes.invalid(
+                f"{res_id!r} is not a valid FHIR id", expression=f"{res_type}.id"
+            )
         body = dict(body)
         body["id"] = res_id
         self._validate(body)
@@ -280,13 +288,25 @@ class SqlRepository(Repository):
             data = self._stamp(body, res_id, 1, when)
             pk = conn.execute(
                 insert(resource_tbl).returning(resource_tbl.c.pk),
-                {"res_type": res_type, "res_id": res_id, "version": 1,
-                 "last_updated": when, "deleted": False, "body": data},
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version": 1,
+                    "last_updated": when,
+                    "deleted": False,
+                    "body": data,
+                },
             ).scalar_one()
             conn.execute(
                 insert(resource_version),
-                {"res_type": res_type, "res_id": res_id, "version": 1,
-                 "last_updated": when, "method": "create", "body": data},
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version": 1,
+                    "last_updated": when,
+                    "method": "create",
+                    "body": data,
+                },
             )
             self._write_index(conn, pk, res_type, body)
         return WriteResult(StoredResource(res_type, res_id, 1, when, data), created=True)
@@ -302,14 +322,16 @@ class SqlRepository(Repository):
     ) -> WriteResult:
         if resource.get("resourceType") != res_type:
             raise outcomes.invalid(
-                f"resourceType {resource.get('resourceType')!r} does not match the URL's {res_type}",
+                f"resourceType {resource.get('resourceType')!r} does not match "
+                f"the URL's {res_type}",
                 expression="resourceType",
             )
         body_id = resource.get("id")
         if body_id != res_id:
             raise outcomes.invalid(
                 f"the body's id {body_id!r} does not match the URL's id {res_id!r}"
-                if body_id is not None else "an update needs the resource id in the body",
+                if body_id is not None
+                else "an update needs the resource id in the body",
                 expression=f"{res_type}.id",
             )
         body = self._prepare(resource, res_type, res_id)
@@ -330,8 +352,14 @@ class SqlRepository(Repository):
                 data = self._stamp(body, res_id, 1, when)
                 pk = conn.execute(
                     insert(resource_tbl).returning(resource_tbl.c.pk),
-                    {"res_type": res_type, "res_id": res_id, "version": 1,
-                     "last_updated": when, "deleted": False, "body": data},
+                    {
+                        "res_type": res_type,
+                        "res_id": res_id,
+                        "version": 1,
+                        "last_updated": when,
+                        "deleted": False,
+                        "body": data,
+                    },
                 ).scalar_one()
                 version, created = 1, True
             else:
@@ -343,16 +371,21 @@ class SqlRepository(Repository):
                 pk, version, created = row.pk, row.version + 1, bool(row.deleted)
                 data = self._stamp(body, res_id, version, when)
                 conn.execute(
-                    update(resource_tbl).where(resource_tbl.c.pk == pk).values(
-                        version=version, last_updated=when, deleted=False, body=data
-                    )
+                    update(resource_tbl)
+                    .where(resource_tbl.c.pk == pk)
+                    .values(version=version, last_updated=when, deleted=False, body=data)
                 )
                 self._clear_index(conn, pk)
             conn.execute(
                 insert(resource_version),
-                {"res_type": res_type, "res_id": res_id, "version": version,
-                 "last_updated": when, "method": "create" if version == 1 else method,
-                 "body": data},
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version": version,
+                    "last_updated": when,
+                    "method": "create" if version == 1 else method,
+                    "body": data,
+                },
             )
             self._write_index(conn, pk, res_type, body)
         return WriteResult(StoredResource(res_type, res_id, version, when, data), created=created)
@@ -370,14 +403,20 @@ class SqlRepository(Repository):
                 return None
             when, version = now_us(), row.version + 1
             conn.execute(
-                update(resource_tbl).where(resource_tbl.c.pk == row.pk).values(
-                    version=version, last_updated=when, deleted=True, body=None
-                )
+                update(resource_tbl)
+                .where(resource_tbl.c.pk == row.pk)
+                .values(version=version, last_updated=when, deleted=True, body=None)
             )
             conn.execute(
                 insert(resource_version),
-                {"res_type": res_type, "res_id": res_id, "version": version,
-                 "last_updated": when, "method": "delete", "body": None},
+                {
+                    "res_type": res_type,
+                    "res_id": res_id,
+                    "version": version,
+                    "last_updated": when,
+                    "method": "delete",
+                    "body": None,
+                },
             )
             self._clear_index(conn, row.pk)
         return WriteResult(StoredResource(res_type, res_id, version, when, None, deleted=True))
@@ -397,11 +436,15 @@ class SqlRepository(Repository):
             keys = [(p.res_type, p.res_id) for p in prepared]
             current: dict[tuple[str, str], Any] = {}
             for start in range(0, len(keys), 500):
-                chunk = keys[start:start + 500]
+                chunk = keys[start : start + 500]
                 for row in conn.execute(
-                    select(resource_tbl.c.pk, resource_tbl.c.res_type, resource_tbl.c.res_id,
-                           resource_tbl.c.version, resource_tbl.c.deleted)
-                    .where(tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk))
+                    select(
+                        resource_tbl.c.pk,
+                        resource_tbl.c.res_type,
+                        resource_tbl.c.res_id,
+                        resource_tbl.c.version,
+                        resource_tbl.c.deleted,
+                    ).where(tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk))
                 ):
                     current[(row.res_type, row.res_id)] = row
             when = now_us()
@@ -416,9 +459,16 @@ class SqlRepository(Repository):
                 seen[key] = version
                 data = self._stamp(dict(p.body), p.res_id, version, when)
                 staged.append((p, version, data))
-                version_rows.append({"res_type": p.res_type, "res_id": p.res_id, "version": version,
-                                     "last_updated": when,
-                                     "method": "create" if version == 1 else "update", "body": data})
+                version_rows.append(
+                    {
+                        "res_type": p.res_type,
+                        "res_id": p.res_id,
+                        "version": version,
+                        "last_updated": when,
+                        "method": "create" if version == 1 else "update",
+                        "body": data,
+                    }
+                )
             # collapse repeated ids in one batch to their last version
             last: dict[tuple[str, str], tuple[PreparedResource, int, bytes]] = {}
             for item in staged:
@@ -426,17 +476,30 @@ class SqlRepository(Repository):
             for key, (p, version, data) in last.items():
                 row = current.get(key)
                 if row is None:
-                    new_rows.append({"res_type": p.res_type, "res_id": p.res_id, "version": version,
-                                     "last_updated": when, "deleted": False, "body": data})
+                    new_rows.append(
+                        {
+                            "res_type": p.res_type,
+                            "res_id": p.res_id,
+                            "version": version,
+                            "last_updated": when,
+                            "deleted": False,
+                            "body": data,
+                        }
+                    )
                 else:
-                    upd_rows.append({"b_pk": row.pk, "b_version": version, "b_when": when,
-                                     "b_body": data})
+                    upd_rows.append(
+                        {"b_pk": row.pk, "b_version": version, "b_when": when, "b_body": data}
+                    )
                     pks_to_clear.append(row.pk)
             pk_of: dict[tuple[str, str], int] = {k: current[k].pk for k in current}
             if new_rows:
                 inserted = conn.execute(
-                    insert(resource_tbl).returning(resource_tbl.c.pk, resource_tbl.c.res_type, resource_tbl.c.res_id,
-                                               sort_by_parameter_order=True),
+                    insert(resource_tbl).returning(
+                        resource_tbl.c.pk,
+                        resource_tbl.c.res_type,
+                        resource_tbl.c.res_id,
+                        sort_by_parameter_order=True,
+                    ),
                     new_rows,
                 ).all()
                 for r in inserted:
@@ -445,21 +508,31 @@ class SqlRepository(Repository):
                 from sqlalchemy import bindparam
 
                 conn.execute(
-                    update(resource_tbl).where(resource_tbl.c.pk == bindparam("b_pk")).values(
-                        version=bindparam("b_version"), last_updated=bindparam("b_when"),
-                        deleted=False, body=bindparam("b_body")),
+                    update(resource_tbl)
+                    .where(resource_tbl.c.pk == bindparam("b_pk"))
+                    .values(
+                        version=bindparam("b_version"),
+                        last_updated=bindparam("b_when"),
+                        deleted=False,
+                        body=bindparam("b_body"),
+                    ),
                     upd_rows,
                 )
                 for start in range(0, len(pks_to_clear), 500):
-                    chunk = pks_to_clear[start:start + 500]
+                    chunk = pks_to_clear[start : start + 500]
                     for table in INDEX_TABLES.values():
                         conn.execute(delete(table).where(table.c.res_pk.in_(chunk)))
             conn.execute(insert(resource_version), version_rows)
             self._insert_index_rows(
-                conn, [(pk_of[key], p.res_type, p.index) for key, (p, _v, _d) in last.items()])
+                conn, [(pk_of[key], p.res_type, p.index) for key, (p, _v, _d) in last.items()]
+            )
             for p, version, data in staged:
-                results.append(WriteResult(StoredResource(p.res_type, p.res_id, version, when, data),
-                                           created=version == 1))
+                results.append(
+                    WriteResult(
+                        StoredResource(p.res_type, p.res_id, version, when, data),
+                        created=version == 1,
+                    )
+                )
         return results
 
     def prepare(self, body: dict[str, Any], res_id: str | None = None) -> PreparedResource:
@@ -508,16 +581,26 @@ class SqlRepository(Repository):
         query = (
             select(rv)
             .where(*conds)
-            .order_by(rv.c.last_updated.desc(), rv.c.res_type.desc(), rv.c.res_id.desc(),
-                      rv.c.version.desc())
+            .order_by(
+                rv.c.last_updated.desc(),
+                rv.c.res_type.desc(),
+                rv.c.res_id.desc(),
+                rv.c.version.desc(),
+            )
             .limit(count + 1)
         )
         with self._reading() as conn:
             rows = conn.execute(query).all()
         entries = [
-            StoredResource(r.res_type, r.res_id, r.version, r.last_updated,
-                           bytes(r.body) if r.body is not None else None,
-                           deleted=r.method == "delete", method=r.method)
+            StoredResource(
+                r.res_type,
+                r.res_id,
+                r.version,
+                r.last_updated,
+                bytes(r.body) if r.body is not None else None,
+                deleted=r.method == "delete",
+                method=r.method,
+            )
             for r in rows[:count]
         ]
         next_cursor = None
@@ -539,7 +622,10 @@ class SqlRepository(Repository):
         from hygie.store.search import compile_search, parse_search
 
         request = parse_search(
-            res_type, query, strict=strict, max_count=self.max_count,
+            res_type,
+            query,
+            strict=strict,
+            max_count=self.max_count,
             default_count=self.default_count,
         )
         compiled = compile_search(request)
@@ -568,7 +654,10 @@ class SqlRepository(Repository):
     # --- bulk and compartments -----------------------------------------------------
 
     def iter_resources(
-        self, res_types: list[str] | None = None, *, since: int | None = None,
+        self,
+        res_types: list[str] | None = None,
+        *,
+        since: int | None = None,
         batch: int = 2000,
     ) -> Iterator[StoredResource]:
         conds = [resource_tbl.c.deleted.is_(False)]
@@ -592,25 +681,28 @@ class SqlRepository(Repository):
             last_pk = rows[-1].pk
 
     def compartment(
-        self, comp_type: str, comp_id: str, res_types: list[str] | None = None,
-        *, since: int | None = None,
+        self,
+        comp_type: str,
+        comp_id: str,
+        res_types: list[str] | None = None,
+        *,
+        since: int | None = None,
     ) -> Iterator[StoredResource]:
         if comp_type != "Patient":
             raise outcomes.not_supported(f"the {comp_type} compartment is not supported")
         members = patient_compartment()
         pairs = [
-            (t, p) for t, params in members.items() for p in params
+            (t, p)
+            for t, params in members.items()
+            for p in params
             if res_types is None or t in res_types
         ]
         if not pairs:
             return
-        matching = (
-            select(idx_reference.c.res_pk)
-            .where(
-                idx_reference.c.target_type == "Patient",
-                idx_reference.c.target_id == comp_id,
-                tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(pairs),
-            )
+        matching = select(idx_reference.c.res_pk).where(
+            idx_reference.c.target_type == "Patient",
+            idx_reference.c.target_id == comp_id,
+            tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(pairs),
         )
         conds = [resource_tbl.c.pk.in_(matching), resource_tbl.c.deleted.is_(False)]
         if since is not None:

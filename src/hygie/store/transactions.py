@@ -25,7 +25,7 @@ from hygie.store.interactions import (
     handle,
     parse_body,
 )
-from hygie.store.model import ID_RE, WriteResult, format_instant, now_us
+from hygie.store.model import WriteResult, format_instant, now_us
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
@@ -42,7 +42,7 @@ def _status_line(code: int) -> str:
 def _split_url(url: str, base: str) -> tuple[tuple[str, ...], list[tuple[str, str]]]:
     """Relative or absolute entry.request.url -> path segments and query pairs."""
     if url.startswith(base + "/"):
-        url = url[len(base) + 1:]
+        url = url[len(base) + 1 :]
     parts = urlsplit(url)
     if parts.scheme:
         raise outcomes.invalid(f"request.url {url!r} must be relative to this server")
@@ -52,9 +52,14 @@ def _split_url(url: str, base: str) -> tuple[tuple[str, ...], list[tuple[str, st
 
 def _entry_error(index: int, exc: outcomes.FhirError) -> outcomes.FhirError:
     issues = [
-        outcomes.Issue(i.code, f"Bundle.entry[{index}]: {i.diagnostics}", i.severity,
-                       f"Bundle.entry[{index}].resource.{i.expression.split('.', 1)[1]}"
-                       if i.expression and "." in i.expression else i.expression)
+        outcomes.Issue(
+            i.code,
+            f"Bundle.entry[{index}]: {i.diagnostics}",
+            i.severity,
+            f"Bundle.entry[{index}].resource.{i.expression.split('.', 1)[1]}"
+            if i.expression and "." in i.expression
+            else i.expression,
+        )
         for i in exc.issues
     ]
     return outcomes.FhirError(issues, status=exc.status)
@@ -69,8 +74,9 @@ def _check_bundle(ctx: StoreContext, req: FhirRequest) -> tuple[str, list[dict[s
         )
     kind = bundle.get("type")
     if kind not in ("batch", "transaction"):
-        raise outcomes.invalid(f"Bundle.type must be batch or transaction, not {kind!r}",
-                               expression="Bundle.type")
+        raise outcomes.invalid(
+            f"Bundle.type must be batch or transaction, not {kind!r}", expression="Bundle.type"
+        )
     entries = bundle.get("entry") or []
     if not isinstance(entries, list):
         raise outcomes.invalid("Bundle.entry must be an array", expression="Bundle.entry")
@@ -81,14 +87,20 @@ def _check_bundle(ctx: StoreContext, req: FhirRequest) -> tuple[str, list[dict[s
     for i, entry in enumerate(entries):
         request = entry.get("request") if isinstance(entry, dict) else None
         if not isinstance(request, dict) or not request.get("method") or not request.get("url"):
-            raise outcomes.invalid("each entry needs request.method and request.url",
-                                   expression=f"Bundle.entry[{i}].request")
+            raise outcomes.invalid(
+                "each entry needs request.method and request.url",
+                expression=f"Bundle.entry[{i}].request",
+            )
         if request["method"] not in _ORDER:
-            raise outcomes.invalid(f"unknown request.method {request['method']!r}",
-                                   expression=f"Bundle.entry[{i}].request.method")
+            raise outcomes.invalid(
+                f"unknown request.method {request['method']!r}",
+                expression=f"Bundle.entry[{i}].request.method",
+            )
         if request["method"] in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):
-            raise outcomes.invalid(f"a {request['method']} entry needs a resource",
-                                   expression=f"Bundle.entry[{i}].resource")
+            raise outcomes.invalid(
+                f"a {request['method']} entry needs a resource",
+                expression=f"Bundle.entry[{i}].resource",
+            )
     return kind, entries
 
 
@@ -131,8 +143,11 @@ def _sub_request(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any]) -> 
     request = entry["request"]
     path, query = _split_url(request["url"], ctx.base_url)
     headers = {"prefer": "return=minimal"}
-    for field, header in (("ifMatch", "if-match"), ("ifNoneMatch", "if-none-match"),
-                          ("ifNoneExist", "if-none-exist")):
+    for field, header in (
+        ("ifMatch", "if-match"),
+        ("ifNoneMatch", "if-none-match"),
+        ("ifNoneExist", "if-none-exist"),
+    ):
         if request.get(field):
             headers[header] = request[field]
     body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
@@ -157,16 +172,19 @@ def _batch(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -
     return FhirResponse(200, resource=_bundle("batch-response", out))
 
 
-def _rewrite(value: Any, mapping: dict[str, str]) -> Any:
-    """Replace references to full URLs of this Bundle by the ids they were given."""
+def _rewrite(value: Any, mapping: dict[str, str]) -> None:
+    """Replace, in place, references to full URLs of this Bundle by the ids they got."""
     if isinstance(value, dict):
         ref = value.get("reference")
-        if isinstance(ref, str) and ref in mapping:
-            value = {**value, "reference": mapping[ref]}
-        return {k: _rewrite(v, mapping) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewrite(v, mapping) for v in value]
-    return value
+        if ref.__class__ is str and ref in mapping:
+            value["reference"] = mapping[ref]
+        for v in value.values():
+            if isinstance(v, dict | list):
+                _rewrite(v, mapping)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, dict | list):
+                _rewrite(v, mapping)
 
 
 def _conditional_references(value: Any, found: set[str]) -> None:
@@ -181,7 +199,9 @@ def _conditional_references(value: Any, found: set[str]) -> None:
             _conditional_references(v, found)
 
 
-def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -> FhirResponse:
+def _transaction(
+    ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]
+) -> FhirResponse:
     repo = ctx.repository
     want_body = req.prefer("return") == "representation"
     results: list[dict[str, Any] | None] = [None] * len(entries)
@@ -203,8 +223,12 @@ def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, An
                     except outcomes.FhirError as exc:
                         raise _entry_error(i, exc) from exc
                     if len(found) > 1:
-                        raise _entry_error(i, outcomes.multiple_matches(
-                            f"ifNoneExist {criteria!r} matches more than one {res_type}"))
+                        raise _entry_error(
+                            i,
+                            outcomes.multiple_matches(
+                                f"ifNoneExist {criteria!r} matches more than one {res_type}"
+                            ),
+                        )
                     if found:
                         existing[i] = WriteResult(found[0], unchanged=True)
                         if full_url:
@@ -214,7 +238,7 @@ def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, An
                 if full_url:
                     mapping[full_url] = f"{res_type}/{assigned[i]}"
             elif method == "PUT" and full_url:
-                path, query = _split_url(request["url"], ctx.base_url)
+                path, _query = _split_url(request["url"], ctx.base_url)
                 if len(path) == 2:
                     mapping[full_url] = f"{path[0]}/{path[1]}"
         # 2. conditional references
@@ -226,27 +250,43 @@ def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, An
             res_type, _, criteria = ref.partition("?")
             found = repo.find(res_type, criteria)
             if len(found) != 1:
-                raise outcomes.unprocessable([outcomes.Issue(
-                    "processing",
-                    f"conditional reference {ref!r} matches {len(found)} resources; exactly one is needed",
-                )])
+                raise outcomes.unprocessable(
+                    [
+                        outcomes.Issue(
+                            "processing",
+                            f"conditional reference {ref!r} matches {len(found)} resources; "
+                            "exactly one is needed",
+                        )
+                    ]
+                )
             mapping[ref] = f"{res_type}/{found[0].res_id}"
-        # 3. run in the order the spec fixes
+        # 3. rewrite references in place (the resources are ours: parsed from the body)
+        if mapping:
+            for entry in entries:
+                if "resource" in entry:
+                    _rewrite(entry["resource"], mapping)
+        # 4. creates with assigned ids go in together: one bulk write for all of them
+        creates = [i for i in assigned if i not in existing]
+        created: dict[int, FhirResponse] = {}
+        if creates:
+            prepared = []
+            for i in creates:
+                try:
+                    prepared.append(_prepare_create(ctx, req, entries[i], assigned[i]))
+                except outcomes.FhirError as exc:
+                    raise _entry_error(i, exc) from exc
+            for i, result in zip(creates, repo.put_many(prepared), strict=True):
+                created[i] = _stored_response(ctx, result.stored, 201)
+        # 5. everything else, in the order the spec fixes
         order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
         for i in order:
             entry = entries[i]
-            if "resource" in entry and mapping:
-                entry = {**entry, "resource": _rewrite(entry["resource"], mapping)}
             method = entry["request"]["method"]
             try:
                 if i in existing:
-                    result = existing[i]
-                    stored = result.stored
-                    resp = FhirResponse(200, raw=stored.body, headers={
-                        "ETag": stored.etag, "Last-Modified": stored.last_modified,
-                        "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"})
-                elif method == "POST" and i in assigned:
-                    resp = _create_with_id(ctx, req, entry, assigned[i])
+                    resp = _stored_response(ctx, existing[i].stored, 200)
+                elif i in created:
+                    resp = created[i]
                 else:
                     resp = handle(_sub_request(ctx, req, entry), ctx)
             except outcomes.FhirError as exc:
@@ -255,10 +295,23 @@ def _transaction(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, An
     return FhirResponse(200, resource=_bundle("transaction-response", [r for r in results if r]))
 
 
-def _create_with_id(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], res_id: str
-                    ) -> FhirResponse:
+def _stored_response(ctx: StoreContext, stored: Any, status: int) -> FhirResponse:
+    return FhirResponse(
+        status,
+        raw=stored.body,
+        headers={
+            "ETag": stored.etag,
+            "Last-Modified": stored.last_modified,
+            "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}"
+            f"/_history/{stored.version}",
+        },
+    )
+
+
+def _prepare_create(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], res_id: str) -> Any:
+    """Check, validate and index one POST entry of a transaction (written later in bulk)."""
     path, _ = _split_url(entry["request"]["url"], ctx.base_url)
-    resource = dict(entry["resource"])
+    resource = entry["resource"]
     res_type = resource.get("resourceType", "")
     if len(path) != 1 or path[0] != res_type:
         raise outcomes.invalid(
@@ -267,9 +320,4 @@ def _create_with_id(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], 
         )
     _allow(req, res_type, "c")
     resource.pop("id", None)
-    assert ID_RE.match(res_id)
-    result = ctx.repository.create(resource, res_id=res_id)
-    stored = result.stored
-    return FhirResponse(201, raw=stored.body, headers={
-        "ETag": stored.etag, "Last-Modified": stored.last_modified,
-        "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"})
+    return ctx.repository.prepare(resource, res_id)  # type: ignore[attr-defined]

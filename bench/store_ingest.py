@@ -1,0 +1,194 @@
+"""Ingest throughput of the FHIR store: transaction Bundles over HTTP, and NDJSON import.
+
+For each engine (SQLite file, PostgreSQL on 127.0.0.1:5432 database ``test``), this
+starts ``hygie serve`` on a loopback port, posts synthetic patient transaction Bundles
+(about 50 validated resources each) from several client threads, and reports the
+resources written per second; then it imports the same kind of data from an NDJSON
+file through the bulk path (``hygie import``). No peer server runs here (HAPI, Aidbox
+and Medplum need a JVM or Node images this machine cannot fetch), so the ratios are
+against their published figures, measured on 8 vCPU: Aidbox 2,678, HAPI 2,214 and
+Medplum 764 resources/s.
+
+    python bench/store_ingest.py [--patients 400] [--engines sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from hygie.config import load_settings
+from hygie.platform import open_platform
+from hygie.security.tokens import issue_service_token
+from hygie.store.bulk import import_ndjson
+from hygie.store.migrations import upgrade
+from hygie.store.seeding import seed_store
+from hygie.store.server import open_store
+from hygie.store.synthetic import (
+    generate_patient_bundles,
+    generate_patient_resources,
+    generate_territory,
+)
+
+PUBLISHED = {"Aidbox": 2678, "HAPI": 2214, "Medplum": 764}
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def fresh_database(engine_name: str, folder: Path) -> str:
+    if engine_name == "sqlite":
+        return f"sqlite:///{folder / 'ingest.db'}"
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS bench_ingest CASCADE")
+        conn.execute("CREATE SCHEMA bench_ingest")
+    return PG_URL + "?options=-csearch_path%3Dbench_ingest"
+
+
+def wait_for(port: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the server did not start")
+
+
+def post_all(port: int, token: str, bodies: list[bytes], clients: int) -> tuple[float, int]:
+    """POST every body to /fhir from ``clients`` threads; returns (seconds, failures)."""
+    queue = list(reversed(bodies))
+    lock = threading.Lock()
+    failures = [0]
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Content-Type": "application/fhir+json",
+            "Prefer": "return=minimal",
+        }
+        while True:
+            with lock:
+                if not queue:
+                    break
+                body = queue.pop()
+            conn.request("POST", "/fhir", body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                with lock:
+                    failures[0] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, failures[0]
+
+
+def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix=f"hygie-ingest-{engine_name}-"))
+    url = fresh_database(engine_name, folder)
+    settings = load_settings(database_url=url, var_dir=folder / "var")
+    platform = open_platform(settings)
+    upgrade(platform.engine)
+    repository = open_store(platform).repository
+    territory = generate_territory(1)
+    seed_store(repository, patients=0, seed=1)  # the territory, so references resolve
+    token = issue_service_token(platform, subject="bench", scope="system/*.cruds")
+    bundles = [
+        orjson.dumps(b)
+        for b in generate_patient_bundles(args.patients, territory=territory, seed=7)
+    ]
+    n_resources = sum(len(orjson.loads(b)["entry"]) for b in bundles)
+    port = free_port()
+    env = {**os.environ, "HYGIE_DATABASE_URL": url, "HYGIE_VAR_DIR": str(folder / "var")}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hygie",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(port)
+        post_all(port, token, bundles[:5], 1)  # warm up workers
+        seconds, failures = post_all(port, token, bundles[5:], args.clients)
+    finally:
+        server.terminate()
+        server.wait(30)
+    written = n_resources - sum(len(orjson.loads(b)["entry"]) for b in bundles[:5])
+    rate = written / seconds
+    ratios = ", ".join(f"{rate / v:.2f}x vs {k} published" for k, v in PUBLISHED.items())
+    print(
+        f"ingest_transaction_{engine_name}: {rate:,.0f} resources/s ({ratios}; "
+        f"{len(bundles) - 5} bundles, {failures} failed, {args.workers} workers, "
+        f"{args.clients} clients)",
+        flush=True,
+    )
+
+    ndjson = folder / "import.ndjson"
+    with ndjson.open("wb") as fh:
+        for resource in generate_patient_resources(
+            args.import_patients, territory=territory, seed=11
+        ):
+            fh.write(orjson.dumps(resource) + b"\n")
+    lines = ndjson.read_bytes().splitlines()
+    started = time.perf_counter()
+    report = import_ndjson(repository, lines, workers=args.import_workers)
+    seconds = time.perf_counter() - started
+    print(
+        f"import_ndjson_{engine_name}: {report.written / seconds:,.0f} resources/s "
+        f"({report.written} resources, {len(report.errors)} refused, "
+        f"{args.import_workers or os.cpu_count()} workers; goal 15,000)",
+        flush=True,
+    )
+    platform.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--patients", type=int, default=400)
+    parser.add_argument("--import-patients", type=int, default=2000)
+    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
+    parser.add_argument("--clients", type=int, default=4, help="client threads")
+    parser.add_argument("--import-workers", type=int, default=None)
+    args = parser.parse_args()
+    for engine_name in args.engines.split(","):
+        bench_engine(engine_name, args)
+
+
+if __name__ == "__main__":
+    main()
