@@ -50,3 +50,18 @@ def test_missing_scope_is_a_403_outcome(platform_app: tuple[TestClient, str]) ->
                                   "Content-Type": "application/fhir+json"})
     assert response.status_code == 403
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_client_credentials_end_to_end_on_the_migrated_schema(
+        platform_app: tuple[TestClient, str]) -> None:
+    from hygie.security.clients import create_client
+
+    http, _ = platform_app
+    new = create_client(http.app.state.platform.engine, "Passerelle", "system/Patient.rs")
+    response = http.post("/oauth/token", data={
+        "grant_type": "client_credentials", "client_id": new.client.client_id,
+        "client_secret": new.secret})
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+    assert http.get("/fhir/Patient", headers={"Authorization": f"Bearer {token}"}
+                    ).status_code == 200

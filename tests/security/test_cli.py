@@ -120,3 +120,11 @@ def test_commands_need_the_tables(tmp_path: Path) -> None:
            "HYGIE_VAR_DIR": str(tmp_path / "var")}
     result = run(env, "client", "list")
     assert result.exit_code == 1 and "hygie migrate" in result.output
+
+
+def test_migrate_then_create_a_client(tmp_path: Path) -> None:
+    env = {"HYGIE_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+           "HYGIE_VAR_DIR": str(tmp_path / "var")}
+    assert run(env, "migrate").exit_code == 0
+    result = run(env, "client", "create", "Passerelle", "--scope", "system/Patient.rs")
+    assert result.exit_code == 0 and "client_secret: " in result.output
