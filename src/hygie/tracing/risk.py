@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from hygie.tracing.epochs import EPOCH_SECONDS, EPOCHS_PER_DAY
 
@@ -123,14 +124,23 @@ class Evaluation:
     last_contact_epoch: int | None
 
 
-def evaluate(exposed: Mapping[int, Sequence[float]], current_epoch: int,
+def evaluate(exposed: Mapping[Any, Sequence[float]], current_epoch: int,
              params: RiskParameters = DEFAULT_PARAMETERS) -> Evaluation:
-    """Aggregate every kept exposure; at risk above the threshold, for 7 days after the last."""
-    kept = purge_exposures(exposed, current_epoch, params)
-    if not kept:
+    """Aggregate every kept exposure; at risk above the threshold, for 7 days after the last.
+
+    ``exposed`` maps epochs (int, or str as stored in JSON) to contact scores.
+    """
+    oldest = current_epoch - params.contagious_epochs
+    total, last = 0.0, None
+    for key, scores in exposed.items():
+        epoch = int(key)
+        if epoch >= oldest:
+            total += sum(scores)
+            if last is None or epoch > last:
+                last = epoch
+    if last is None:
         return Evaluation(0.0, False, None)
-    risk = aggregate_risk((s for scores in kept.values() for s in scores), params)
-    last = max(kept)
+    risk = 1.0 - math.exp(-params.r0 * total)
     at_risk = risk > params.threshold and current_epoch - last <= params.at_risk_epochs
     return Evaluation(risk, at_risk, last)
 

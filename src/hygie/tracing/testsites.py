@@ -6,9 +6,10 @@ check_rdv, tel_rdv, web_rdv, do_prel, do_antigenic``; ``;`` or ``,`` separated).
 An import replaces the list (the file is a snapshot of every open site).
 
 Queries are answered from an in-memory index: sites as unit vectors on the sphere,
-so the nearest are those with the largest dot product with the query's vector (one
-matrix-vector product over all sites), then an ``argpartition`` for the k best. Filter
-masks are computed once per distinct filter value and reused.
+where the straight-line (chord) distance grows with the great-circle distance, so a
+k-d tree (``scipy.spatial.cKDTree``) over the 3-D points finds the nearest sites
+exactly. A filtered query uses a tree over the sites that pass the filter, built once
+per distinct filter and kept.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from scipy.spatial import cKDTree
 
 from hygie.tracing import tables as t
 from hygie.tracing.errors import InvalidRequest
@@ -143,33 +145,40 @@ class SiteIndex:
         # "Sans rendez-vous", "non", "false" mean a walk-in site.
         self._walk_in = np.array([("sans" in r) or r in ("non", "false", "0") for r in rdv],
                                  dtype=bool)
-        self._masks: dict[tuple[Any, ...], np.ndarray] = {}
+        self._tree = cKDTree(self._xyz) if sites else None
+        self._subsets: dict[tuple[Any, ...], tuple[Any, np.ndarray]] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.sites)
 
-    def _mask(self, f: SiteFilter) -> np.ndarray | None:
+    def _mask(self, key: tuple[Any, ...]) -> np.ndarray:
+        pcr, antigenic, walk_in, public, mod_prel = key
+        mask = np.ones(len(self.sites), dtype=bool)
+        if pcr is not None:
+            mask &= self._pcr == pcr
+        if antigenic is not None:
+            mask &= self._antigenic == antigenic
+        if walk_in is not None:
+            mask &= self._walk_in == walk_in
+        for name, want in (("public", public), ("mod_prel", mod_prel)):
+            if want:
+                mask &= np.array([want in v for v in self._lower[name]], dtype=bool)
+        return mask
+
+    def _subset(self, f: SiteFilter) -> tuple[Any, np.ndarray | None]:
+        """The tree to search for this filter, and the site numbers of its points."""
         key = (f.pcr, f.antigenic, f.without_appointment, f.public.lower(), f.mod_prel.lower())
         if key == (None, None, None, "", ""):
-            return None
-        found = self._masks.get(key)
+            return self._tree, None
+        found = self._subsets.get(key)
         if found is None:
-            mask = np.ones(len(self.sites), dtype=bool)
-            if f.pcr is not None:
-                mask &= self._pcr == f.pcr
-            if f.antigenic is not None:
-                mask &= self._antigenic == f.antigenic
-            if f.without_appointment is not None:
-                mask &= self._walk_in == f.without_appointment
-            for name in ("public", "mod_prel"):
-                want = key[3] if name == "public" else key[4]
-                if want:
-                    mask &= np.array([want in v for v in self._lower[name]], dtype=bool)
+            idx = np.flatnonzero(self._mask(key))
+            found = (cKDTree(self._xyz[idx]) if len(idx) else None, idx)
             with self._lock:
-                if len(self._masks) > 256:
-                    self._masks.clear()
-                found = self._masks[key] = mask
+                if len(self._subsets) > 256:
+                    self._subsets.clear()
+                self._subsets[key] = found
         return found
 
     def nearest(self, lat: float, lon: float, limit: int = 10,
@@ -177,25 +186,19 @@ class SiteIndex:
         """The ``limit`` nearest sites passing the filter, with their distance in km."""
         if not (-90 <= lat <= 90 and -180 <= lon <= 180):
             raise InvalidRequest("latitude must be within [-90, 90] and longitude [-180, 180]")
-        if not len(self.sites) or limit <= 0:
+        tree, idx = self._subset(where or SiteFilter())
+        if tree is None or limit <= 0:
             return []
-        q = _unit_vectors(np.array([lat]), np.array([lon]))[0]
-        dots = self._xyz @ q
-        mask = self._mask(where or SiteFilter())
-        if mask is not None:
-            candidates = np.flatnonzero(mask)
-            if not len(candidates):
-                return []
-            dots = dots[candidates]
-        else:
-            candidates = None
-        k = min(limit, len(dots))
-        best = np.argpartition(-dots, k - 1)[:k] if k < len(dots) else np.arange(len(dots))
-        best = best[np.argsort(-dots[best])]
-        angles = np.arccos(np.clip(dots[best], -1.0, 1.0))
-        idx = candidates[best] if candidates is not None else best
-        return [(self.sites[i], float(a) * EARTH_RADIUS_KM)
-                for i, a in zip(idx.tolist(), angles.tolist(), strict=True)]
+        la, lo = math.radians(lat), math.radians(lon)
+        q = (math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la))
+        k = min(limit, tree.n)
+        chords, found = tree.query(q, k=k)
+        chords, found = np.atleast_1d(chords), np.atleast_1d(found)
+        if idx is not None:
+            found = idx[found]
+        sites = self.sites
+        return [(sites[i], 2 * EARTH_RADIUS_KM * math.asin(min(1.0, c / 2)))
+                for i, c in zip(found.tolist(), chords.tolist(), strict=True)]
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
