@@ -92,7 +92,7 @@ def test_reproduction(client: TestClient) -> None:
 
 
 def test_calibration_endpoint(client: TestClient) -> None:
-    r = client.post("/epidemic/api/calibrations", json={"steps": 300})
+    r = client.post("/epidemic/api/calibrations", json={"steps": 150})
     assert r.status_code == 200, r.text
     body = r.json()
     assert set(body["intervals"]) == {"beta", "seed", "lockdown_scale", "dispersion"}

@@ -31,7 +31,7 @@ def test_recovers_known_parameters_from_synthetic_admissions(idf_model, publishe
     k = 50.0
     y = rng.negative_binomial(k, k / (k + mu[days]))
     dates = [published.dates()[d] for d in days]
-    cal = Calibration(idf_model, published, n_walkers=16, n_steps=700, burn_in=300,
+    cal = Calibration(idf_model, published, n_walkers=16, n_steps=500, burn_in=200,
                       random_state=1).fit(dates, y)
     lo, _, hi = cal.intervals_["beta"]
     assert lo < 0.1 < hi and hi - lo < 0.03
@@ -41,7 +41,7 @@ def test_recovers_known_parameters_from_synthetic_admissions(idf_model, publishe
 
 
 def test_fit_to_icu_admissions(ref):
-    cal = calibrate(ref, n_steps=600, burn_in=250, n_walkers=16, random_state=2)
+    cal = calibrate(ref, n_steps=400, burn_in=150, n_walkers=16, random_state=2)
     summary = calibration_json(cal)
     # lockdown R from the posterior brackets the published 0.68
     assert summary["r_lockdown"]["p2_5"] < 0.68 < summary["r_lockdown"]["p97_5"]

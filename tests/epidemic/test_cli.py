@@ -40,7 +40,7 @@ def test_r0_and_fit(tmp_path: Path, env: dict[str, str]) -> None:
     r = CliRunner().invoke(main, ["epidemic", "r0"], env=env)
     assert r.exit_code == 0 and "R0: 3.279" in r.output
     assert "R lockdown (scale 1): 0.691" in r.output
-    r = CliRunner().invoke(main, ["epidemic", "fit", "--steps", "300", "--walkers", "16",
+    r = CliRunner().invoke(main, ["epidemic", "fit", "--steps", "150", "--walkers", "16",
                                   "--out", str(tmp_path)], env=env)
     assert r.exit_code == 0, r.output
     assert "r_lockdown:" in r.output and (tmp_path / "fit.svg").exists()

@@ -106,10 +106,10 @@ async def calibration_page(request: Request) -> Response:
 
     ctx: dict[str, Any] = {"error": None, "fit": None, "chart": ""}
     try:
-        steps = _int_param(request.query_params.get("steps"), 800, 100, 5000, "steps")
+        steps = _int_param(request.query_params.get("steps"), 500, 100, 5000, "steps")
         ref = runner.reference_data(_extra(request))
         cal = await asyncio.to_thread(runner.calibrate, ref, n_steps=steps,
-                                      burn_in=steps // 3)
+                                      burn_in=steps // 3, n_walkers=16)
         ctx.update(fit=runner.calibration_json(cal), chart=runner.fit_chart(cal))
     except EpidemicError as exc:
         ctx["error"] = str(exc)
