@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 
 from hygie.config import Settings, load_settings
 from hygie.epidemic import api as epidemic_api
+from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
 from hygie.security import api as security_api
 from hygie.security.middleware import AuthMiddleware
@@ -44,7 +45,7 @@ NAV = [
     NavEntry("Réanimation", "/devices", built=False),
     NavEntry("Rendez-vous", "/scheduling", built=False),
     NavEntry("Imagerie", "/imaging", built=False),
-    NavEntry("Mobilité", "/mobility", built=False),
+    NavEntry("Mobilité", "/mobility"),
     NavEntry("Épidémie", "/epidemic"),
     NavEntry("Traçage", "/tracing"),
 ]
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         *store_api.routes(),
         *store_pages.routes(),
         Mount("/epidemic", routes=epidemic_api.routes()),
+        Mount("/mobility", routes=mobility_api.routes()),
         Mount("/tracing", routes=tracing_api.routes()),
     ]
 

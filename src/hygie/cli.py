@@ -11,6 +11,7 @@ import click
 
 from hygie.config import load_settings
 from hygie.epidemic import cli as epidemic_cli
+from hygie.mobility import cli as mobility_cli
 from hygie.security import cli as security_cli
 from hygie.store import cli as store_cli
 from hygie.tracing import cli as tracing_cli
@@ -124,6 +125,7 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
 main.add_command(store_cli.migrate)
 main.add_command(store_cli.import_command)
 main.add_command(epidemic_cli.group)
+main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)
 for _group in security_cli.GROUPS:  # hygie token / client / user
     main.add_command(_group)

@@ -286,17 +286,30 @@ def _main_zone(dep: np.ndarray, starts: np.ndarray, ends: np.ndarray, lo: int, h
 
 
 class _Truth:
-    """Accumulates the day's truth in people (float64 counts)."""
+    """Accumulates the day's truth in people (float64 counts).
+
+    Two weightings are kept: ``people`` (every synthetic person, weighted to the
+    census: what really happened) and ``people_sample`` (only persons with a device,
+    each weighted by census / devices of its true home département: what a perfect
+    pipeline could find from this sample, free of sampling error).
+    """
 
     def __init__(self, n_deps: int, n_slots: int) -> None:
         self.n_deps, self.n_slots = n_deps, n_slots
-        self.presence_diff = np.zeros((n_slots + 1) * n_deps)
-        self.trips = np.zeros(n_deps * n_deps)
-        self.home_night = np.zeros(n_deps * n_deps)
-        self.home_day = np.zeros(n_deps * n_deps)
+        self.presence_diff = np.zeros((2, (n_slots + 1) * n_deps))
+        self.trips = np.zeros((2, n_deps * n_deps))
+        self.home_night = np.zeros((2, n_deps * n_deps))
+        self.home_day = np.zeros((2, n_deps * n_deps))
 
     def add(self, dep: np.ndarray, starts: np.ndarray, ends: np.ndarray, count: np.ndarray,
-            home_dep: np.ndarray, weight: np.ndarray, cfg: PipelineConfig) -> None:
+            home_dep: np.ndarray, weights: tuple[np.ndarray, np.ndarray],
+            cfg: PipelineConfig) -> None:
+        for i, weight in enumerate(weights):
+            self._add(i, dep, starts, ends, count, home_dep, weight, cfg)
+
+    def _add(self, i: int, dep: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+             count: np.ndarray, home_dep: np.ndarray, weight: np.ndarray,
+             cfg: PipelineConfig) -> None:
         nd = self.n_deps
         valid = dep >= 0
         w = np.broadcast_to(weight[:, None], dep.shape)
@@ -304,34 +317,37 @@ class _Truth:
         first = np.clip(np.ceil((starts - 15) / 30), 0, self.n_slots).astype(np.int64)
         last = np.clip(np.ceil((ends - 15) / 30), 0, self.n_slots).astype(np.int64)
         d = np.where(valid, dep, 0)
-        self.presence_diff += np.bincount((first * nd + d)[valid], w[valid],
-                                          minlength=len(self.presence_diff))
-        self.presence_diff -= np.bincount((last * nd + d)[valid], w[valid],
-                                          minlength=len(self.presence_diff))
+        self.presence_diff[i] += np.bincount((first * nd + d)[valid], w[valid],
+                                          minlength=self.presence_diff.shape[1])
+        self.presence_diff[i] -= np.bincount((last * nd + d)[valid], w[valid],
+                                          minlength=self.presence_diff.shape[1])
         # Trips: moves between consecutive stays (stays are already merged per place).
         for k in range(dep.shape[1] - 1):
             move = (count > k + 1)
             o, t = dep[move, k], dep[move, k + 1]
-            self.trips += np.bincount(o * nd + t, weight[move], minlength=nd * nd)
+            self.trips[i] += np.bincount(o * nd + t, weight[move], minlength=nd * nd)
         lo, hi = (h * 60 for h in cfg.night_hours)
         night = _main_zone(np.where(valid, dep, -1), starts, np.where(valid, ends, 0), lo, hi)
-        self.home_night += np.bincount(home_dep * nd + night, weight, minlength=nd * nd)
+        self.home_night[i] += np.bincount(home_dep * nd + night, weight, minlength=nd * nd)
         lo, hi = (h * 60 for h in cfg.day_hours)
         main = _main_zone(np.where(valid, dep, -1), starts, np.where(valid, ends, 0), lo, hi)
-        self.home_day += np.bincount(home_dep * nd + main, weight, minlength=nd * nd)
+        self.home_day[i] += np.bincount(home_dep * nd + main, weight, minlength=nd * nd)
 
     def frames(self, day: dt.date, dep_codes: tuple[str, ...]) -> dict[str, pd.DataFrame]:
         nd = self.n_deps
-        presence = np.cumsum(self.presence_diff.reshape(self.n_slots + 1, nd), axis=0)
         codes = np.array(dep_codes)
+        p = [np.cumsum(self.presence_diff[i].reshape(self.n_slots + 1, nd), axis=0)[:-1]
+             for i in range(2)]
         out = {"presence": pd.DataFrame({
             "date": day, "slot": np.repeat(np.arange(self.n_slots), nd).astype(np.int32),
-            "dep": np.tile(codes, self.n_slots), "people": presence[:-1].ravel()})}
+            "dep": np.tile(codes, self.n_slots), "people": p[0].ravel(),
+            "people_sample": p[1].ravel()})}
         for name in ("trips", "home_night", "home_day"):
             m = getattr(self, name)
-            nz = np.flatnonzero(m)
+            nz = np.flatnonzero(m[0] + m[1])
             out[name] = pd.DataFrame({"date": day, "origin": codes[nz // nd],
-                                      "destination": codes[nz % nd], "people": m[nz]})
+                                      "destination": codes[nz % nd], "people": m[0][nz],
+                                      "people_sample": m[1][nz]})
         return out
 
 
@@ -393,6 +409,9 @@ def generate(geo: Geography, out: Path, cfg: GeneratorConfig) -> dict[str, objec
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(0,)))
     pop = _build_population(geo, cfg, scenario, rng)
     n_persons = len(pop.home)
+    devices_per_dep = np.bincount(pop.home_dep[pop.has_device], minlength=geo.n_deps)
+    sample_weight = np.where(pop.has_device, (geo.dep_pop / np.maximum(devices_per_dep, 1))[
+        pop.home_dep], 0.0)
     # Mean event count of a device-day at rate scale 1 (about 176): scale to the target.
     base = sum((hi - lo) * r for lo, hi, r in _PERIODS[:2]) / 60 + 60 * _NIGHT_RATE / 60
     scale = cfg.events_per_device_day / base
@@ -409,7 +428,8 @@ def generate(geo: Geography, out: Path, cfg: GeneratorConfig) -> dict[str, objec
         total = 0
         for part, lo in enumerate(range(0, n_persons, _CHUNK)):
             sel = slice(lo, min(lo + _CHUNK, n_persons))
-            day_rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(1, d, part)))
+            day_seed = np.random.SeedSequence(cfg.seed, spawn_key=(1, d, part))
+            day_rng = np.random.default_rng(day_seed)
             local = commune_in_dep(geo, pop.home_dep[sel], day_rng)
             far = commune_in_dep(geo, day_rng.choice(geo.n_deps, size=sel.stop - sel.start,
                                                      p=geo.dep_pop / geo.dep_pop.sum()),
@@ -418,8 +438,8 @@ def generate(geo: Geography, out: Path, cfg: GeneratorConfig) -> dict[str, objec
                                              day_rng, local, far)
             places, starts, ends, count = _compact(places, starts, ends)
             dep = np.where(places >= 0, geo.commune_dep[np.maximum(places, 0)], -1)
-            acc.add(dep, starts, ends, count, pop.home_dep[sel], pop.weight[sel],
-                    pipeline_cfg)
+            acc.add(dep, starts, ends, count, pop.home_dep[sel],
+                    (pop.weight[sel], sample_weight[sel]), pipeline_cfg)
             owners = pop.has_device[sel]
             table = _events(places[owners], starts[owners], ends[owners],
                             pop.device_id[sel][owners], pop.activity[sel][owners], day_start,
@@ -438,6 +458,7 @@ def generate(geo: Geography, out: Path, cfg: GeneratorConfig) -> dict[str, objec
         "persons": n_persons,
         "devices": int(pop.has_device.sum()),
         "cells": len(cells),
+        "census": dict(zip(geo.dep_codes, geo.dep_pop.tolist(), strict=True)),
         "events_per_day": events_per_day,
     }
     (out / "generator.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")

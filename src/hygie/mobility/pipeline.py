@@ -19,7 +19,7 @@ One run turns one Europe/Paris day of raw network events into aggregates (issue 
 4. **Night presence and home.** The night zone is the département where a device
    spends most of the night window. The home register (keyed by a second pseudonym
    under the key of the period) adds up nights per département; the home is the
-   département with the most nights.
+   département with the most nights, the longest known on a tie.
 5. **Origin-destination.** Home x night zone, home x main zone of the day window, and
    trips (moves between consecutive stays, at most ``max_trips_per_device`` a day).
 6. **Extrapolation.** A device stands for ``census(home) / devices(home)`` people.
@@ -45,7 +45,10 @@ _CELL_SPACE = 1 << 20
 #: Département indexes are packed under a count in one integer (96 départements).
 _DEP_SPACE = 128
 
-REGISTER_SCHEMA = ibis.schema({"home_pid": "string", "dep_idx": "int32", "nights": "int64"})
+REGISTER_SCHEMA = ibis.schema({"home_pid": "string", "dep_idx": "int32", "nights": "int64",
+                               "since": "int64"})
+#: Days since 1970 fit under this bound (packed under the night count).
+_DAY_SPACE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class DayContext:
 
     day_start: int
     n_slots: int
+    #: Days since 1970-01-01 of the processed day (when a home zone was first seen).
+    day_number: int
     day_key: str
     period_key: str
 
@@ -178,11 +183,16 @@ def compute_day(events: ir.Table, cells: ir.Table, census: ir.Table, register: i
     ).join(ids.select("pid", "home_pid"), "pid")
 
     tonight = device_day.select("home_pid", dep_idx=device_day.night_dep,
-                                nights=ibis.literal(1, type="int64"))
+                                nights=ibis.literal(1, type="int64"),
+                                since=ibis.literal(ctx.day_number, type="int64"))
     merged = register.select(*REGISTER_SCHEMA.names).union(tonight)
-    new_register = merged.group_by(["home_pid", "dep_idx"]).agg(nights=merged.nights.sum())
+    new_register = merged.group_by(["home_pid", "dep_idx"]).agg(nights=merged.nights.sum(),
+                                                                since=merged.since.min())
+    # Most nights wins; on a tie the zone known for longer stays home (a first night
+    # away does not move anyone's home).
+    rank = new_register.nights * _DAY_SPACE + (_DAY_SPACE - 1 - new_register.since)
     homes = new_register.group_by("home_pid").agg(
-        hk=_argmax_dep(new_register.nights, new_register.dep_idx).max())
+        hk=_argmax_dep(rank, new_register.dep_idx).max())
     homes = homes.select("home_pid", home_dep=_unpack_dep(homes.hk))
 
     devices = device_day.join(homes, "home_pid").drop("home_pid")
@@ -273,7 +283,7 @@ def _assemble(*, devices: int, deltas: pd.DataFrame, homes_od: list[tuple[str, p
     od = od[["kind", "level", "origin", "destination", "devices", "count", "people"]]
     od = od.sort_values(["kind", "level", "origin", "destination"], ignore_index=True)
     fingerprints = fingerprints.astype("int64").sort_values("size", ignore_index=True)
-    register = register.astype({"dep_idx": "int32", "nights": "int64"})
+    register = register.astype({"dep_idx": "int32", "nights": "int64", "since": "int64"})
     register = register.sort_values(["home_pid", "dep_idx"], ignore_index=True)
     return DayAggregates(devices=devices, presence=presence, od=od,
                          fingerprints=fingerprints, register=register)

@@ -92,7 +92,7 @@ def protect(table: pd.DataFrame, spec: TableSpec, rule: PrivacyRule, *,
     internal: it is dropped from what is published. ``hide`` lists (row..., cell) keys
     to withhold whatever their count (cells that would give away a finer withheld cell).
     """
-    facts: dict[str, Any] = {"cells": int(len(table))}
+    facts: dict[str, Any] = {"cells": len(table)}
     t = table[[*spec.row, spec.cell, "devices", "people"]].copy()
     t["devices"] = t["devices"].astype(np.float64)
     if epsilon is not None:
@@ -107,7 +107,7 @@ def protect(table: pd.DataFrame, spec: TableSpec, rule: PrivacyRule, *,
         facts["epsilon"] = laplace_epsilon(spec.sensitivity, scale_devices) + laplace_epsilon(
             spec.sensitivity * weight_max, scale_people)
         facts["noise_scale_people"] = scale_people
-        facts["cells"] = int(len(t))
+        facts["cells"] = len(t)
     small = t["devices"] < rule.min_count
     if rule.method == "merge" and small.any():
         pooled = t[small].groupby(list(spec.row), as_index=False)[["devices", "people"]].sum()
@@ -121,7 +121,7 @@ def protect(table: pd.DataFrame, spec: TableSpec, rule: PrivacyRule, *,
     if spec.total_public and epsilon is None:
         t = _complementary(t, spec)
     published = t.loc[~t["suppressed"]]
-    facts["published"] = int(len(published))
+    facts["published"] = len(published)
     facts["suppressed"] = int(t["suppressed"].sum())
     facts["min_devices_published"] = (None if epsilon is not None or published.empty
                                       else int(published["devices"].min()))

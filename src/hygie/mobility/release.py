@@ -13,19 +13,25 @@ import datetime as dt
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from hygie.mobility import privacy, storage
-from hygie.mobility.engines import Engine
 from hygie.mobility.generator import day_bounds
 from hygie.mobility.geography import LEVELS, Geography, check_level
-from hygie.mobility.model import SLOT_SECONDS, ODMatrices, PipelineConfig, PrivacyRule, \
-    ReleaseManifest
-from hygie.mobility.pipeline import REGISTER_SCHEMA, DayAggregates, DayContext, compute_day, \
-    reference_tables
+from hygie.mobility.model import (
+    SLOT_SECONDS,
+    ODMatrices,
+    PipelineConfig,
+    PrivacyRule,
+    ReleaseManifest,
+)
+
+if TYPE_CHECKING:  # the engines (Ibis) load only when a day is processed
+    from hygie.mobility.engines import Engine
+    from hygie.mobility.pipeline import DayAggregates
 
 OD_KINDS = ("trips", "home_night", "home_day")
 
@@ -41,13 +47,21 @@ class RawEventsNotFound(LookupError):
 def _empty_register() -> pd.DataFrame:
     return pd.DataFrame({"home_pid": pd.Series([], dtype=object),
                          "dep_idx": pd.Series([], dtype="int32"),
-                         "nights": pd.Series([], dtype="int64")})
+                         "nights": pd.Series([], dtype="int64"),
+                         "since": pd.Series([], dtype="int64")})
 
 
 def aggregate_day(engine: Engine, root: Path, geo: Geography, day: dt.date,
                   cfg: PipelineConfig | None = None, register: pd.DataFrame | None = None
                   ) -> DayAggregates:
     """Run the pipeline for one day of raw events under ``root`` (nothing is written)."""
+    from hygie.mobility.pipeline import (
+        REGISTER_SCHEMA,
+        DayContext,
+        compute_day,
+        reference_tables,
+    )
+
     folder = storage.events_dir(root, day)
     if not folder.is_dir():
         raise RawEventsNotFound(f"no raw events for {day.isoformat()}")
@@ -55,6 +69,7 @@ def aggregate_day(engine: Engine, root: Path, geo: Geography, day: dt.date,
     cell_ref, census = reference_tables(geo, cells)
     start, seconds = day_bounds(day)
     ctx = DayContext(day_start=start, n_slots=seconds // SLOT_SECONDS,
+                     day_number=(day - dt.date(1970, 1, 1)).days,
                      day_key=storage.day_key(root, day), period_key=storage.period_key(root, day))
     if register is None:
         path = storage.register_path(root, day)
