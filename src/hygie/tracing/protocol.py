@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import secrets
@@ -44,6 +45,8 @@ HELLO_MAC_BYTES = 5
 ID_BITS = 40
 ID_MASK = (1 << ID_BITS) - 1
 EPOCH_MASK = (1 << 24) - 1
+#: The base64 text of each possible one-byte ECC.
+_ECC_B64 = [base64.b64encode(bytes((v,))).decode() for v in range(256)]
 
 
 def derive_user_keys(shared_secret: bytes) -> tuple[bytes, bytes]:
@@ -145,12 +148,12 @@ class EbidCodec:
         """The (epoch, EBID, ECC) tuples of a user, as the app receives them."""
         epochs = np.arange(first_epoch, first_epoch + n_epochs, dtype=np.uint64)
         ebids = self.ebids(id_a, epochs)
-        eccs = self.eccs(ebids)
+        eccs = self.eccs(ebids).tolist()
         raw = ebids.astype(">u8").tobytes()
-        b64 = base64.b64encode
+        b64 = binascii.b2a_base64
         return [{"epochId": first_epoch + i,
-                 "key": {"ebid": b64(raw[8 * i: 8 * i + 8]).decode(),
-                         "ecc": b64(bytes((int(eccs[i]),))).decode()}}
+                 "key": {"ebid": b64(raw[8 * i: 8 * i + 8], newline=False).decode(),
+                         "ecc": _ECC_B64[eccs[i]]}}
                 for i in range(n_epochs)]
 
     def sealed_tuples(self, kenc: bytes, id_a: int, first_epoch: int, n_epochs: int) -> str:

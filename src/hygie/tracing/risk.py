@@ -131,15 +131,16 @@ def evaluate(exposed: Mapping[Any, Sequence[float]], current_epoch: int,
     ``exposed`` maps epochs (int, or str as stored in JSON) to contact scores.
     """
     oldest = current_epoch - params.contagious_epochs
-    total, last = 0.0, None
-    for key, scores in exposed.items():
-        epoch = int(key)
-        if epoch >= oldest:
-            total += sum(scores)
-            if last is None or epoch > last:
-                last = epoch
-    if last is None:
+    epochs = list(map(int, exposed))
+    if not epochs:
         return Evaluation(0.0, False, None)
+    if min(epochs) >= oldest:  # the usual case: processing passes purge old epochs
+        total, last = math.fsum(map(sum, exposed.values())), max(epochs)
+    else:
+        kept = [(e, s) for e, s in zip(epochs, exposed.values(), strict=True) if e >= oldest]
+        if not kept:
+            return Evaluation(0.0, False, None)
+        total, last = math.fsum(sum(s) for _, s in kept), max(e for e, _ in kept)
     risk = 1.0 - math.exp(-params.r0 * total)
     at_risk = risk > params.threshold and current_epoch - last <= params.at_risk_epochs
     return Evaluation(risk, at_risk, last)
