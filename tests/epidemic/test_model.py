@@ -57,3 +57,13 @@ def test_children_infectiousness_changes_only_young_children():
 def test_invalid_parameters_are_refused(change):
     with pytest.raises(InvalidInput):
         dataclasses.replace(DiseaseParameters(), **change).validate()
+
+
+def test_public_names_resolve():
+    import hygie.epidemic as epidemic
+
+    assert epidemic.__all__ == sorted(epidemic.__all__)
+    for name in epidemic.__all__:
+        assert getattr(epidemic, name) is not None
+    with pytest.raises(AttributeError):
+        epidemic.not_a_name  # noqa: B018
