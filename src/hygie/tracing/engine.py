@@ -177,6 +177,18 @@ class _SqliteStatusPath:
             cur.close()
 
 
+def open_keystore(config: dict[str, Any], folder: Any) -> KeyStore:
+    """The key store the settings name: a PKCS#11 token when ``[tracing.pkcs11]`` gives
+    ``library``, ``token`` and ``pin``; the owner-only file under ``folder`` otherwise."""
+    hsm = config.get("pkcs11")
+    if hsm:
+        from hygie.tracing.pkcs11store import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(hsm["library"], hsm["token"], str(hsm["pin"]),
+                              lock_path=folder / "pkcs11.lock")
+    return FileKeyStore(folder / "keys.json")
+
+
 class TracingService:
     """One ROBERT server over the platform's database; see the module docstring."""
 
@@ -200,7 +212,8 @@ class TracingService:
         found = platform.parts.get("tracing")
         if found is None:
             settings = TracingSettings.from_extra(platform.settings.extra)
-            store = FileKeyStore(platform.settings.var_dir / "tracing" / "keys.json")
+            store = open_keystore(platform.settings.extra.get("tracing", {}),
+                                  platform.settings.var_dir / "tracing")
             found = cls(platform.engine, store, settings)
             found.create_tables()  # idempotent; until the platform's migrations include them
             platform.parts["tracing"] = found
