@@ -14,8 +14,12 @@ from typing import Any
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+import pyarrow as pa
 
 ENGINES = ("duckdb", "pyspark")
+#: Arrow types of reference tables, as Spark DDL (for empty tables, which Spark cannot infer).
+_SPARK_TYPES = {"int32": "INT", "int64": "BIGINT", "double": "DOUBLE", "string": "STRING",
+                "large_string": "STRING"}
 
 
 class EngineUnavailable(RuntimeError):
@@ -29,6 +33,7 @@ class Engine:
         self.name = name
         self.backend = backend
         self._session = session
+        self._views = 0
 
     def read_parquet(self, folder: Path) -> ir.Table:
         """A table over every ``*.parquet`` file of ``folder``."""
@@ -40,8 +45,22 @@ class Engine:
         return self.backend.read_parquet(str(folder))
 
     def table(self, frame: pd.DataFrame, schema: ibis.Schema | None = None) -> ir.Table:
-        """A (small) pandas frame as a table usable in this engine's expressions."""
-        return ibis.memtable(frame, schema=schema)
+        """A (small) pandas frame as a table usable in this engine's expressions.
+
+        It goes through Arrow: Ibis's pandas path reads a pandas option that pandas 3
+        deprecates (a warning on every call).
+        """
+        arrow = pa.Table.from_pandas(frame, schema=schema.to_pyarrow() if schema else None,
+                                     preserve_index=False)
+        if self.name == "pyspark":
+            # Cached expressions do not register memtables on Spark: use a temp view.
+            self._views += 1
+            name = f"hygie_mobility_ref_{id(self)}_{self._views}"
+            ddl = ", ".join(f"`{f.name}` {_SPARK_TYPES[str(f.type)]}" for f in arrow.schema)
+            spark_frame = self._session.createDataFrame(arrow.to_pandas(), schema=ddl)
+            spark_frame.createOrReplaceTempView(name)
+            return self.backend.table(name)
+        return ibis.memtable(arrow)
 
     def close(self) -> None:
         if self.name == "duckdb":

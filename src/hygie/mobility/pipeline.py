@@ -31,6 +31,7 @@ privacy rule needs), plus the home register (one row per pseudonym and départem
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import ibis
 import ibis.expr.types as ir
@@ -96,6 +97,13 @@ def reference_tables(geo: Geography, cells: pd.DataFrame) -> tuple[pd.DataFrame,
         "population": geo.dep_pop.astype(np.float64),
     })
     return cell_ref, census
+
+
+def _collect(expr: ir.Table | ir.Scalar) -> Any:
+    """Bring a (small) result back through Arrow (Ibis's pandas path warns on pandas 3)."""
+    if isinstance(expr, ir.Scalar):
+        return expr.to_pyarrow().as_py()
+    return expr.to_pyarrow().to_pandas()
 
 
 def _argmax_dep(value: ir.IntegerValue, dep_idx: ir.IntegerValue) -> ir.IntegerValue:
@@ -213,7 +221,7 @@ def compute_day(events: ir.Table, cells: ir.Table, census: ir.Table, register: i
     for kind, column in (("home_night", "night_dep"), ("home_day", "day_dep")):
         t = devices.group_by(["home_dep", column]).agg(devices=devices.count(),
                                                       people=devices.w.sum())
-        homes_od.append((kind, t.rename(origin="home_dep", destination=column).to_pandas()))
+        homes_od.append((kind, _collect(t.rename(origin="home_dep", destination=column))))
 
     trips = sw.filter((sw.seq >= 1) & (sw.seq <= cfg.max_trips_per_device))
     regions = census.select("dep_idx", "reg_idx")
@@ -223,7 +231,7 @@ def compute_day(events: ir.Table, cells: ir.Table, census: ir.Table, register: i
     for level, o, d in (("departement", "prev_dep", "dep_idx"), ("region", "o_reg", "d_reg")):
         t = trips.group_by([o, d]).agg(devices=trips.pid.nunique(), count=trips.count(),
                                        people=trips.w.sum())
-        trip_tables.append((level, t.rename(origin=o, destination=d).to_pandas()))
+        trip_tables.append((level, _collect(t.rename(origin=o, destination=d))))
 
     capped = ibis.least(devices.stays - 1, cfg.max_trips_per_device)
     prints = devices.group_by(["home_dep", "night_dep", "day_dep", capped.name("trips")]).agg(
@@ -231,13 +239,13 @@ def compute_day(events: ir.Table, cells: ir.Table, census: ir.Table, register: i
     prints = prints.group_by("size").agg(groups=prints.count())
 
     return _assemble(
-        devices=int(devices.count().to_pandas()),
-        deltas=deltas.to_pandas(),
+        devices=int(_collect(devices.count())),
+        deltas=_collect(deltas),
         homes_od=homes_od,
         trip_tables=trip_tables,
-        fingerprints=prints.to_pandas(),
-        register=new_register.to_pandas(),
-        census=census.to_pandas(),
+        fingerprints=_collect(prints),
+        register=_collect(new_register),
+        census=_collect(census),
         n_slots=ctx.n_slots,
     )
 
