@@ -215,12 +215,11 @@ class TracingService:
             store = open_keystore(platform.settings.extra.get("tracing", {}),
                                   platform.settings.var_dir / "tracing")
             found = cls(platform.engine, store, settings)
-            found.create_tables()  # idempotent; until the platform's migrations include them
             platform.parts["tracing"] = found
         return found
 
     def create_tables(self) -> None:
-        """Create this service's tables (until the platform's migrations do it)."""
+        """Create this service's tables directly (tests; deployments run the migrations)."""
         t.registration.metadata.create_all(self.engine, tables=t.ALL_TABLES)
 
     # --- time -----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Migrations of the tracing tables (branch ``tracing``)."""
