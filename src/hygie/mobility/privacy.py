@@ -140,8 +140,7 @@ def _sort_key(col: pd.Series) -> pd.Series:
 def _complementary(t: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
     """Withhold a second cell in rows where exactly one is withheld and the total is public."""
     t = t.reset_index(drop=True)
-    for _, idx in t.groupby(list(spec.row)).groups.items():
-        rows = t.loc[idx]
+    for _, rows in t.groupby(list(spec.row)):
         hidden = rows["suppressed"]
         if int(hidden.sum()) == 1 and len(rows) > 1:
             smallest = rows.loc[~hidden, "devices"].idxmin()
