@@ -91,7 +91,7 @@ def choropleth_svg(geo: Geography, cmap: ChangeMap, limit: float = 0.2) -> str:
     parts.append(f'<text x="150" y="{y + 30}" font-size="11" {_FONT}>{-limit:+.0%}</text>')
     parts.append(f'<text x="{150 + 10 * 28}" y="{y + 30}" font-size="11" {_FONT}>'
                  f'{limit:+.0%}</text>')
-    parts.append(f'<text x="10" y="{y + 11}" font-size="12" {_FONT}>'
+    parts.append(f'<text x="{150 + 11 * 28 + 12}" y="{y + 11}" font-size="12" {_FONT}>'
                  f'{cmap.day.isoformat()} vs {cmap.baseline.isoformat()}</text>')
     parts.append("</svg>")
     return "".join(parts)
