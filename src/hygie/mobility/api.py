@@ -94,8 +94,11 @@ def list_releases(request: Request) -> Response:
 
 
 def privacy_report(request: Request) -> Response:
-    day = _date(request, "date", None) if "date" in request.query_params else \
-        dt.date.fromisoformat(request.path_params["date"])
+    raw = request.path_params["date"]
+    try:
+        day = dt.date.fromisoformat(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{raw!r} is not a date (YYYY-MM-DD)") from exc
     return JSONResponse(release.read_manifest(mobility_root(request), day))
 
 
