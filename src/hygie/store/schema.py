@@ -6,7 +6,10 @@ accident); ``resource_version`` holds every version ever written, which is what
 history and vread read. The ``idx_*`` tables are the search indexes: one row per
 value a search parameter extracts, keyed by the surrogate ``resource.pk`` so that
 rows stay narrow. They are rewritten in the same transaction as the resource, so a
-search never sees an index that disagrees with the body.
+search never sees an index that disagrees with the body. Their search indexes end
+with ``res_pk``, so that a search reads the matching resources from the index alone,
+in ``pk`` order (idx_date also has one led by ``res_pk``, to walk a wide date range
+in ``pk`` order and stop at a page); see store/search/compile.py.
 
 Times are integers: microseconds since the Unix epoch, UTC. A date search compares
 ranges, and integers compare the same way on both engines, with no time-zone or
@@ -102,7 +105,7 @@ idx_string = _idx_table(
     Column("value", String(INDEX_STRING_LENGTH), nullable=False),
     #: The value as written, for :exact.
     Column("exact", String(INDEX_STRING_LENGTH), nullable=False),
-    indexes=[("res_type", "param", "value")],
+    indexes=[("res_type", "param", "value", "res_pk")],
 )
 
 idx_token = _idx_table(
@@ -111,21 +114,25 @@ idx_token = _idx_table(
     Column("code", String(INDEX_STRING_LENGTH), nullable=True),
     #: Normalised display text (Coding.display, CodeableConcept.text), for :text.
     Column("text", String(INDEX_STRING_LENGTH), nullable=True),
-    indexes=[("res_type", "param", "code", "system")],
+    indexes=[("res_type", "param", "code", "res_pk", "system")],
 )
 
 idx_date = _idx_table(
     "idx_date",
     Column("low", BigInteger, nullable=False),
     Column("high", BigInteger, nullable=False),
-    indexes=[("res_type", "param", "low"), ("res_type", "param", "high")],
+    indexes=[
+        ("res_type", "param", "low", "high", "res_pk"),
+        ("res_type", "param", "high", "low", "res_pk"),
+        ("res_type", "param", "res_pk", "low", "high"),
+    ],
 )
 
 idx_number = _idx_table(
     "idx_number",
     Column("low", Float, nullable=False),
     Column("high", Float, nullable=False),
-    indexes=[("res_type", "param", "low")],
+    indexes=[("res_type", "param", "low", "high", "res_pk")],
 )
 
 idx_quantity = _idx_table(
@@ -134,7 +141,7 @@ idx_quantity = _idx_table(
     Column("high", Float, nullable=False),
     Column("system", String(INDEX_STRING_LENGTH), nullable=True),
     Column("code", String(INDEX_STRING_LENGTH), nullable=True),
-    indexes=[("res_type", "param", "code", "low")],
+    indexes=[("res_type", "param", "code", "low", "high", "res_pk")],
 )
 
 idx_reference = _idx_table(
@@ -144,13 +151,16 @@ idx_reference = _idx_table(
     Column("target_id", String(64), nullable=True),
     #: For an external or canonical reference: the URL as written (version cut off).
     Column("url", String(INDEX_STRING_LENGTH), nullable=True),
-    indexes=[("res_type", "param", "target_id", "target_type"), ("target_id", "target_type")],
+    indexes=[
+        ("res_type", "param", "target_id", "target_type", "res_pk"),
+        ("target_id", "target_type"),
+    ],
 )
 
 idx_uri = _idx_table(
     "idx_uri",
     Column("value", String(INDEX_STRING_LENGTH), nullable=False),
-    indexes=[("res_type", "param", "value")],
+    indexes=[("res_type", "param", "value", "res_pk")],
 )
 
 #: Index tables by search-parameter type (composite and special have none).

@@ -44,6 +44,7 @@ from sqlalchemy.sql.expression import ScalarSelect
 from hygie.store import outcomes
 from hygie.store.schema import INDEX_STRING_LENGTH, INDEX_TABLES, idx_reference, idx_token, resource
 from hygie.store.search.extract import DATE_MAX, DATE_MIN
+from hygie.store.search.params import COLUMN_PARAMS
 from hygie.store.search.parse import (
     Chain,
     Condition,
@@ -115,16 +116,10 @@ def _prefix_match(column: Any, prefix: str) -> Clause:
     )
 
 
-def _missing(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
-    kind = cond.type
-    rows = _rows_where(kind, cond.code, types, None)
-    return res.c.pk.not_in(rows) if cond.missing else res.c.pk.in_(rows)  # type: ignore[no-any-return]
-
-
 # --- one function per parameter type -------------------------------------------------------
 
 
-def _compile_string(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_string(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = INDEX_TABLES["string"]
     clauses: list[Clause] = []
     for value in cond.values:
@@ -135,7 +130,7 @@ def _compile_string(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
             clauses.append(table.c.value.like("%" + _like_escape(value.text) + "%", escape="\\"))
         else:
             clauses.append(_prefix_match(table.c.value, value.text))
-    return res.c.pk.in_(_rows_where("string", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("string", cond.code, types, or_(*clauses))
 
 
 def _token_clause(table: Any, value: TokenValue) -> Clause:
@@ -157,7 +152,7 @@ def _text_clause(column: Any, text: str) -> Clause:
     )
 
 
-def _compile_token(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_token(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = idx_token
     clauses: list[Clause] = []
     for value in cond.values:
@@ -166,10 +161,7 @@ def _compile_token(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
         else:
             assert isinstance(value, TokenValue)
             clauses.append(_token_clause(table, value))
-    rows = _rows_where("token", cond.code, types, or_(*clauses))
-    if cond.modifier == "not":
-        return res.c.pk.not_in(rows)  # type: ignore[no-any-return]
-    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
+    return _rows_where("token", cond.code, types, or_(*clauses))
 
 
 def _range_clause(prefix: str, low: Any, high: Any, col_low: Any, col_high: Any,
@@ -225,27 +217,27 @@ def _range_clause(prefix: str, low: Any, high: Any, col_low: Any, col_high: Any,
     return and_(col_low <= exact + reach, col_high >= exact - reach)  # type: ignore[no-any-return]
 
 
-def _compile_date(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_date(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = INDEX_TABLES["date"]
     clauses = []
     for value in cond.values:
         assert isinstance(value, DateValue)
         clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
                                      table.c.high))
-    return res.c.pk.in_(_rows_where("date", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("date", cond.code, types, or_(*clauses))
 
 
-def _compile_number(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_number(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = INDEX_TABLES["number"]
     clauses = []
     for value in cond.values:
         assert isinstance(value, NumberValue)
         clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
                                      table.c.high, exact=value.value))
-    return res.c.pk.in_(_rows_where("number", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("number", cond.code, types, or_(*clauses))
 
 
-def _compile_quantity(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_quantity(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = INDEX_TABLES["quantity"]
     clauses = []
     for value in cond.values:
@@ -257,13 +249,13 @@ def _compile_quantity(cond: Condition, res: Res, types: Sequence[str]) -> Clause
         if value.system is not None:
             parts.append(table.c.system == value.system[:INDEX_STRING_LENGTH])
         clauses.append(and_(*parts))
-    return res.c.pk.in_(_rows_where("quantity", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("quantity", cond.code, types, or_(*clauses))
 
 
-def _compile_reference(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_reference(cond: Condition, types: Sequence[str]) -> Select[Any]:
     if cond.modifier == "identifier":
         clauses = [_token_clause(idx_token, v) for v in cond.values if isinstance(v, TokenValue)]
-        return res.c.pk.in_(_rows_where("token", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+        return _rows_where("token", cond.code, types, or_(*clauses))
     table = idx_reference
     clauses = []
     for value in cond.values:
@@ -280,7 +272,7 @@ def _compile_reference(cond: Condition, res: Res, types: Sequence[str]) -> Claus
         elif cond.modifier == "type":
             parts.append(table.c.target_type == cond.target_types[0])
         clauses.append(and_(*parts))
-    return res.c.pk.in_(_rows_where("reference", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("reference", cond.code, types, or_(*clauses))
 
 
 def _uri_ancestors(uri: str) -> list[str]:
@@ -295,7 +287,7 @@ def _uri_ancestors(uri: str) -> list[str]:
     return out
 
 
-def _compile_uri(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
+def _compile_uri(cond: Condition, types: Sequence[str]) -> Select[Any]:
     table = INDEX_TABLES["uri"]
     clauses = []
     for value in cond.values:
@@ -307,10 +299,10 @@ def _compile_uri(cond: Condition, res: Res, types: Sequence[str]) -> Clause:
                                               for u in _uri_ancestors(value.value)]))
         else:
             clauses.append(table.c.value == value.value[:INDEX_STRING_LENGTH])
-    return res.c.pk.in_(_rows_where("uri", cond.code, types, or_(*clauses)))  # type: ignore[no-any-return]
+    return _rows_where("uri", cond.code, types, or_(*clauses))
 
 
-_COMPILERS: dict[str, Callable[[Condition, Res, Sequence[str]], Clause]] = {
+_COMPILERS: dict[str, Callable[[Condition, Sequence[str]], Select[Any]]] = {
     "string": _compile_string,
     "token": _compile_token,
     "date": _compile_date,
@@ -339,20 +331,85 @@ def _compile_column_param(cond: Condition, res: Res) -> Clause:
     ))
 
 
+def match_rows(item: Filter, types: Sequence[str]) -> Select[Any] | None:
+    """``SELECT res_pk`` of the resources a positive filter matches, or None.
+
+    None for what is not a plain match on an index table: ``_id``/``_lastUpdated``
+    (columns), ``_has`` (matches by id), ``:missing``, and token ``:not``.
+    """
+    if isinstance(item, Chain):
+        return _compile_chain(item, types)
+    if isinstance(item, Has) or item.code in COLUMN_PARAMS or item.missing is not None:
+        return None
+    if item.modifier == "not":
+        return None
+    return _COMPILERS[item.type](item, types)
+
+
+def probe_filter(item: Filter, res: Res, types: Sequence[str]) -> Clause:
+    """The same condition as ``compile_filter``, written as a correlated EXISTS.
+
+    ``pk IN (subquery)`` lets SQLite collect every match of the subquery first;
+    ``EXISTS`` lets it check one candidate at a time through the ``res_pk`` index,
+    which is what the filters besides the one driving a page need. PostgreSQL
+    plans both forms as the same semi-join.
+    """
+    rows = match_rows(item, types)
+    if rows is None:
+        if isinstance(item, Condition) and item.modifier == "not":
+            token_rows = _COMPILERS[item.type](item, types)
+            column = token_rows.selected_columns[0]
+            return not_(token_rows.where(column == res.c.pk).exists())
+        return compile_filter(item, res, types)
+    column = rows.selected_columns[0]
+    return rows.where(column == res.c.pk).exists()
+
+
+def driver_rank(item: Filter) -> int:
+    """How likely a filter is to match few resources (lower first), to drive a page.
+
+    SQLite has no statistics on values, so the filter whose index rows a page
+    walks is chosen by kind: a reference or a system|code names few resources, a
+    code alone more, a prefix more again; a range or a text search may match
+    most of a table, and then no filter drives (the page walks the type by pk).
+    """
+    if isinstance(item, Chain):
+        return 1
+    if isinstance(item, Has) or item.missing is not None or item.modifier in ("not", "text",
+                                                                              "contains"):
+        return 9
+    if item.code == "_id":
+        return 0
+    if item.type == "reference" or (item.type == "string" and item.modifier == "exact"):
+        return 0
+    if item.type == "token":
+        explicit = all(isinstance(v, TokenValue) and v.system and v.code for v in item.values)
+        return 0 if explicit else 1
+    if item.type == "uri" and item.modifier is None:
+        return 0
+    if item.type in ("string", "uri"):
+        return 2
+    return 9
+
+
 def compile_filter(item: Filter, res: Res, types: Sequence[str]) -> Clause:
     """The SQL condition for one filter on the resource table (or an alias of it)."""
-    if isinstance(item, Chain):
-        return _compile_chain(item, res, types)
     if isinstance(item, Has):
         return _compile_has(item, res, types)
-    if item.code in ("_id", "_lastUpdated"):
+    if isinstance(item, Chain):
+        return res.c.pk.in_(_compile_chain(item, types))  # type: ignore[no-any-return]
+    if item.code in COLUMN_PARAMS:
         return _compile_column_param(item, res)
     if item.missing is not None:
-        return _missing(item, res, types)
-    return _COMPILERS[item.type](item, res, types)
+        present = _rows_where(item.type, item.code, types, None)
+        return res.c.pk.not_in(present) if item.missing else res.c.pk.in_(present)  # type: ignore[no-any-return]
+    rows = _COMPILERS[item.type](item, types)
+    if item.modifier == "not":
+        return res.c.pk.not_in(rows)  # type: ignore[no-any-return]
+    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
 
 
-def _compile_chain(chain: Chain, res: Res, types: Sequence[str]) -> Clause:
+def _compile_chain(chain: Chain, types: Sequence[str]) -> Select[Any]:
     """``subject:Patient.name=x``: a reference row to a live target that matches."""
     ref = idx_reference.alias()
     target = resource.alias()
@@ -365,13 +422,12 @@ def _compile_chain(chain: Chain, res: Res, types: Sequence[str]) -> Clause:
         parts.append(target_types)
     parts.append(target.c.deleted == false())
     parts.append(compile_filter(chain.condition, target, chain.target_types))
-    rows = (
+    return (
         select(ref.c.res_pk)
         .select_from(ref.join(target, and_(target.c.res_type == ref.c.target_type,
                                            target.c.res_id == ref.c.target_id)))
         .where(*parts)
     )
-    return res.c.pk.in_(rows)  # type: ignore[no-any-return]
 
 
 def _compile_has(has: Has, res: Res, types: Sequence[str]) -> Clause:
@@ -507,18 +563,47 @@ class CompiledSearch:
     """The SQL of one search: its page, count and include queries."""
 
     request: SearchRequest
-    #: Conditions on ``resource`` every query applies (filters, types, not deleted).
+    #: Conditions on ``resource`` every query applies (types, not deleted, restrictions).
     where: list[Clause] = field(default_factory=list)
+    #: One condition per filter of the request.
+    filters: list[Clause] = field(default_factory=list)
+    #: For a search with one positive filter and no ``_sort``: the ``res_pk`` rows that
+    #: filter matches, which a page reads in ``res_pk`` order and stops (see page_query).
+    driver: Select[Any] | None = None
+    #: For several filters and no ``_sort``: the likeliest selective one as ``IN``, the
+    #: others as correlated ``EXISTS`` (see ``driver_rank``).
+    page_filters: list[Clause] = field(default_factory=list)
     _terms: list[_SortTerm] = field(default_factory=list)
     _fingerprint: int = 0
 
     def page_query(self, count: int, cursor: str | None = None) -> Select[Any]:
-        """One page: ``count + 1`` rows (the extra one says there is a next page)."""
+        """One page: ``count + 1`` rows (the extra one says there is a next page).
+
+        With a single filter and the default order, the filter's index rows are read
+        in ``res_pk`` order after the cursor and cut at ``count + 1`` distinct
+        resources inside the subquery, so that a common code does not make either
+        engine collect all its matches first (index rows of deleted resources are
+        removed with them, so none is lost on the way).
+        """
         keys = [term.expression.label(f"sort_{i}") for i, term in enumerate(self._terms)]
         query = select(*RESULT_COLUMNS, *keys).where(*self.where)
+        after_pk: int | None = None
         if cursor is not None:
             values = _decode_cursor(cursor, self._fingerprint, len(self._terms))
+            after_pk = values[-1]
             query = query.where(_after(self._terms, values))
+        if self.driver is not None:
+            rows = self.driver
+            column = rows.selected_columns[0]
+            if after_pk is not None:
+                rows = rows.where(column > after_pk)
+            query = query.where(resource.c.pk.in_(
+                rows.distinct().order_by(column).limit(count + 1)
+            ))
+        elif not self.request.sort:
+            query = query.where(*self.page_filters)
+        else:
+            query = query.where(*self.filters)
         order: list[Any] = []
         for term in self._terms:
             if term.nullable:
@@ -535,7 +620,11 @@ class CompiledSearch:
 
     def count_query(self) -> Select[Any]:
         """The number of matches (``_total=accurate``)."""
-        return select(func.count()).select_from(resource).where(*self.where)
+        if self.driver is not None:
+            # One filter: count its index rows' resources, without reading the resources.
+            matches = self.driver.distinct().subquery()
+            return select(func.count()).select_from(matches)
+        return select(func.count()).select_from(resource).where(*self.where, *self.filters)
 
     def include_query(self, pks: Sequence[int], *, iterate: bool = False) -> Select[Any] | None:
         """Resources that ``_include``/``_revinclude`` add for the resources ``pks``.
@@ -587,8 +676,19 @@ def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> Co
     by_type = _type_clause(resource.c.res_type, req.types)
     if by_type is not None:
         where.append(by_type)
-    where.extend(compile_filter(item, resource, req.types) for item in req.filters)
     where.extend(restrict)
+    filters = [compile_filter(item, resource, req.types) for item in req.filters]
+    driver = None
+    if len(req.filters) == 1 and not req.sort and not restrict:
+        driver = match_rows(req.filters[0], req.types)
+    page_filters = filters
+    if len(req.filters) > 1 and not req.sort:
+        ranked = sorted(range(len(req.filters)), key=lambda i: driver_rank(req.filters[i]))
+        lead = ranked[0] if driver_rank(req.filters[ranked[0]]) < 9 else None
+        page_filters = [
+            filters[i] if i == lead else probe_filter(item, resource, req.types)
+            for i, item in enumerate(req.filters)
+        ]
     terms = [
         _SortTerm(
             _sort_expression(key, req.types),
@@ -600,5 +700,5 @@ def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> Co
     terms.append(_SortTerm(resource.c.pk, False, nullable=False))
     spec = ",".join(f"{'-' if k.descending else ''}{k.code}" for k in req.sort)
     fingerprint = zlib.crc32(f"{req.res_type}|{','.join(req.types)}|{spec}".encode())
-    return CompiledSearch(req, where, terms, fingerprint)
+    return CompiledSearch(req, where, filters, driver, page_filters, terms, fingerprint)
 
