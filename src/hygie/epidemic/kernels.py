@@ -8,6 +8,11 @@ discrete-time model. Runs are independent, so they are spread over threads with
 ``prange``; each run reseeds the thread's generator from its own seed, so a run's
 trajectory depends on its seed only, not on the number of threads.
 
+Binomial draws are written here (inversion for small means, BTRS otherwise) rather than
+taken from numba's ``np.random.binomial``: that one is numpy's legacy algorithm, which
+rebuilds its BTPE set-up whenever (n, p) change, and here they change at every draw;
+``binomial`` is about twice as fast on such calls and is tested against scipy's pmf.
+
 Hand-written rather than built on an epidemic library because the published model's
 discrete-time structure (linear exit probabilities, ``1 - exp(-lambda)`` infection,
 start-of-day draws) has to be reproduced exactly, and the libraries that do ensembles
@@ -51,6 +56,90 @@ CHANNELS = (
 S, E, IP, IAS, IPS, IMS, ISS, H, U, R, D = range(11)
 
 
+#: log(k!) minus its Stirling approximation, for k = 0..9 (larger k use the series).
+_STIRLING_TAIL = np.array([
+    0.0810614667953272, 0.0413406959554092, 0.0276779256849983, 0.02079067210376509,
+    0.0166446911898211, 0.0138761288230707, 0.0118967099458917, 0.0104112652619720,
+    0.00925546218271273, 0.00833056343336287,
+])
+
+
+@numba.njit(inline="always")
+def _stirling_tail(k: float) -> float:
+    if k <= 9.0:
+        return _STIRLING_TAIL[int(k)]
+    kp1 = k + 1.0
+    kp1sq = kp1 * kp1
+    return (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kp1sq) / kp1sq) / kp1
+
+
+@numba.njit
+def _binomial_inversion(n: float, p: float) -> float:
+    """Sequential search of the cumulative distribution; for n * p < 10 (p <= 1/2)."""
+    q = 1.0 - p
+    s = p / q
+    a = (n + 1.0) * s
+    while True:
+        r = q ** n
+        u = np.random.random()
+        x = 0.0
+        while u > r:
+            u -= r
+            x += 1.0
+            if x > n:
+                break
+            r *= a / x - s
+        if x <= n:
+            return x
+
+
+@numba.njit
+def _binomial_btrs(n: float, p: float) -> float:
+    """Transformed rejection with squeeze (BTRS, Hörmann, J Stat Comput Simul 46:101,
+    1993); for n * p >= 10 (p <= 1/2). About 1.2 pairs of uniforms per draw and no
+    set-up table, which suits a kernel whose (n, p) change at every call."""
+    q = 1.0 - p
+    spq = np.sqrt(n * p * q)
+    b = 1.15 + 2.53 * spq
+    a = -0.0873 + 0.0248 * b + 0.01 * p
+    c = n * p + 0.5
+    v_r = 0.92 - 4.2 / b
+    r = p / q
+    alpha = (2.83 + 5.1 / b) * spq
+    m = np.floor((n + 1.0) * p)
+    while True:
+        u = np.random.random() - 0.5
+        v = np.random.random()
+        us = 0.5 - abs(u)
+        k = np.floor((2.0 * a / us + b) * u + c)
+        if k < 0.0 or k > n:
+            continue
+        if us >= 0.07 and v <= v_r:
+            return k
+        v = np.log(v * alpha / (a / (us * us) + b))
+        bound = ((m + 0.5) * np.log((m + 1.0) / (r * (n - m + 1.0)))
+                 + (n + 1.0) * np.log((n - m + 1.0) / (n - k + 1.0))
+                 + (k + 0.5) * np.log(r * (n - k + 1.0) / (k + 1.0))
+                 + _stirling_tail(m) + _stirling_tail(n - m)
+                 - _stirling_tail(k) - _stirling_tail(n - k))
+        if v <= bound:
+            return k
+
+
+@numba.njit
+def binomial(n: float, p: float) -> float:
+    """One Binomial(n, p) draw from the thread's generator (n a whole number)."""
+    if n <= 0.0 or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return n
+    if p > 0.5:
+        return n - binomial(n, 1.0 - p)
+    if n * p < 10.0:
+        return _binomial_inversion(n, p)
+    return _binomial_btrs(n, p)
+
+
 @numba.njit(inline="always")
 def _take(n: float, p: float, stochastic: bool) -> float:
     if n <= 0.0 or p <= 0.0:
@@ -58,7 +147,7 @@ def _take(n: float, p: float, stochastic: bool) -> float:
     if p >= 1.0:
         return n
     if stochastic:
-        return float(np.random.binomial(np.int64(n), p))
+        return binomial(n, p)
     return n * p
 
 
