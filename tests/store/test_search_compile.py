@@ -569,3 +569,61 @@ def test_values_are_bound_parameters(store: Store) -> None:
     text = str(statement)
     assert "brien" not in text and "1980" not in text
     assert "o'brien" in statement.compile().params.values()
+
+
+# --- how pages are driven ---------------------------------------------------------------------
+
+
+def test_one_filter_pages_skip_duplicate_index_rows(store: Store) -> None:
+    for i in range(4):
+        body = observation(f"dup{i}", HEART, "Patient/p1")
+        body["code"]["coding"].append({"system": "http://other.example", "code": "8867-4"})
+        store.add(body)
+    query = "code=8867-4"
+    whole, _ = store.page("Observation", query, count=100)
+    assert len(whole) == len(set(whole)) == 8
+    paged: list[str] = []
+    cursor = None
+    while True:
+        keys, cursor = store.page("Observation", query, count=3, cursor=cursor)
+        paged.extend(keys)
+        if cursor is None:
+            break
+    assert paged == whole
+    assert store.count("Observation", query) == 8
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("code=8867-4&date=2021-03-04", {"ob1", "ob3"}),
+        ("date=ge2021&date=lt2022&value-quantity=gt50", {"ob1", "ob3"}),
+        ("code=8867-4&performer:missing=true", {"ob3", "ob5", "ob6"}),
+        ("status:not=final&code=8867-4", {"ob3", "ob6"}),
+        ("subject:Patient.name=anne&code=8310-5", {"ob2"}),
+        ("code:text=heart&subject=Patient/p1", {"ob1"}),
+        ("_id=ob1,ob2,ob3&patient=p1", {"ob1", "ob2"}),
+        ("_lastUpdated=gt2000&code=8310-5", {"ob2"}),
+    ],
+)
+def test_several_filters_whichever_drives(store: Store, query: str, expected: set[str]) -> None:
+    assert store.found("Observation", query) == expected
+    assert store.count("Observation", query) == len(expected)
+    paged: list[str] = []
+    cursor = None
+    while True:
+        keys, cursor = store.page("Observation", query, count=1, cursor=cursor)
+        paged.extend(keys)
+        if cursor is None:
+            break
+    assert {k.split("/")[1] for k in paged} == expected and len(paged) == len(expected)
+
+
+def test_restrictions_apply_to_every_page(store: Store) -> None:
+    request = parse_search("Observation", [("code", "8867-4")], strict=True)
+    inside = compartment_clause("Patient", "p2", ["subject"])
+    compiled = compile_search(request, restrict=[inside])
+    with store.engine.connect() as conn:
+        rows = conn.execute(compiled.page_query(10)).all()
+        count = conn.execute(compiled.count_query()).scalar_one()
+    assert [r.res_id for r in rows] == ["ob3"] and count == 1
