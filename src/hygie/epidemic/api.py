@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -54,6 +55,18 @@ def _max_cells(request: Request) -> int:
     from hygie.epidemic.runner import DEFAULT_MAX_CELLS
 
     return int(_extra(request).get("epidemic_max_cells", DEFAULT_MAX_CELLS))
+
+
+def _mobility_root(request: Request) -> Path | None:
+    """The mobility service's release folder for this platform's settings."""
+    platform = getattr(request.app.state, "platform", None)
+    if platform is None:
+        return None
+    try:
+        from hygie.mobility import data_root
+    except ImportError:
+        return None
+    return data_root(platform.settings)
 
 
 def _int_param(raw: str | None, default: int, lo: int, hi: int, name: str) -> int:
@@ -144,13 +157,15 @@ async def create_run(request: Request) -> Response:
         from hygie.epidemic import runner, scenarios
 
         study = scenarios.parse_study(data.get("scenario", data))
-        if study.coupling is not None:
-            raise EpidemicError("mobility.source = 'file' is not accepted over HTTP")
+        if study.coupling is not None or "root" in study.mobility:
+            raise EpidemicError("mobility.source = 'file' and mobility.root are not "
+                                "accepted over HTTP")
         runs = data.get("runs")
         result = await asyncio.to_thread(
             runner.run_study, study, runner.reference_data(_extra(request)),
             runs=runs if isinstance(runs, int) else None,
-            random_state=study.scenario.random_seed, max_cells=_max_cells(request))
+            random_state=study.scenario.random_seed, max_cells=_max_cells(request),
+            mobility_root=_mobility_root(request))
     except EpidemicError as exc:
         return _error(exc)
     return JSONResponse(result.as_json())

@@ -12,16 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from hygie.epidemic.coupling import Coupling, aggregate_od
 from hygie.epidemic.errors import InvalidInput, MobilityUnavailable
 from hygie.epidemic.model import Population
-
-#: Names under which ``hygie.mobility`` may publish its daily matrices, tried in order.
-PUBLIC_FUNCTIONS = ("od_matrices", "load_od_matrices", "daily_od_matrices")
 
 
 class ODLike(Protocol):
@@ -50,18 +48,19 @@ def coupling_from_od(od: ODLike, population: Population,
                     time_away=time_away)
 
 
-def fetch_mobility_od(start: date, end: date, kind: str = "home_day", **options: Any
-                      ) -> ODLike:
-    """Ask the mobility service for its matrices between two dates (inclusive)."""
+def fetch_mobility_od(start: date | None, end: date | None, kind: str = "home_day",
+                      level: str = "region", zones: Sequence[str] | None = None,
+                      root: Path | None = None) -> ODLike:
+    """The mobility service's published matrices between two dates (inclusive), through
+    its public ``od_matrices``; ``root`` defaults to the mobility service's own folder."""
     try:
         import hygie.mobility as mobility
     except ImportError as exc:
         raise MobilityUnavailable("the mobility service is not installed") from exc
-    for name in PUBLIC_FUNCTIONS:
-        fn = getattr(mobility, name, None)
-        if callable(fn):
-            try:
-                return fn(start=start, end=end, kind=kind, **options)
-            except (LookupError, FileNotFoundError, ValueError) as exc:
-                raise MobilityUnavailable(f"mobility has no {kind} matrices: {exc}") from exc
-    raise MobilityUnavailable("the mobility service publishes no origin-destination matrices")
+    try:
+        return mobility.od_matrices(start=start, end=end, kind=kind, level=level, root=root,
+                                    zones=tuple(zones) if zones is not None else None)
+    except LookupError as exc:  # mobility.ReleaseNotFound: nothing published for the days
+        raise MobilityUnavailable(f"mobility has no {kind} matrices: {exc}") from exc
+    except ValueError as exc:
+        raise MobilityUnavailable(f"mobility refused the request: {exc}") from exc

@@ -29,18 +29,24 @@ def reference_data(extra: dict[str, Any] | None = None) -> ReferenceData:
 
 
 def build_model(study: Study, ref: ReferenceData,
-                parameters: DiseaseParameters | None = None) -> EpidemicModel:
+                parameters: DiseaseParameters | None = None,
+                mobility_root: Path | None = None) -> EpidemicModel:
     """The model a study asks for: its population, the reference matrices, its coupling
-    (a file, or the mobility service's matrices when ``mobility.source = "mobility"``)."""
+    (a file, or the mobility service's matrices when ``mobility.source = "mobility"``,
+    read from ``mobility_root``, else from the mobility service's own folder)."""
     population = ref.idf() if study.population == "idf" else ref.regions()
     matrices = {name: ref.matrix(name) for name in ref.matrix_names()}
     coupling = study.coupling
     if coupling is None and study.mobility.get("source") == "mobility":
         sc = study.scenario
-        od = fetch_mobility_od(sc.start, sc.dates()[-1],
-                               kind=str(study.mobility.get("kind", "home_day")))
-        zones = {str(z) for z in od.zones}
-        mapping = None if zones <= set(population.codes) else departement_regions(ref.root)
+        level = str(study.mobility.get("level", "region"))
+        if mobility_root is None and isinstance(study.mobility.get("root"), str):
+            mobility_root = Path(study.mobility["root"])
+        od = fetch_mobility_od(None, sc.dates()[-1],
+                               kind=str(study.mobility.get("kind", "home_day")), level=level,
+                               zones=population.codes if level == "region" else None,
+                               root=mobility_root)
+        mapping = None if level == "region" else departement_regions(ref.root)
         coupling = coupling_from_od(od, population, mapping,
                                     float(study.mobility.get("time_away", 1 / 3)))
     return EpidemicModel(parameters=parameters or DiseaseParameters(), population=population,
@@ -84,9 +90,10 @@ class StudyResult:
 
 def run_study(study: Study, ref: ReferenceData, runs: int | None = None,
               random_state: int | None = None, max_cells: int | None = DEFAULT_MAX_CELLS,
-              parameters: DiseaseParameters | None = None) -> StudyResult:
+              parameters: DiseaseParameters | None = None,
+              mobility_root: Path | None = None) -> StudyResult:
     """Simulate a study's ensemble and summarise it."""
-    model = build_model(study, ref, parameters)
+    model = build_model(study, ref, parameters, mobility_root)
     sc = study.scenario
     ens = model.simulate(sc, n_runs=runs, random_state=random_state,
                          channels=("icu_admissions", "icu_beds"), max_cells=max_cells)
