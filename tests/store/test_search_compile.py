@@ -627,3 +627,23 @@ def test_restrictions_apply_to_every_page(store: Store) -> None:
         rows = conn.execute(compiled.page_query(10)).all()
         count = conn.execute(compiled.count_query()).scalar_one()
     assert [r.res_id for r in rows] == ["ob3"] and count == 1
+
+
+@pytest.mark.parametrize(
+    ("res_type", "query"),
+    [
+        ("Patient", "name=%25_%5C&family:contains=%25"),
+        ("Patient", "_id=" + "x" * 80 + "&identifier=" + "y" * 300),
+        ("Observation", "subject=Patient/" + "z" * 90 + "&code=" + "é" * 300),
+        ("RiskAssessment", "probability=1e999&probability=lt-1e-999"),
+        ("Observation", "value-quantity=ap0||&date=ap0001&date=eb9999-12-31"),
+        ("Observation", "subject:identifier=|&code=|&code=a|"),
+        ("ValueSet", "url:above=http://&url:below=" + "u" * 300),
+        (None, "_id=p1&_lastUpdated=ne2020&_sort=-_lastUpdated"),
+    ],
+)
+def test_odd_values_run_on_both_engines(store: Store, res_type: str | None, query: str) -> None:
+    compiled = store.compiled(res_type, query)
+    with store.engine.connect() as conn:
+        conn.execute(compiled.page_query(5)).all()
+        conn.execute(compiled.count_query()).all()

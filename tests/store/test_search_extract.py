@@ -293,3 +293,24 @@ def test_every_example_extracts() -> None:
                     assert row[1] <= row[2]
                 total += 1
     assert total > 5000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"resourceType": "Observation", "code": {"coding": 5}, "subject": {"reference": 7}},
+        {"resourceType": "Observation", "code": [{"coding": [None, 1, "x"]}],
+         "valueQuantity": {"value": "high"}, "effectiveTiming": {"event": "2021"}},
+        {"resourceType": "Patient", "deceasedBoolean": [True, False], "name": "Anne",
+         "birthDate": 1980, "telecom": [{"system": "email"}], "contained": 3},
+        {"resourceType": "Encounter", "period": {"start": 5, "end": "never"},
+         "extension": "x", "subject": "Patient/1"},
+        {"resourceType": "Patient", "name": [{"family": "a\x00b"}]},
+    ],
+)
+def test_malformed_bodies_index_what_they_can(body: dict[str, Any]) -> None:
+    rows = extract_index(body)
+    assert set(rows) == set(TABLE_KINDS)
+    for kind in rows.values():
+        for row in kind:
+            assert not any(isinstance(v, str) and "\x00" in v for v in row)

@@ -323,3 +323,8 @@ def test_cursor_and_links() -> None:
     assert request.link_query() == [("gender", "female"), ("_count", "10")]
     assert request.link_query("xyz") == [("gender", "female"), ("_count", "10"),
                                          ("_cursor", "xyz")]
+
+
+@pytest.mark.parametrize("query", ["name=a%00b", "na%00me=x", "_sort=%00"])
+def test_nul_characters_are_refused(query: str) -> None:
+    assert "NUL" in error_of("Patient", query, strict=False).issues[0].diagnostics

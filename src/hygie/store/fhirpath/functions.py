@@ -62,6 +62,11 @@ def reference_target(reference: str) -> tuple[str, str] | None:
     return m.group("type"), m.group("id")
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else as empty (the body is malformed)."""
+    return value if isinstance(value, list) else []
+
+
 def _each(input_: list[Any], arg: Compiled, env: Env) -> list[tuple[Any, bool | None]]:
     out = []
     for item in input_:
@@ -211,7 +216,7 @@ def _extension(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[
         if isinstance(value, dict):
             out.extend(
                 ext
-                for ext in value.get("extension", ())
+                for ext in _as_list(value.get("extension"))
                 if isinstance(ext, dict) and ext.get("url") == url
             )
     return out
@@ -227,7 +232,7 @@ def _resolve(input_: list[Any], args: tuple[Compiled, ...], env: Env) -> list[An
             continue
         if value.startswith("#"):
             root = env.resource
-            for contained in root.get("contained", ()) if isinstance(root, dict) else ():
+            for contained in _as_list(root.get("contained")) if isinstance(root, dict) else ():
                 if isinstance(contained, dict) and contained.get("id") == value[1:]:
                     out.append(contained)
             continue

@@ -34,7 +34,7 @@ from datetime import date
 from functools import cache
 from typing import Any
 
-from hygie.store.fhirpath import Env, plain, reference_target, type_of
+from hygie.store.fhirpath import Env, FhirPathEvaluationError, plain, reference_target, type_of
 from hygie.store.fhirpath.fhirtypes import CHOICE_SUFFIXES
 from hygie.store.schema import INDEX_STRING_LENGTH
 from hygie.store.search.params import SearchParam, registry
@@ -128,7 +128,16 @@ def _day_bounds(low_day: int, next_day: int | None) -> tuple[int, int]:
     return low, high
 
 
+def _many(value: Any) -> list[Any]:
+    """A JSON array as a list; anything else (a malformed body) as nothing to read."""
+    return value if isinstance(value, list) else []
+
+
 def _cut(value: str) -> str:
+    """The value as an index column holds it: at most 255 characters, no NUL (which
+    PostgreSQL text refuses)."""
+    if "\x00" in value:
+        value = value.replace("\x00", "")
     return value[:INDEX_STRING_LENGTH]
 
 
@@ -198,7 +207,7 @@ def _tokens(code: str, items: list[Any], rows: IndexRows, base_url: str | None) 
                 kind is None and ("coding" in value or set(value) <= {"text", "id", "extension"})
             ):
                 text = _token_text(value.get("text"))
-                for coding in value.get("coding", ()):
+                for coding in _many(value.get("coding")):
                     if isinstance(coding, dict):
                         out.append((code, _opt(coding.get("system")), _opt(coding.get("code")),
                                     _token_text(coding.get("display")) or text))
@@ -243,7 +252,7 @@ def _dates(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -
                     out.append((code, *found))
                 continue
             # Timing: each event, and the bounds of its repeat when they are a Period.
-            for event in value.get("event", ()):
+            for event in _many(value.get("event")):
                 found = _date_of(event)
                 if found is not None:
                     out.append((code, *found))
@@ -421,7 +430,12 @@ def extract_index(resource: dict[str, Any], base_url: str | None = None) -> Inde
         if leading is not None and leading.isdisjoint(present):
             continue
         assert param.compiled is not None
-        items = param.compiled.evaluate(resource, env)
+        try:
+            items = param.compiled.evaluate(resource, env)
+        except FhirPathEvaluationError:
+            # A body that breaks an expression's assumptions (two values where the
+            # definition expects one) leaves that parameter unindexed, not the resource.
+            continue
         if items:
             extractor(param.code, items, rows, base_url)
     for kind, found in rows.items():

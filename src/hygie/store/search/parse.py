@@ -594,6 +594,8 @@ def parse_search(
     revincludes: list[Include] = []
     for key, raw in pairs:
         name = key.strip()
+        if "\x00" in key or "\x00" in raw:
+            raise _bad("a search parameter may not contain a NUL character", name)
         if name in TRANSPORT_PARAMS:
             continue
         if name == "_type":
