@@ -357,3 +357,21 @@ def test_every_example_gives_fhirpathpy_values(name: str) -> None:
                 assert mine.type == node.path, (param.code, param.expression)
         checked += 1
     assert checked > 0
+
+
+def test_every_definition_compiles_for_every_type() -> None:
+    """Types without an example too: each parameter's reduced expression compiles."""
+    reg = registry()
+    compiled = 0
+    for res_type in sorted(reg.resource_types):
+        for param in reg.params(res_type).values():
+            if param.code in ("_text", "_content", "_query"):
+                assert param.compiled is None
+                continue
+            assert param.compiled is not None, (res_type, param.code)
+            empty = {"resourceType": res_type}
+            # A composite's expression names the element its components start from.
+            expected = ([empty], []) if param.type == "composite" else ([], [False])
+            assert param.compiled.evaluate(empty) in expected, (res_type, param.code)
+            compiled += 1
+    assert compiled > 2500

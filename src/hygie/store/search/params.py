@@ -137,6 +137,8 @@ def leading_key(node: Node) -> str | None:
             if isinstance(current.target, Identifier) and current.target.name[:1].isupper():
                 return current.name
             current = current.target
+        elif isinstance(current, Identifier) and not current.name[:1].isupper():
+            return current.name
         elif isinstance(current, Indexer):
             current = current.target
         elif isinstance(current, TypeOp) and current.op == "as":
@@ -150,6 +152,9 @@ def leading_key(node: Node) -> str | None:
 
 
 def _applies(root: str | None, res_type: str) -> bool:
+    if root is None or not root[:1].isupper():
+        # A path from the context itself (InsurancePlan-name is ``name | alias``).
+        return True
     if root == res_type or root == "Resource":
         return True
     return root == "DomainResource" and res_type not in NOT_DOMAIN_RESOURCES
