@@ -6,21 +6,16 @@ type; chains join ``idx_reference`` to the target resources, ``_has`` joins it t
 the referring ones. Every value is a bound parameter, and only constructs that
 SQLite and PostgreSQL read alike are used, so one query serves both engines.
 
-Paging is by keyset, never OFFSET: results are ordered by the ``_sort`` keys (a
-missing value sorts last, whichever the direction) and then by ``pk``, and a
-cursor carries the keys of the last row shown, so that the next page starts right
-after it even while other writers add or remove rows.
+Paging is by keyset, never OFFSET (``keyset.py``): results are ordered by the
+``_sort`` keys and then by ``pk``, and a cursor carries the keys of the last row
+shown, so that the next page starts right after it even while others write.
 See https://hl7.org/fhir/R4/search.html (prefixes, modifiers, chaining, _has,
 _sort, _include) and http.html#paging.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,11 +34,18 @@ from sqlalchemy import (
     true,
     tuple_,
 )
-from sqlalchemy.sql.expression import ScalarSelect
 
-from hygie.store import outcomes
 from hygie.store.schema import INDEX_STRING_LENGTH, INDEX_TABLES, idx_reference, idx_token, resource
 from hygie.store.search.extract import DATE_MAX, DATE_MIN
+from hygie.store.search.keyset import (
+    SortTerm,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    rows_after,
+    sort_terms,
+    type_clause,
+)
 from hygie.store.search.params import COLUMN_PARAMS
 from hygie.store.search.parse import (
     Chain,
@@ -55,7 +57,6 @@ from hygie.store.search.parse import (
     QuantityValue,
     ReferenceValue,
     SearchRequest,
-    SortKey,
     StringValue,
     TokenValue,
     UriValue,
@@ -81,19 +82,11 @@ APPROXIMATION = 0.1
 # --- shared pieces ---------------------------------------------------------------------
 
 
-def _type_clause(column: Any, types: Sequence[str]) -> Clause | None:
-    if not types:
-        return None
-    if len(types) == 1:
-        return column == types[0]  # type: ignore[no-any-return]
-    return column.in_(types)  # type: ignore[no-any-return]
-
-
 def _rows_where(kind: str, code: str, types: Sequence[str], clause: Clause | None) -> Select[Any]:
     """``SELECT res_pk FROM idx_<kind> WHERE param = code [AND type] [AND clause]``."""
     table = INDEX_TABLES[kind]
     parts: list[Clause] = [table.c.param == code]
-    by_type = _type_clause(table.c.res_type, types)
+    by_type = type_clause(table.c.res_type, types)
     if by_type is not None:
         parts.append(by_type)
     if clause is not None:
@@ -414,10 +407,10 @@ def _compile_chain(chain: Chain, types: Sequence[str]) -> Select[Any]:
     ref = idx_reference.alias()
     target = resource.alias()
     parts: list[Clause] = [ref.c.param == chain.code]
-    by_type = _type_clause(ref.c.res_type, types)
+    by_type = type_clause(ref.c.res_type, types)
     if by_type is not None:
         parts.append(by_type)
-    target_types = _type_clause(target.c.res_type, chain.target_types)
+    target_types = type_clause(target.c.res_type, chain.target_types)
     if target_types is not None:
         parts.append(target_types)
     parts.append(target.c.deleted == false())
@@ -440,7 +433,7 @@ def _compile_has(has: Has, res: Res, types: Sequence[str]) -> Clause:
         source.c.deleted == false(),
         compile_filter(has.condition, source, (has.res_type,)),
     ]
-    by_type = _type_clause(ref.c.target_type, types)
+    by_type = type_clause(ref.c.target_type, types)
     if by_type is not None:
         parts.append(by_type)
     joined = ref.join(source, source.c.pk == ref.c.res_pk)
@@ -468,93 +461,6 @@ def compartment_clause(compartment_type: str, compartment_id: str, params: Seque
     return res.c.pk.in_(rows)  # type: ignore[no-any-return]
 
 
-# --- sorting and cursors ----------------------------------------------------------------
-
-
-_SORT_COLUMNS: dict[str, tuple[str, str]] = {
-    # type -> (column for ascending, column for descending)
-    "string": ("value", "value"),
-    "token": ("code", "code"),
-    "date": ("low", "high"),
-    "number": ("low", "high"),
-    "quantity": ("low", "high"),
-    "uri": ("value", "value"),
-}
-
-
-def _sort_expression(key: SortKey, types: Sequence[str]) -> Any:
-    """The value a resource sorts by: the least (or, descending, greatest) of its values."""
-    if key.code == "_id":
-        return resource.c.res_id
-    if key.code == "_lastUpdated":
-        return resource.c.last_updated
-    table = INDEX_TABLES[key.type]
-    if key.type == "reference":
-        column: Any = func.coalesce(table.c.target_type + "/" + table.c.target_id, table.c.url)
-    else:
-        column = table.c[_SORT_COLUMNS[key.type][1 if key.descending else 0]]
-    aggregate = func.max(column) if key.descending else func.min(column)
-    parts: list[Clause] = [table.c.res_pk == resource.c.pk, table.c.param == key.code]
-    by_type = _type_clause(table.c.res_type, types)
-    if by_type is not None:
-        parts.append(by_type)
-    subquery: ScalarSelect[Any] = select(aggregate).where(*parts).scalar_subquery()
-    return subquery
-
-
-@dataclass(frozen=True)
-class _SortTerm:
-    """One column of the keyset order: an expression, its direction, nullable or not."""
-
-    expression: Any
-    descending: bool
-    nullable: bool
-
-
-def _after(terms: Sequence[_SortTerm], values: Sequence[Any]) -> Clause:
-    """Rows strictly after ``values`` in the order of ``terms`` (keyset condition)."""
-    term, value = terms[0], values[0]
-    rest_terms, rest_values = terms[1:], values[1:]
-    if term.nullable:
-        flag = case((term.expression.is_(None), 1), else_=0)
-        missing = 1 if value is None else 0
-        if value is None:
-            # In the block of missing values: the value column is NULL for all of them.
-            inner = _after(rest_terms, rest_values) if rest_terms else false()
-            return or_(flag > missing, and_(flag == missing, inner))  # type: ignore[no-any-return]
-        beyond = term.expression < value if term.descending else term.expression > value
-        tie: Clause = term.expression == value
-        later = or_(beyond, and_(tie, _after(rest_terms, rest_values))) if rest_terms else beyond
-        return or_(flag > missing, and_(flag == missing, later))  # type: ignore[no-any-return]
-    beyond = term.expression < value if term.descending else term.expression > value
-    if not rest_terms:
-        return beyond  # type: ignore[no-any-return]
-    return or_(beyond, and_(term.expression == value, _after(rest_terms, rest_values)))  # type: ignore[no-any-return]
-
-
-def _encode_cursor(fingerprint: int, values: list[Any]) -> str:
-    raw = json.dumps([fingerprint, *values], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _decode_cursor(cursor: str, fingerprint: int, size: int) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        decoded = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeEncodeError):
-        decoded = None
-    if (
-        not isinstance(decoded, list)
-        or len(decoded) != size + 1
-        or decoded[0] != fingerprint
-        or not isinstance(decoded[-1], int)
-        or not all(v is None or isinstance(v, int | float | str) for v in decoded[1:])
-    ):
-        raise outcomes.invalid("this paging cursor does not belong to this search",
-                               expression="_cursor")
-    return decoded[1:]
-
-
 # --- the compiled search -----------------------------------------------------------------
 
 
@@ -573,7 +479,7 @@ class CompiledSearch:
     #: For several filters and no ``_sort``: the likeliest selective one as ``IN``, the
     #: others as correlated ``EXISTS`` (see ``driver_rank``).
     page_filters: list[Clause] = field(default_factory=list)
-    _terms: list[_SortTerm] = field(default_factory=list)
+    _terms: list[SortTerm] = field(default_factory=list)
     _fingerprint: int = 0
 
     def page_query(self, count: int, cursor: str | None = None) -> Select[Any]:
@@ -589,9 +495,9 @@ class CompiledSearch:
         query = select(*RESULT_COLUMNS, *keys).where(*self.where)
         after_pk: int | None = None
         if cursor is not None:
-            values = _decode_cursor(cursor, self._fingerprint, len(self._terms))
+            values = decode_cursor(cursor, self._fingerprint, len(self._terms))
             after_pk = values[-1]
-            query = query.where(_after(self._terms, values))
+            query = query.where(rows_after(self._terms, values))
         if self.driver is not None:
             rows = self.driver
             column = rows.selected_columns[0]
@@ -616,7 +522,7 @@ class CompiledSearch:
         mapping = row._mapping
         values = [mapping[f"sort_{i}"] for i in range(len(self._terms) - 1)]
         values.append(mapping["pk"])
-        return _encode_cursor(self._fingerprint, values)
+        return encode_cursor(self._fingerprint, values)
 
     def count_query(self) -> Select[Any]:
         """The number of matches (``_total=accurate``)."""
@@ -673,7 +579,7 @@ def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> Co
     """Compile a parsed search. ``restrict`` adds conditions on ``resource`` (access rules,
     a compartment) to every query but the include ones."""
     where: list[Clause] = [resource.c.deleted == false()]
-    by_type = _type_clause(resource.c.res_type, req.types)
+    by_type = type_clause(resource.c.res_type, req.types)
     if by_type is not None:
         where.append(by_type)
     where.extend(restrict)
@@ -689,16 +595,6 @@ def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> Co
             filters[i] if i == lead else probe_filter(item, resource, req.types)
             for i, item in enumerate(req.filters)
         ]
-    terms = [
-        _SortTerm(
-            _sort_expression(key, req.types),
-            key.descending,
-            nullable=key.code not in ("_id", "_lastUpdated"),
-        )
-        for key in req.sort
-    ]
-    terms.append(_SortTerm(resource.c.pk, False, nullable=False))
-    spec = ",".join(f"{'-' if k.descending else ''}{k.code}" for k in req.sort)
-    fingerprint = zlib.crc32(f"{req.res_type}|{','.join(req.types)}|{spec}".encode())
-    return CompiledSearch(req, where, filters, driver, page_filters, terms, fingerprint)
+    return CompiledSearch(req, where, filters, driver, page_filters, sort_terms(req),
+                          fingerprint(req))
 
