@@ -640,6 +640,7 @@ def test_restrictions_apply_to_every_page(store: Store) -> None:
         ("Observation", "subject:identifier=|&code=|&code=a|"),
         ("ValueSet", "url:above=http://&url:below=" + "u" * 300),
         (None, "_id=p1&_lastUpdated=ne2020&_sort=-_lastUpdated"),
+        ("Patient", "name=a%F4%8F%BF%BF,b%ED%9F%BF&family:contains=%F4%8F%BF%BF"),
     ],
 )
 def test_odd_values_run_on_both_engines(store: Store, res_type: str | None, query: str) -> None:

@@ -328,3 +328,9 @@ def test_cursor_and_links() -> None:
 @pytest.mark.parametrize("query", ["name=a%00b", "na%00me=x", "_sort=%00"])
 def test_nul_characters_are_refused(query: str) -> None:
     assert "NUL" in error_of("Patient", query, strict=False).issues[0].diagnostics
+
+
+def test_values_must_be_unicode_text() -> None:
+    with pytest.raises(FhirError) as caught:
+        parse_search("Patient", [("name", "a\udc80")], strict=False)
+    assert caught.value.issues[0].expression == "name"

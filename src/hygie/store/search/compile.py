@@ -103,7 +103,12 @@ def _prefix_match(column: Any, prefix: str) -> Clause:
     prefix = prefix[:INDEX_STRING_LENGTH]
     if not prefix:
         return true()
-    upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    following = ord(prefix[-1]) + 1
+    if following > 0x10FFFF:
+        return column.like(_like_escape(prefix) + "%", escape="\\")  # type: ignore[no-any-return]
+    if 0xD800 <= following <= 0xDFFF:  # no surrogate: the next character is U+E000
+        following = 0xE000
+    upper = prefix[:-1] + chr(following)
     return and_(  # type: ignore[no-any-return]
         column >= prefix, column < upper, column.like(_like_escape(prefix) + "%", escape="\\")
     )

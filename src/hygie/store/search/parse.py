@@ -596,6 +596,11 @@ def parse_search(
         name = key.strip()
         if "\x00" in key or "\x00" in raw:
             raise _bad("a search parameter may not contain a NUL character", name)
+        try:
+            key.encode("utf-8")
+            raw.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _bad("a search parameter must be valid UTF-8", name) from None
         if name in TRANSPORT_PARAMS:
             continue
         if name == "_type":
