@@ -45,7 +45,10 @@ def create_engine(url: str) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # Writers ask for BEGIN IMMEDIATE (execution option ``sqlite_begin``): taking
             # the write lock up front avoids the deadlock of two readers upgrading.
-            conn.exec_driver_sql(conn.get_execution_options().get("sqlite_begin", "BEGIN"))
+            # An empty ``sqlite_begin`` runs a single-statement read with no transaction.
+            begin = conn.get_execution_options().get("sqlite_begin", "BEGIN")
+            if begin:
+                conn.exec_driver_sql(begin)
 
         return engine
     if url.startswith("postgresql://"):

@@ -113,6 +113,14 @@ def _check_content_type(request: Request, body: bytes) -> None:
     )
 
 
+def _is_point_read(segments: tuple[str, ...]) -> bool:
+    """``Type/id`` or ``Type/id/_history/vid``: a single-row lookup."""
+    n = len(segments)
+    return (n == 2 and not segments[1].startswith(("$", "_"))) or (
+        n == 4 and segments[2] == "_history"
+    )
+
+
 async def fhir_endpoint(request: Request) -> Response:
     """One endpoint for the whole FHIR REST API under /fhir."""
     ctx: StoreContext = request.app.state.platform.parts["store"]
@@ -134,7 +142,12 @@ async def fhir_endpoint(request: Request) -> Response:
             body=body,
             principal=getattr(request.state, "principal", None),
         )
-        resp: FhirResponse = await run_in_threadpool(handle, fhir_req, ctx)
+        if fhir_req.method == "GET" and _is_point_read(segments):
+            # A read by id is one indexed row: cheaper to run here than to hand it
+            # to a worker thread and back (the hand-off costs more than the query).
+            resp = handle(fhir_req, ctx)
+        else:
+            resp = await run_in_threadpool(handle, fhir_req, ctx)
     except outcomes.FhirError as exc:
         return outcome_response(exc, pretty)
     except Exception:

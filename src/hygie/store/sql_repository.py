@@ -23,7 +23,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, insert, or_, select, text, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hygie.store import outcomes
@@ -65,6 +77,10 @@ _CURRENT_COLUMNS = (
     resource_tbl.c.last_updated,
     resource_tbl.c.deleted,
     resource_tbl.c.body,
+)
+
+_READ_CURRENT = select(*_CURRENT_COLUMNS).where(
+    resource_tbl.c.res_type == bindparam("t"), resource_tbl.c.res_id == bindparam("i")
 )
 
 #: Column names of each index table after (res_pk, res_type), in IndexRows tuple order.
@@ -152,12 +168,19 @@ class SqlRepository(Repository):
                 _CONNECTION.reset(token)
 
     @contextmanager
-    def _reading(self) -> Iterator[Connection]:
+    def _reading(self, single: bool = False) -> Iterator[Connection]:
+        """A connection to read with: the current transaction's, or a pooled one.
+
+        ``single`` marks a one-statement read: on SQLite it runs without BEGIN, since
+        a single statement is consistent on its own.
+        """
         current = self._current()
         if current is not None:
             yield current
             return
         with self.engine.connect() as conn:
+            if single and self.is_sqlite:
+                conn.execution_options(sqlite_begin="")
             yield conn
 
     def _writing(self) -> Connection:
@@ -177,12 +200,8 @@ class SqlRepository(Repository):
     # --- reads ---------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> StoredResource:
-        with self._reading() as conn:
-            row = conn.execute(
-                select(*_CURRENT_COLUMNS).where(
-                    resource_tbl.c.res_type == res_type, resource_tbl.c.res_id == res_id
-                )
-            ).first()
+        with self._reading(single=True) as conn:
+            row = conn.execute(_READ_CURRENT, {"t": res_type, "i": res_id}).first()
         if row is None:
             raise outcomes.not_found(res_type, res_id)
         if row.deleted:
