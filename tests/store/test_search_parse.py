@@ -232,6 +232,8 @@ def test_chains() -> None:
     assert error_of("Observation", "subject:Nope.name=x").issues[0].expression == (
         "subject:Nope.name"
     )
+    wrong_type = error_of("Observation", "subject:Medication.code=x")
+    assert "cannot refer" in wrong_type.issues[0].diagnostics
     too_deep = "subject:Patient.organization.partof.partof.partof.name=x"
     assert "deeper" in error_of("Observation", too_deep).issues[0].diagnostics
 

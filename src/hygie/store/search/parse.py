@@ -388,6 +388,10 @@ class _Parser:
         if modifier is not None:
             if not is_resource_type(modifier):
                 raise _bad(f"{modifier!r} is not a resource type", full)
+            if param.targets and "Resource" not in param.targets and (
+                modifier not in param.targets
+            ):
+                raise _bad(f"{param.code!r} cannot refer to a {modifier}", full)
             candidates: tuple[str, ...] = (modifier,)
         else:
             candidates = tuple(t for t in param.targets if t != "Resource") or tuple(
