@@ -37,6 +37,11 @@ def shared_data() -> Path:
     pytest.fail("reference data not found: set HYGIE_SHARED_DATA to the shared/data folder")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the platform at the reference data for the whole run (CLI runs included)."""
+    os.environ.setdefault("HYGIE_SHARED_DATA", str(shared_data()))
+
+
 @cache
 def postgres_problem() -> str | None:
     """Why PostgreSQL cannot be used, or None when it answers."""

@@ -111,3 +111,33 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     if extra:
         values["extra"] = {**extra, **values.get("extra", {})}
     return Settings(**values)
+
+
+class ReferenceDataNotFound(FileNotFoundError):
+    """The reference data folder is missing: set HYGIE_SHARED_DATA to the ``shared/data``
+    folder (the one holding ``fhir-r4/``, ``geo/``, ``epidemic/``...)."""
+
+
+def find_shared_data(needs: str, configured: str | os.PathLike[str] | None = None) -> Path:
+    """Locate the reference data folder that holds ``needs`` (e.g. ``geo/communes.json``).
+
+    Order: an explicit folder (a service setting), ``$HYGIE_SHARED_DATA``, then the
+    nearest ``shared/data`` above the working directory or above the installed package
+    (the repository layout). An explicit folder that lacks ``needs`` is an error, never
+    silently replaced by another one.
+    """
+    explicit = configured or os.environ.get("HYGIE_SHARED_DATA")
+    if explicit:
+        if (Path(explicit) / needs).exists():
+            return Path(explicit)
+        raise ReferenceDataNotFound(
+            f"{needs} is not in the reference data folder {explicit} "
+            "(HYGIE_SHARED_DATA or the service's setting)"
+        )
+    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
+        for folder in (p / "shared" / "data" for p in [start, *start.parents]):
+            if (folder / needs).exists():
+                return folder
+    raise ReferenceDataNotFound(
+        f"reference data not found ({needs}): set HYGIE_SHARED_DATA to the shared/data folder"
+    )

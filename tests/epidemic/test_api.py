@@ -114,5 +114,5 @@ def test_missing_reference_data_is_503(tmp_path: Path) -> None:
     with TestClient(app) as c:
         r = c.post("/epidemic/api/runs", json=SCENARIO)
     assert r.status_code == 503
-    assert "HYGIE_EPIDEMIC_DATA_DIR" in r.json()["detail"]
+    assert "HYGIE_SHARED_DATA" in r.json()["detail"]
     app.state.platform.close()

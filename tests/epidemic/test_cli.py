@@ -14,7 +14,7 @@ from tests.conftest import shared_data
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"HYGIE_EPIDEMIC_DATA_DIR": str(shared_data()), "HYGIE_VAR_DIR": str(tmp_path)}
+    return {"HYGIE_SHARED_DATA": str(shared_data()), "HYGIE_VAR_DIR": str(tmp_path)}
 
 
 def test_run_writes_csv_and_charts(tmp_path: Path, env: dict[str, str]) -> None:

@@ -26,7 +26,7 @@ class ScenarioError(InvalidInput):
 
 
 class ReferenceDataMissing(EpidemicError, FileNotFoundError):
-    """The reference data folder is not found: set ``HYGIE_EPIDEMIC_DATA_DIR`` (the folder
+    """The reference data folder is not found: set ``HYGIE_SHARED_DATA`` (the folder
     holding ``epidemic/`` and ``geo/``) or ``epidemic_data_dir`` in the settings file."""
 
 

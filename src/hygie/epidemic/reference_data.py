@@ -2,9 +2,9 @@
 
 The data are not shipped in the package: they live in the project's shared data folder
 (``<root>/epidemic`` with the matrices and ICU series, ``<root>/geo`` with the
-communes' populations). The root is, in order: the ``epidemic_data_dir`` setting,
-the ``HYGIE_EPIDEMIC_DATA_DIR`` variable, else the nearest ``shared/data`` folder above
-the working directory or above this package.
+communes' populations). The root is the ``epidemic_data_dir`` setting, else the
+platform's reference data folder (``HYGIE_SHARED_DATA``, else the nearest
+``shared/data`` above the working directory or the package).
 
 Contact matrices (``matrices/<name>.txt``, 16 values, row-major) are symmetric: entry
 (i, j) is the daily contacts of an i-person with j-people divided by the share of j in
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hygie.config import ReferenceDataNotFound, find_shared_data
 from hygie.epidemic.errors import InvalidInput, ReferenceDataMissing
 from hygie.epidemic.model import N_AGES, Population
 
@@ -34,28 +35,18 @@ IDF_CODE = "11"
 
 
 def locate_data_root(configured: str | os.PathLike[str] | None = None) -> Path:
-    """The folder holding ``epidemic/`` (and ``geo/``); see the module docstring.
+    """The folder holding ``epidemic/`` (and ``geo/``): the ``epidemic_data_dir``
+    setting, else the platform's reference data folder (``hygie.config.find_shared_data``).
 
-    A folder named by the setting or the variable must hold the data: a wrong explicit
-    path is an error, never silently replaced by another folder.
+    A folder named explicitly must hold the data: a wrong explicit path is an error,
+    never silently replaced by another folder.
     """
-    explicit = configured or os.environ.get("HYGIE_EPIDEMIC_DATA_DIR")
-    if explicit:
-        if (Path(explicit) / "epidemic" / "matrices").is_dir():
-            return Path(explicit)
+    try:
+        return find_shared_data("epidemic/matrices", configured)
+    except ReferenceDataNotFound as exc:
         raise ReferenceDataMissing(
-            f"no epidemic/matrices under the configured folder {explicit}: set "
-            "HYGIE_EPIDEMIC_DATA_DIR (or epidemic_data_dir) to the folder holding "
-            "epidemic/ and geo/"
-        )
-    for base in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        for c in (p / "shared" / "data" for p in [base, *base.parents]):
-            if (c / "epidemic" / "matrices").is_dir():
-                return c
-    raise ReferenceDataMissing(
-        "epidemic reference data not found: set HYGIE_EPIDEMIC_DATA_DIR to the folder "
-        "holding epidemic/ and geo/"
-    )
+            f"epidemic reference data not found: {exc} (or the epidemic_data_dir setting)"
+        ) from exc
 
 
 @dataclass(frozen=True)

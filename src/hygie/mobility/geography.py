@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hygie.config import ReferenceDataNotFound, find_shared_data
+
 #: Published zone levels, finest first.
 LEVELS = ("departement", "region")
 
@@ -85,26 +87,18 @@ def check_level(level: str) -> None:
 
 
 def find_geo_dir(configured: str | os.PathLike[str] | None = None) -> Path:
-    """Locate the geo reference folder.
-
-    Order: an explicit path (setting ``mobility_geo_dir``), ``$HYGIE_SHARED_DATA/geo``,
-    then a ``shared/data/geo`` folder beside the working directory or the installed
-    package or one of their parents (the repository layout).
-    """
-    candidates: list[Path] = []
+    """Locate the geo reference folder (setting ``mobility_geo_dir``, else the platform's
+    reference data folder: see ``hygie.config.find_shared_data``)."""
     if configured:
-        candidates.append(Path(configured))
-    if os.environ.get("HYGIE_SHARED_DATA"):
-        candidates.append(Path(os.environ["HYGIE_SHARED_DATA"]) / "geo")
-    for start in (Path.cwd().resolve(), Path(__file__).resolve().parent):
-        candidates += [p / "shared" / "data" / "geo" for p in [start, *start.parents]]
-    for c in candidates:
-        if (c / "communes.json").is_file():
-            return c
-    raise GeographyNotFound(
-        "geo reference data not found: set HYGIE_SHARED_DATA (folder holding geo/) "
-        "or the setting mobility_geo_dir"
-    )
+        if (Path(configured) / "communes.json").is_file():
+            return Path(configured)
+        raise GeographyNotFound(f"no communes.json in the configured folder {configured}")
+    try:
+        return find_shared_data("geo/communes.json") / "geo"
+    except ReferenceDataNotFound as exc:
+        raise GeographyNotFound(
+            f"geo reference data not found ({exc}); or set the setting mobility_geo_dir"
+        ) from exc
 
 
 @cache
