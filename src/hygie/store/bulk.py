@@ -376,18 +376,23 @@ class ImportReport:
 _WORKER_REPO: SqlRepository | None = None
 
 
-def _worker_init() -> None:
+def _worker_init(database_url: str) -> None:
+    """Each import worker opens its own engine on the same database."""
     global _WORKER_REPO
-    from sqlalchemy import create_engine
+    from hygie.platform import create_engine
 
-    _WORKER_REPO = SqlRepository(create_engine("sqlite://"))
+    _WORKER_REPO = SqlRepository(create_engine(database_url))
 
 
-def _prepare_lines(
-    lines: list[tuple[int, bytes]],
-) -> tuple[list[PreparedResource], list[tuple[int, str]]]:
-    """Parse, validate and index a chunk of NDJSON lines (runs in a worker process)."""
-    repo = _WORKER_REPO
+def _import_chunk(
+    lines: list[tuple[int, bytes]], repo: SqlRepository | None = None
+) -> tuple[int, int, list[tuple[int, str]]]:
+    """Parse, validate, index and write a chunk of NDJSON lines (in a worker process).
+
+    Returns (created, updated, refused lines). A chunk that loses a race with another
+    worker writing the same resource (a version conflict) is written again.
+    """
+    repo = repo or _WORKER_REPO
     assert repo is not None
     good: list[PreparedResource] = []
     bad: list[tuple[int, str]] = []
@@ -401,7 +406,17 @@ def _prepare_lines(
             bad.append((number, f"not valid JSON: {exc}"))
         except outcomes.FhirError as exc:
             bad.append((number, str(exc)))
-    return good, bad
+    for attempt in range(5):
+        try:
+            results = repo.put_many(good)
+            break
+        except outcomes.VersionConflict:
+            if attempt == 4:
+                raise
+    else:  # pragma: no cover - the loop always breaks or raises
+        results = []
+    created = sum(1 for r in results if r.created)
+    return created, len(results) - created, bad
 
 
 def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
@@ -427,44 +442,42 @@ def import_ndjson(
 ) -> ImportReport:
     """Import NDJSON lines: resources keep their ids (created or updated), bad lines are reported.
 
-    ``workers`` processes validate and index in parallel (default: one per CPU when
-    there are at least two); writes stay in this process, batch by batch, in order.
+    With ``workers`` > 1 (default: one per CPU), worker processes each parse, validate,
+    index and write whole chunks, in their own transactions; this process only reads
+    and hands out lines. Each chunk is committed before it is counted.
     """
     report = ImportReport()
     workers = workers if workers is not None else (os.cpu_count() or 1)
 
-    def write(good: list[PreparedResource], bad: list[tuple[int, str]], n_lines: int) -> None:
-        for result in repository.put_many(good):
-            if result.created:
-                report.created += 1
-            else:
-                report.updated += 1
+    def count(created: int, updated: int, bad: list[tuple[int, str]], n_lines: int) -> None:
+        report.created += created
+        report.updated += updated
         report.errors.extend(bad)
         if progress is not None:
             progress(n_lines)
 
     chunks = _chunks(lines, chunk_size)
-    if workers <= 1:
-        global _WORKER_REPO
-        _WORKER_REPO = SqlRepository(repository.engine)
+    url = repository.engine.url
+    if workers <= 1 or url.database in (None, "", ":memory:"):
         for chunk in chunks:
-            good, bad = _prepare_lines(chunk)
-            write(good, bad, len(chunk))
+            count(*_import_chunk(chunk, repository), len(chunk))
         return report
     import multiprocessing
 
     context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
     with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_init
+        max_workers=workers, mp_context=context, initializer=_worker_init,
+        initargs=(url.render_as_string(hide_password=False),),
     ) as pool:
         pending: list[Any] = []
         for chunk in chunks:
-            pending.append((pool.submit(_prepare_lines, chunk), len(chunk)))
+            pending.append((pool.submit(_import_chunk, chunk), len(chunk)))
             while len(pending) > workers * 2:
                 future, n = pending.pop(0)
-                write(*future.result(), n)
+                count(*future.result(), n)
         for future, n in pending:
-            write(*future.result(), n)
+            count(*future.result(), n)
+    report.errors.sort()
     return report
 
 
