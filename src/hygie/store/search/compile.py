@@ -429,23 +429,31 @@ def _compile_chain(chain: Chain, types: Sequence[str]) -> Select[Any]:
 
 
 def _compile_has(has: Has, res: Res, types: Sequence[str]) -> Clause:
-    """``_has:Observation:patient:code=x``: a live Observation matching x refers here."""
+    """``_has:Observation:patient:code=x``: a live Observation matching x refers here.
+
+    When the condition is a plain index match, the references are looked up from
+    its rows (``ref.res_pk IN (...)``): the referring resources are then never read,
+    and an engine cannot choose to walk every reference of the parameter instead.
+    """
     ref = idx_reference.alias()
-    source = resource.alias()
-    parts: list[Clause] = [
-        ref.c.res_type == has.res_type,
-        ref.c.param == has.reference,
-        source.c.deleted == false(),
-        compile_filter(has.condition, source, (has.res_type,)),
-    ]
+    parts: list[Clause] = [ref.c.res_type == has.res_type, ref.c.param == has.reference]
     by_type = type_clause(ref.c.target_type, types)
     if by_type is not None:
         parts.append(by_type)
-    joined = ref.join(source, source.c.pk == ref.c.res_pk)
+    rows = match_rows(has.condition, (has.res_type,))
+    source_from: Any = ref
+    if rows is not None:
+        # Index rows of deleted resources are removed with them.
+        parts.append(ref.c.res_pk.in_(rows))
+    else:
+        source = resource.alias()
+        source_from = ref.join(source, source.c.pk == ref.c.res_pk)
+        parts.append(source.c.deleted == false())
+        parts.append(compile_filter(has.condition, source, (has.res_type,)))
     if len(types) == 1:
-        ids = select(ref.c.target_id).select_from(joined).where(*parts)
+        ids = select(ref.c.target_id).select_from(source_from).where(*parts)
         return res.c.res_id.in_(ids)  # type: ignore[no-any-return]
-    keys = select(ref.c.target_type, ref.c.target_id).select_from(joined).where(*parts)
+    keys = select(ref.c.target_type, ref.c.target_id).select_from(source_from).where(*parts)
     return tuple_(res.c.res_type, res.c.res_id).in_(keys)  # type: ignore[no-any-return]
 
 
