@@ -306,6 +306,8 @@ def test_every_example_extracts() -> None:
         {"resourceType": "Encounter", "period": {"start": 5, "end": "never"},
          "extension": "x", "subject": "Patient/1"},
         {"resourceType": "Patient", "name": [{"family": "a\x00b"}]},
+        {"resourceType": "RiskAssessment", "prediction": [
+            {"probabilityDecimal": float("nan")}, {"probabilityDecimal": 10**400}]},
     ],
 )
 def test_malformed_bodies_index_what_they_can(body: dict[str, Any]) -> None:
@@ -314,3 +316,4 @@ def test_malformed_bodies_index_what_they_can(body: dict[str, Any]) -> None:
     for kind in rows.values():
         for row in kind:
             assert not any(isinstance(v, str) and "\x00" in v for v in row)
+    assert rows["number"] == []

@@ -27,6 +27,7 @@ query parser applies to search values, so both sides always agree.
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable
@@ -265,8 +266,13 @@ def _dates(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -
 
 
 def _number_of(value: Any) -> float | None:
+    """A finite number of the body as a float (NaN would not store; infinities are ours)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
     return None
 
 
