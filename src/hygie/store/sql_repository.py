@@ -83,8 +83,25 @@ _READ_CURRENT = select(*_CURRENT_COLUMNS).where(
     resource_tbl.c.res_type == bindparam("t"), resource_tbl.c.res_id == bindparam("i")
 )
 
+_RESOURCE_COLUMNS = ("pk", "res_type", "res_id", "version", "last_updated", "deleted", "body")
+_VERSION_COLUMNS = ("res_type", "res_id", "version", "last_updated", "method", "body")
+
+_UPDATE_CURRENT = (
+    update(resource_tbl)
+    .where(resource_tbl.c.pk == bindparam("b_pk"))
+    .values(
+        version=bindparam("b_version"),
+        last_updated=bindparam("b_when"),
+        deleted=False,
+        body=bindparam("b_body"),
+    )
+)
+
 #: Column names of each index table after (res_pk, res_type), in IndexRows tuple order.
 _INDEX_COLUMNS = {kind: [c.name for c in table.columns][2:] for kind, table in INDEX_TABLES.items()}
+_INDEX_INSERT_COLUMNS = {
+    kind: ("res_pk", "res_type", *names) for kind, names in _INDEX_COLUMNS.items()
+}
 
 
 def _row_to_stored(row: Any) -> StoredResource:
@@ -259,27 +276,8 @@ class SqlRepository(Repository):
                 if values:
                     bucket = by_kind.setdefault(kind, [])
                     bucket.extend((pk, res_type, *v) for v in values)
-        if not by_kind:
-            return
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
         for kind, rows in by_kind.items():
-            table = INDEX_TABLES[kind].name
-            columns = ["res_pk", "res_type", *_INDEX_COLUMNS[kind]]
-            if self.is_sqlite:
-                marks = ", ".join("?" * len(columns))
-                dbapi.executemany(  # type: ignore[attr-defined]
-                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
-                )
-            else:
-                with (
-                    dbapi.cursor() as cur,
-                    cur.copy(  # type: ignore[attr-defined]
-                        f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-                    ) as copy,
-                ):
-                    for row in rows:
-                        copy.write_row(row)
+            self._bulk_rows(conn, INDEX_TABLES[kind].name, _INDEX_INSERT_COLUMNS[kind], rows)
 
     def _clear_index(self, conn: Connection, pk: int) -> None:
         for table in INDEX_TABLES.values():
@@ -444,115 +442,145 @@ class SqlRepository(Repository):
         """Write validated resources with their ids, creating or updating each (bulk path).
 
         The resources were validated and indexed beforehand (possibly in worker
-        processes, see ``bulk.py``); this writes them with a handful of statements
-        per batch instead of several per resource.
+        processes, see ``bulk.py``); this writes them with a handful of bulk
+        statements per batch instead of several statements per resource.
         """
         if not prepared:
             return []
-        results: list[WriteResult] = []
         with self.transaction():
             conn = self._writing()
-            keys = [(p.res_type, p.res_id) for p in prepared]
-            current: dict[tuple[str, str], Any] = {}
-            for start in range(0, len(keys), 500):
-                chunk = keys[start : start + 500]
-                for row in conn.execute(
-                    select(
-                        resource_tbl.c.pk,
-                        resource_tbl.c.res_type,
-                        resource_tbl.c.res_id,
-                        resource_tbl.c.version,
-                        resource_tbl.c.deleted,
-                    ).where(tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk))
-                ):
-                    current[(row.res_type, row.res_id)] = row
+            current = self._current_versions(conn, [(p.res_type, p.res_id) for p in prepared])
             when = now_us()
-            new_rows, upd_rows, version_rows, pks_to_clear = [], [], [], []
             staged: list[tuple[PreparedResource, int, bytes]] = []
-            seen: dict[tuple[str, str], int] = {}
+            versions: dict[tuple[str, str], int] = {}
+            version_rows: list[tuple[Any, ...]] = []
             for p in prepared:
                 key = (p.res_type, p.res_id)
                 row = current.get(key)
-                base = seen.get(key, row.version if row is not None else 0)
-                version = base + 1
-                seen[key] = version
+                version = versions.get(key, row.version if row is not None else 0) + 1
+                versions[key] = version
                 data = self._stamp(dict(p.body), p.res_id, version, when)
                 staged.append((p, version, data))
                 version_rows.append(
-                    {
-                        "res_type": p.res_type,
-                        "res_id": p.res_id,
-                        "version": version,
-                        "last_updated": when,
-                        "method": "create" if version == 1 else "update",
-                        "body": data,
-                    }
+                    (
+                        p.res_type,
+                        p.res_id,
+                        version,
+                        when,
+                        "create" if version == 1 else "update",
+                        data,
+                    )
                 )
-            # collapse repeated ids in one batch to their last version
-            last: dict[tuple[str, str], tuple[PreparedResource, int, bytes]] = {}
-            for item in staged:
-                last[(item[0].res_type, item[0].res_id)] = item
-            for key, (p, version, data) in last.items():
-                row = current.get(key)
-                if row is None:
-                    new_rows.append(
-                        {
-                            "res_type": p.res_type,
-                            "res_id": p.res_id,
-                            "version": version,
-                            "last_updated": when,
-                            "deleted": False,
-                            "body": data,
-                        }
-                    )
-                else:
-                    upd_rows.append(
-                        {"b_pk": row.pk, "b_version": version, "b_when": when, "b_body": data}
-                    )
-                    pks_to_clear.append(row.pk)
-            pk_of: dict[tuple[str, str], int] = {k: current[k].pk for k in current}
-            if new_rows:
-                inserted = conn.execute(
-                    insert(resource_tbl).returning(
-                        resource_tbl.c.pk,
-                        resource_tbl.c.res_type,
-                        resource_tbl.c.res_id,
-                        sort_by_parameter_order=True,
-                    ),
-                    new_rows,
-                ).all()
-                for r in inserted:
-                    pk_of[(r.res_type, r.res_id)] = r.pk
-            if upd_rows:
-                from sqlalchemy import bindparam
-
+            # a resource repeated in the batch ends at its last version
+            last = {(p.res_type, p.res_id): (p, v, d) for p, v, d in staged}
+            new = [key for key in last if key not in current]
+            pk_of = {key: row.pk for key, row in current.items()}
+            pk_of.update(zip(new, self._reserve_pks(conn, len(new)), strict=True))
+            self._bulk_rows(
+                conn,
+                "resource",
+                _RESOURCE_COLUMNS,
+                [
+                    (pk_of[key], key[0], key[1], last[key][1], when, False, last[key][2])
+                    for key in new
+                ],
+            )
+            updated = [key for key in last if key in current]
+            if updated:
                 conn.execute(
-                    update(resource_tbl)
-                    .where(resource_tbl.c.pk == bindparam("b_pk"))
-                    .values(
-                        version=bindparam("b_version"),
-                        last_updated=bindparam("b_when"),
-                        deleted=False,
-                        body=bindparam("b_body"),
-                    ),
-                    upd_rows,
+                    _UPDATE_CURRENT,
+                    [
+                        {
+                            "b_pk": pk_of[key],
+                            "b_version": last[key][1],
+                            "b_when": when,
+                            "b_body": last[key][2],
+                        }
+                        for key in updated
+                    ],
                 )
-                for start in range(0, len(pks_to_clear), 500):
-                    chunk = pks_to_clear[start : start + 500]
+                stale = [pk_of[key] for key in updated]
+                for start in range(0, len(stale), 500):
                     for table in INDEX_TABLES.values():
-                        conn.execute(delete(table).where(table.c.res_pk.in_(chunk)))
-            conn.execute(insert(resource_version), version_rows)
+                        conn.execute(
+                            delete(table).where(table.c.res_pk.in_(stale[start : start + 500]))
+                        )
+            self._bulk_rows(conn, "resource_version", _VERSION_COLUMNS, version_rows)
             self._insert_index_rows(
                 conn, [(pk_of[key], p.res_type, p.index) for key, (p, _v, _d) in last.items()]
             )
-            for p, version, data in staged:
-                results.append(
-                    WriteResult(
-                        StoredResource(p.res_type, p.res_id, version, when, data),
-                        created=version == 1,
-                    )
-                )
-        return results
+        return [
+            WriteResult(
+                StoredResource(p.res_type, p.res_id, version, when, data), created=version == 1
+            )
+            for p, version, data in staged
+        ]
+
+    def _current_versions(
+        self, conn: Connection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], Any]:
+        """pk, version and deleted flag of the resources among ``keys`` that exist."""
+        found: dict[tuple[str, str], Any] = {}
+        columns = (
+            resource_tbl.c.pk,
+            resource_tbl.c.res_type,
+            resource_tbl.c.res_id,
+            resource_tbl.c.version,
+            resource_tbl.c.deleted,
+        )
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            query = select(*columns).where(
+                tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk)
+            )
+            if not self.is_sqlite:
+                query = query.with_for_update()
+            for row in conn.execute(query):
+                found[(row.res_type, row.res_id)] = row
+        return found
+
+    def _reserve_pks(self, conn: Connection, n: int) -> list[int]:
+        """``n`` fresh primary keys for new ``resource`` rows, in this transaction.
+
+        On SQLite the write lock is held (BEGIN IMMEDIATE), so the keys after the
+        largest one are ours; on PostgreSQL they come from the column's sequence.
+        """
+        if n == 0:
+            return []
+        if self.is_sqlite:
+            top = conn.execute(text("SELECT coalesce(max(pk), 0) FROM resource")).scalar_one()
+            return list(range(top + 1, top + 1 + n))
+        rows = conn.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) "
+                "FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        ).all()
+        return [r[0] for r in rows]
+
+    def _bulk_rows(
+        self, conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+    ) -> None:
+        """Insert many rows with the driver's fastest path: executemany, or COPY."""
+        if not rows:
+            return
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        if self.is_sqlite:
+            marks = ", ".join("?" * len(columns))
+            dbapi.executemany(  # type: ignore[attr-defined]
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+            )
+            return
+        with (
+            dbapi.cursor() as cur,
+            cur.copy(  # type: ignore[attr-defined]
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+            ) as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
 
     def prepare(self, body: dict[str, Any], res_id: str | None = None) -> PreparedResource:
         """Validate and index a resource ahead of ``put_many`` (may run in a worker)."""
