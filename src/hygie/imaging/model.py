@@ -1,0 +1,76 @@
+"""Data types of the imaging service: quantification results, stored objects, readings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["InstanceRecord", "Quantification", "ReadingStatus", "StoreOutcome", "ZoneResult"]
+
+
+@dataclass(frozen=True)
+class ZoneResult:
+    """One zone (upper, middle or lower third of one lung): volumes in mL, opacity, score."""
+
+    side: str
+    zone: str
+    lung_ml: float
+    ground_glass_ml: float
+    consolidation_ml: float
+    percent_opacity: float
+    score: int
+
+
+@dataclass(frozen=True)
+class Quantification:
+    """Lung-lesion figures of one chest CT (volumes in mL, percentages of lung volume)."""
+
+    lung_volume_ml: float
+    right_lung_ml: float
+    left_lung_ml: float
+    ground_glass_ml: float
+    consolidation_ml: float
+    percent_opacity: float
+    percent_high_opacity: float
+    percent_well_aerated: float
+    lesion_count: int
+    zones: tuple[ZoneResult, ...]
+    total_score: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ReadingStatus(StrEnum):
+    """Where one reader is with one study (the worklist's column)."""
+
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in-progress"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """One stored instance as the index knows it."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    series_uid: str
+    study_uid: str
+    transfer_syntax_uid: str
+    file_key: str
+    size: int
+    number_of_frames: int
+    instance_number: int | None = None
+
+
+@dataclass
+class StoreOutcome:
+    """What one store request did, instance by instance (PS3.18 10.5.3)."""
+
+    stored: list[InstanceRecord] = field(default_factory=list)
+    #: (SOP Class UID, SOP Instance UID, failure reason code, why) of refused instances.
+    failed: list[tuple[str, str, int, str]] = field(default_factory=list)
+    #: Studies whose ImagingStudy was written by this request.
+    studies: list[str] = field(default_factory=list)
