@@ -59,7 +59,8 @@ def test_issue_then_verify_gives_back_the_principal(tmp_path: Path) -> None:
     assert jwt.get_unverified_header(issued.token)["typ"] == "at+jwt"
     principal = tokens.verify(issued.token)
     assert principal.subject == "amartin" and principal.kind is Kind.PRACTITIONER
-    assert principal.may("Observation", "d") and not principal.may("Patient", "u")
+    assert principal.may("Observation", "u") and not principal.may("Patient", "u")
+    assert not principal.may("Observation", "d")  # the scope grants it, the nurse role not
     assert principal.roles == {"nurse", "icu"} and principal.token_id == claims["jti"]
     assert principal.expires_at == claims["exp"]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from hygie.security.roles import allowed_by_roles
 from hygie.security.scopes import ScopeSet
 from hygie.store.outcomes import FhirError, Issue
 
@@ -75,8 +76,10 @@ class Principal:
     expires_at: int | None = None
 
     def may(self, resource_type: str, interaction: str) -> bool:
-        """True when the scopes grant ``interaction`` (c r u d s) on ``resource_type``."""
-        return self.scopes.allows(resource_type, interaction)
+        """True when the scopes grant ``interaction`` (c r u d s) on ``resource_type``
+        and the roles allow it (``roles.py``)."""
+        return self.scopes.allows(resource_type, interaction) and \
+            allowed_by_roles(self.roles, resource_type, interaction)
 
     def require(self, resource_type: str, interaction: str) -> None:
         """Raise ``InsufficientScope`` (a FHIR forbidden outcome) unless allowed.
@@ -85,6 +88,12 @@ class Principal:
         instance), u(pdate, patch), d(elete), s(earch, history of a type).
         """
         if self.scopes.allows(resource_type, interaction):
+            if not allowed_by_roles(self.roles, resource_type, interaction):
+                raise InsufficientScope(
+                    f"{self.kind.scope_context}/{resource_type}.{interaction}",
+                    f"{_INTERACTION_NAMES[interaction]} of {resource_type} is not part of the "
+                    f"role(s) {', '.join(sorted(self.roles))}",
+                )
             return
         needed = f"{self.kind.scope_context}/{resource_type}.{interaction}"
         raise InsufficientScope(

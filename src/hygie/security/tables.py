@@ -1,15 +1,27 @@
-"""The security package's own tables: OAuth clients and platform user accounts.
+"""The security package's own tables: accounts, OAuth grants, access, audit, data keys.
 
-They are operational data that FHIR does not model (secrets, password hashes), so they
-live here, declared with SQLAlchemy Core on the shared ``metadata`` so that the one
-migration history covers them. Secrets are only ever stored as Argon2id hashes. Scopes
+They are operational data that FHIR does not model (secrets, password hashes, grants,
+the audit chain, wrapped keys), so they live here, declared with SQLAlchemy Core on the
+shared ``metadata`` so that the one migration history covers them. Secrets are only ever
+stored as hashes (Argon2id, or SHA-256 for random tokens), TOTP secrets sealed. Scopes
 and roles are space-separated words, the form OAuth itself uses (RFC 6749 §3.3). Times
 are integers, microseconds since the Unix epoch, UTC, as in the store's tables.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    false,
+)
 
 from hygie.store.schema import metadata
 
@@ -25,6 +37,11 @@ oauth_client = Table(
     Column("allowed_scopes", Text, nullable=False),
     Column("created", BigInteger, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    #: Where the authorization code grant may send the browser back (space-separated,
+    #: compared exactly: RFC 6749 §3.1.2, OAuth 2.0 Security BCP §4.1.3).
+    Column("redirect_uris", Text, nullable=False, server_default=""),
+    #: A public client (a browser or mobile app) has no secret and must use PKCE.
+    Column("public", Boolean, nullable=False, server_default=false()),
 )
 
 #: People who sign in to the platform: staff, administrators and patients.
@@ -45,4 +62,123 @@ app_user = Table(
     Column("hospital", String(64), nullable=True),
     Column("created", BigInteger, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
+    #: TOTP secret (RFC 6238), sealed by the master key; confirmed once a code matched.
+    Column("totp_secret", LargeBinary, nullable=True),
+    Column("totp_confirmed", Boolean, nullable=False, server_default=false()),
+    #: The last TOTP time step accepted, so that a code is never accepted twice.
+    Column("totp_last_step", BigInteger, nullable=False, server_default="0"),
+)
+
+# --- identities: second factor, throttling, OAuth grants ---------------------------------
+
+#: Failed sign-ins per username (known or not, so that lockout reveals nothing) and the
+#: time until which the username is locked.
+login_failure = Table(
+    "login_failure",
+    metadata,
+    Column("username", String(128), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure", BigInteger, nullable=False),
+    Column("locked_until", BigInteger, nullable=False, default=0),
+)
+
+#: Authorization codes (RFC 6749 §4.1), single use, kept as SHA-256 hashes.
+oauth_code = Table(
+    "oauth_code",
+    metadata,
+    Column("code_hash", String(64), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    #: PKCE (RFC 7636): the S256 challenge the token request must answer.
+    Column("code_challenge", String(128), nullable=False),
+    Column("nonce", String(255), nullable=True),
+    #: The patient chosen at launch (SMART launch/patient).
+    Column("patient", String(64), nullable=True),
+    Column("expires", BigInteger, nullable=False),
+    Column("used", Boolean, nullable=False, default=False),
+)
+
+#: Refresh tokens, as SHA-256 hashes; each use replaces the token by a new one of the
+#: same family, and presenting a replaced one revokes the whole family (OAuth 2.0
+#: Security BCP, refresh token rotation).
+oauth_refresh = Table(
+    "oauth_refresh",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("family", String(32), nullable=False, index=True),
+    Column("client_id", String(64), nullable=False),
+    Column("username", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("patient", String(64), nullable=True),
+    Column("created", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # active, used, revoked
+)
+
+#: Access tokens revoked before their expiry (RFC 7009), by ``jti``.
+revoked_token = Table(
+    "revoked_token",
+    metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("expires", BigInteger, nullable=False, index=True),
+)
+
+# --- access rules ---------------------------------------------------------------------------
+
+#: Emergency access ("break the glass"): who opened which record, why, until when, and
+#: the review that every such access must get.
+break_glass = Table(
+    "break_glass",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("username", String(128), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("expires", BigInteger, nullable=False),
+    Column("reviewed_by", String(128), nullable=True),
+    Column("reviewed_at", BigInteger, nullable=True),
+    Column("review_note", Text, nullable=True),
+    Index(None, "username", "patient_id", "expires"),
+)
+
+# --- audit ----------------------------------------------------------------------------------
+
+#: The audit trail: one FHIR AuditEvent per row, chained by SHA-256 (see audit.py).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("recorded", BigInteger, nullable=False, index=True),
+    Column("action", String(32), nullable=False),
+    Column("outcome", String(8), nullable=False),
+    Column("agent", String(128), nullable=True),
+    #: The AuditEvent as canonical JSON bytes: what the hash covers.
+    Column("event", LargeBinary, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+#: Which patients' records each audit record is about ("who looked at my record").
+audit_patient = Table(
+    "audit_patient",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+)
+
+# --- encryption at rest -------------------------------------------------------------------
+
+#: AES-256 data keys, wrapped by the master key (see encryption.py).
+data_key = Table(
+    "data_key",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("wrapped", LargeBinary, nullable=False),
+    Column("master_key_id", String(64), nullable=False),
+    Column("created", BigInteger, nullable=False),
+    Column("state", String(16), nullable=False),  # active or retired
 )

@@ -31,7 +31,13 @@ from sqlalchemy import Engine, insert, select, update
 
 from hygie.store import outcomes
 from hygie.store.definitions import patient_compartment
-from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, _allow
+from hygie.store.interactions import (
+    FhirRequest,
+    FhirResponse,
+    StoreContext,
+    _allow,
+    _guard_wide,
+)
 from hygie.store.model import format_instant, now_us, parse_instant
 from hygie.store.schema import bulk_job
 from hygie.store.sql_repository import PreparedResource, SqlRepository
@@ -280,6 +286,7 @@ class BulkExports:
             )
         for t in types or ["*"]:
             _allow(req, t, "r")
+        _guard_wide(ctx, req, "bulk export")
         path = "/".join(req.path)
         query = "&".join(f"{k}={v}" for k, v in req.query)
         url = f"{ctx.base_url}/{path + '/' if path else ''}$export" + (f"?{query}" if query else "")
@@ -497,6 +504,7 @@ def import_operation(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
         )
     _allow(req, "*", "c")
     _allow(req, "*", "u")
+    _guard_wide(ctx, req, "bulk import")
     repo = ctx.repository
     assert isinstance(repo, SqlRepository)
     report = import_ndjson(repo, req.body.splitlines(), workers=1)

@@ -13,7 +13,7 @@ from typing import Any
 
 from hygie.store import outcomes
 from hygie.store.bundles import searchset
-from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, _allow
+from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, _allow, _guard
 from hygie.store.model import SearchPage, StoredResource, parse_instant
 
 #: Resource types pulled in when referenced from the record, even outside the compartment.
@@ -54,6 +54,7 @@ def patient_everything(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
         )
     patient_id = req.path[1]
     _allow(req, "Patient", "r")
+    _guard(ctx, req, "Patient", patient_id)
     repo = ctx.repository
     patient = repo.read("Patient", patient_id)
     since = None

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import orjson
 
 from hygie.store import outcomes
+from hygie.store.access import AccessPolicy, AuditSink, NoAudit, ScopesOnly
 from hygie.store.bundles import history_bundle, searchset
 from hygie.store.model import ID_RE, StoredResource, WriteResult, parse_instant
 from hygie.store.repository import Repository
@@ -83,6 +84,9 @@ class StoreContext:
     )
     max_bundle_entries: int = 10_000
     project: Callable[[dict[str, Any], list[tuple[str, str]]], dict[str, Any]] | None = None
+    #: Access rules beyond scopes, and where interactions are reported (store/access.py).
+    access: AccessPolicy = field(default_factory=ScopesOnly)
+    audit: AuditSink = field(default_factory=NoAudit)
 
 
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]+)"?\s*$')
@@ -93,6 +97,24 @@ _SEARCH_CONTROL = {"_format", "_pretty", "_cursor"}
 def _allow(req: FhirRequest, res_type: str, interaction: str) -> None:
     if req.principal is not None:
         req.principal.require(res_type, interaction)
+
+
+def _guard(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> None:
+    """The access rules on one stored resource, after the scopes (store/access.py)."""
+    if req.principal is not None:
+        ctx.access.check_resource(req.principal, res_type, res_id)
+
+
+def _guard_body(ctx: StoreContext, req: FhirRequest, body: dict[str, Any]) -> None:
+    """The access rules on a body about to be written."""
+    if req.principal is not None:
+        ctx.access.check_body(req.principal, body)
+
+
+def _guard_wide(ctx: StoreContext, req: FhirRequest, what: str) -> None:
+    """The access rules on an interaction that spans many patients."""
+    if req.principal is not None:
+        ctx.access.check_wide(req.principal, what)
 
 
 def parse_body(req: FhirRequest, expected_type: str | None = None) -> dict[str, Any]:
@@ -187,6 +209,7 @@ def read(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> Fhi
     """http.html#read, with If-None-Match for conditional reads."""
     _allow(req, res_type, "r")
     _check_id(res_type, res_id)
+    _guard(ctx, req, res_type, res_id)
     stored = ctx.repository.read(res_type, res_id)
     none_match = req.header("if-none-match")
     if (
@@ -206,6 +229,7 @@ def vread(
     _check_id(res_type, res_id)
     if not vid.isdigit():
         raise outcomes.not_found(res_type, res_id, vid)
+    _guard(ctx, req, res_type, res_id)
     stored = ctx.repository.vread(res_type, res_id, int(vid))
     if stored.deleted:
         raise outcomes.gone(res_type, res_id)
@@ -228,6 +252,8 @@ def update(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> F
         )
     if_match = req.header("if-match")
     version = _parse_version(if_match, "If-Match") if if_match else None
+    _guard(ctx, req, res_type, res_id)
+    _guard_body(ctx, req, body)
     result = ctx.repository.update(res_type, res_id, body, if_match=version)
     if result.created:
         _allow(req, res_type, "c")
@@ -255,15 +281,18 @@ def patch(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> Fh
         raise outcomes.invalid("a JSON Patch document is a JSON array of operations")
     if_match = req.header("if-match")
     version = _parse_version(if_match, "If-Match") if if_match else None
-    return _write_response(
-        ctx, req, ctx.repository.patch(res_type, res_id, operations, if_match=version)
-    )
+    _guard(ctx, req, res_type, res_id)
+    with ctx.repository.transaction():  # a patched body out of reach rolls back
+        result = ctx.repository.patch(res_type, res_id, operations, if_match=version)
+        _guard_body(ctx, req, result.stored.resource)
+    return _write_response(ctx, req, result)
 
 
 def delete(ctx: StoreContext, req: FhirRequest, res_type: str, res_id: str) -> FhirResponse:
     """http.html#delete: idempotent; history is kept."""
     _allow(req, res_type, "d")
     _check_id(res_type, res_id)
+    _guard(ctx, req, res_type, res_id)
     result = ctx.repository.delete(res_type, res_id)
     headers = {"ETag": result.stored.etag} if result else {}
     return FhirResponse(204, headers=headers)
@@ -276,7 +305,10 @@ def history(
     _allow(req, res_type or "*", "r")
     if res_type and res_id:
         _check_id(res_type, res_id)
+        _guard(ctx, req, res_type, res_id)
         ctx.repository.vread(res_type, res_id, 1)  # 404 for an unknown resource
+    else:
+        _guard_wide(ctx, req, "history of a type or of the system")
     since_text = req.param("_since")
     since = None
     if since_text:
@@ -306,6 +338,7 @@ def create(ctx: StoreContext, req: FhirRequest, res_type: str) -> FhirResponse:
     _allow(req, res_type, "c")
     body = parse_body(req, res_type)
     body.pop("id", None)  # the server assigns the id (http.html#create)
+    _guard_body(ctx, req, body)
     criteria = req.header("if-none-exist")
     if criteria:
         _allow(req, res_type, "s")
@@ -320,6 +353,7 @@ def conditional_update(ctx: StoreContext, req: FhirRequest, res_type: str) -> Fh
     _allow(req, res_type, "u")
     _allow(req, res_type, "s")
     body = parse_body(req, res_type)
+    _guard_body(ctx, req, body)
     criteria = _criteria(req)
     return _write_response(ctx, req, ctx.repository.conditional_update(res_type, criteria, body))
 
@@ -328,6 +362,7 @@ def conditional_delete(ctx: StoreContext, req: FhirRequest, res_type: str) -> Fh
     """http.html#cdelete: DELETE [type]?criteria (one match; several with _multiple... no)."""
     _allow(req, res_type, "d")
     _allow(req, res_type, "s")
+    _guard_wide(ctx, req, "conditional delete")
     ctx.repository.conditional_delete(res_type, _criteria(req))
     return FhirResponse(204)
 
@@ -360,7 +395,10 @@ def search(
         _allow(req, res_type, "s")
     strict = req.prefer("handling") == "strict"
     params = [(k, v) for k, v in query if k not in _SEARCH_CONTROL]
-    page = ctx.repository.search(res_type, params, strict=strict, cursor=req.param("_cursor"))
+    restrict = ctx.access.search_restriction(req.principal, res_type) if req.principal else ()
+    page = ctx.repository.search(
+        res_type, params, strict=strict, cursor=req.param("_cursor"), restrict=restrict
+    )
     for stored in page.included:
         _allow(req, stored.res_type, "r")
     warning = None
@@ -409,7 +447,21 @@ def validate(
 
 
 def handle(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
-    """Route a request by method and path shape (http.html#summary)."""
+    """Route a request by method and path shape (http.html#summary).
+
+    The audit sink is told how each interaction ended: its response, or the error
+    (a refusal included) that stopped it.
+    """
+    try:
+        response = _dispatch(req, ctx)
+    except outcomes.FhirError as exc:
+        ctx.audit.record(req, None, exc)
+        raise
+    ctx.audit.record(req, response, None)
+    return response
+
+
+def _dispatch(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
     path, method = req.path, req.method
     n = len(path)
     if n == 0:

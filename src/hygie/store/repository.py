@@ -10,7 +10,7 @@ two concurrent conditional creates with the same criteria cannot both create
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import parse_qsl
@@ -87,8 +87,13 @@ class Repository(ABC):
         *,
         strict: bool = False,
         cursor: str | None = None,
+        restrict: Sequence[Any] = (),
     ) -> SearchPage:
-        """One page of matches for a FHIR search query (search.html)."""
+        """One page of matches for a FHIR search query (search.html).
+
+        ``restrict`` holds conditions on the ``resource`` table that every match must
+        meet: access rules (see ``hygie.store.access``).
+        """
 
     @abstractmethod
     def transaction(self) -> AbstractContextManager[None]:

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from hygie.platform import Platform
+from hygie.store.access import PARTS
 from hygie.store.bulk import BulkExports, import_operation
 from hygie.store.capability import build_capability
 from hygie.store.everything import patient_everything
@@ -86,13 +87,18 @@ def _project(resource: dict[str, Any], query: list[tuple[str, str]]) -> dict[str
 
 
 def open_store(platform: Platform) -> StoreContext:
-    """Build the store's context for this platform and attach it to ``platform.parts``."""
+    """Build the store's context for this platform and attach it to ``platform.parts``.
+
+    A security layer that put a body codec, an access policy or an audit sink in
+    ``platform.parts`` (names in ``hygie.store.access.PARTS``) gets them plugged in.
+    """
     settings = platform.settings
     repository = SqlRepository(
         platform.engine,
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
         default_total=settings.default_total,
+        codec=platform.parts.get(PARTS["codec"]),
     )
     base = settings.base_url.rstrip("/") + "/fhir"
     exports = BulkExports(platform.engine, repository, settings.var_dir / "bulk", base)
@@ -125,6 +131,10 @@ def open_store(platform: Platform) -> StoreContext:
         max_bundle_entries=settings.max_bundle_entries,
         project=_project,
     )
+    if PARTS["access"] in platform.parts:
+        ctx.access = platform.parts[PARTS["access"]]
+    if PARTS["audit"] in platform.parts:
+        ctx.audit = platform.parts[PARTS["audit"]]
     platform.parts["store"] = ctx
     platform.parts["bulk_exports"] = exports
     platform.closers.append(exports.close)

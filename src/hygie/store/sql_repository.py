@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -39,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hygie.store import outcomes
+from hygie.store.access import BodyCodec, Clause
 from hygie.store.definitions import patient_compartment
 from hygie.store.model import (
     ID_RE,
@@ -104,13 +105,16 @@ _INDEX_INSERT_COLUMNS = {
 }
 
 
-def _row_to_stored(row: Any) -> StoredResource:
+def _row_to_stored(row: Any, codec: BodyCodec | None = None) -> StoredResource:
+    body = bytes(row.body) if row.body is not None else None
+    if body is not None and codec is not None:
+        body = codec.open(body, f"{row.res_type}/{row.res_id}/{row.version}")
     return StoredResource(
         res_type=row.res_type,
         res_id=row.res_id,
         version=row.version,
         last_updated=row.last_updated,
-        body=bytes(row.body) if row.body is not None else None,
+        body=body,
         deleted=bool(getattr(row, "deleted", False)),
     )
 
@@ -142,8 +146,11 @@ class SqlRepository(Repository):
         default_count: int = 20,
         max_count: int = 1000,
         default_total: str = "accurate",
+        codec: BodyCodec | None = None,
     ) -> None:
         self.engine = engine
+        #: How bodies are kept at rest (None: as they are); see ``hygie.store.access``.
+        self.codec = codec
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._validate = validator or _default_validator()
         self._index = indexer or _default_indexer()
@@ -223,7 +230,7 @@ class SqlRepository(Repository):
             raise outcomes.not_found(res_type, res_id)
         if row.deleted:
             raise outcomes.gone(res_type, res_id)
-        return _row_to_stored(row)
+        return _row_to_stored(row, self.codec)
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource:
         with self._reading() as conn:
@@ -241,7 +248,7 @@ class SqlRepository(Repository):
             res_id=row.res_id,
             version=row.version,
             last_updated=row.last_updated,
-            body=bytes(row.body) if row.body is not None else None,
+            body=_row_to_stored(row, self.codec).body,
             deleted=row.method == "delete",
             method=row.method,
         )
@@ -255,6 +262,12 @@ class SqlRepository(Repository):
         body["id"] = res_id
         body["meta"] = meta
         return orjson.dumps(body)
+
+    def _seal(self, data: bytes, res_type: str, res_id: str, version: int) -> bytes:
+        """The bytes to store for a body: sealed by the codec when there is one."""
+        if self.codec is None:
+            return data
+        return self.codec.seal(data, f"{res_type}/{res_id}/{version}")
 
     def _write_index(self, conn: Connection, pk: int, res_type: str, body: dict[str, Any]) -> None:
         self._insert_index_rows(conn, [(pk, res_type, self._index(body))])
@@ -303,6 +316,7 @@ class SqlRepository(Repository):
             conn = self._writing()
             when = now_us()
             data = self._stamp(body, res_id, 1, when)
+            sealed = self._seal(data, res_type, res_id, 1)
             pk = conn.execute(
                 insert(resource_tbl).returning(resource_tbl.c.pk),
                 {
@@ -311,7 +325,7 @@ class SqlRepository(Repository):
                     "version": 1,
                     "last_updated": when,
                     "deleted": False,
-                    "body": data,
+                    "body": sealed,
                 },
             ).scalar_one()
             conn.execute(
@@ -322,7 +336,7 @@ class SqlRepository(Repository):
                     "version": 1,
                     "last_updated": when,
                     "method": "create",
-                    "body": data,
+                    "body": sealed,
                 },
             )
             self._write_index(conn, pk, res_type, body)
@@ -367,6 +381,7 @@ class SqlRepository(Repository):
                         f"If-Match given but {res_type}/{res_id} does not exist"
                     )
                 data = self._stamp(body, res_id, 1, when)
+                sealed = self._seal(data, res_type, res_id, 1)
                 pk = conn.execute(
                     insert(resource_tbl).returning(resource_tbl.c.pk),
                     {
@@ -375,7 +390,7 @@ class SqlRepository(Repository):
                         "version": 1,
                         "last_updated": when,
                         "deleted": False,
-                        "body": data,
+                        "body": sealed,
                     },
                 ).scalar_one()
                 version, created = 1, True
@@ -387,10 +402,11 @@ class SqlRepository(Repository):
                     )
                 pk, version, created = row.pk, row.version + 1, bool(row.deleted)
                 data = self._stamp(body, res_id, version, when)
+                sealed = self._seal(data, res_type, res_id, version)
                 conn.execute(
                     update(resource_tbl)
                     .where(resource_tbl.c.pk == pk)
-                    .values(version=version, last_updated=when, deleted=False, body=data)
+                    .values(version=version, last_updated=when, deleted=False, body=sealed)
                 )
                 self._clear_index(conn, pk)
             conn.execute(
@@ -401,7 +417,7 @@ class SqlRepository(Repository):
                     "version": version,
                     "last_updated": when,
                     "method": "create" if version == 1 else method,
-                    "body": data,
+                    "body": sealed,
                 },
             )
             self._write_index(conn, pk, res_type, body)
@@ -454,12 +470,14 @@ class SqlRepository(Repository):
             staged: list[tuple[PreparedResource, int, bytes]] = []
             versions: dict[tuple[str, str], int] = {}
             version_rows: list[tuple[Any, ...]] = []
+            sealed: dict[tuple[str, str], bytes] = {}
             for p in prepared:
                 key = (p.res_type, p.res_id)
                 row = current.get(key)
                 version = versions.get(key, row.version if row is not None else 0) + 1
                 versions[key] = version
                 data = self._stamp(dict(p.body), p.res_id, version, when)
+                sealed[key] = self._seal(data, p.res_type, p.res_id, version)
                 staged.append((p, version, data))
                 version_rows.append(
                     (
@@ -468,7 +486,7 @@ class SqlRepository(Repository):
                         version,
                         when,
                         "create" if version == 1 else "update",
-                        data,
+                        sealed[key],
                     )
                 )
             # a resource repeated in the batch ends at its last version
@@ -481,7 +499,7 @@ class SqlRepository(Repository):
                 "resource",
                 _RESOURCE_COLUMNS,
                 [
-                    (pk_of[key], key[0], key[1], last[key][1], when, False, last[key][2])
+                    (pk_of[key], key[0], key[1], last[key][1], when, False, sealed[key])
                     for key in new
                 ],
             )
@@ -494,7 +512,7 @@ class SqlRepository(Repository):
                             "b_pk": pk_of[key],
                             "b_version": last[key][1],
                             "b_when": when,
-                            "b_body": last[key][2],
+                            "b_body": sealed[key],
                         }
                         for key in updated
                     ],
@@ -644,7 +662,7 @@ class SqlRepository(Repository):
                 r.res_id,
                 r.version,
                 r.last_updated,
-                bytes(r.body) if r.body is not None else None,
+                _row_to_stored(r, self.codec).body,
                 deleted=r.method == "delete",
                 method=r.method,
             )
@@ -665,7 +683,9 @@ class SqlRepository(Repository):
         *,
         strict: bool = False,
         cursor: str | None = None,
+        restrict: Sequence[Clause] = (),
     ) -> SearchPage:
+        """One page of matches; ``restrict`` (access rules) applies to includes too."""
         from hygie.store.search import compile_search, parse_search
 
         request = parse_search(
@@ -675,7 +695,7 @@ class SqlRepository(Repository):
             max_count=self.max_count,
             default_count=self.default_count,
         )
-        compiled = compile_search(request)
+        compiled = compile_search(request, restrict=restrict)
         count = request.count
         page = SearchPage(matches=[], warnings=list(request.warnings))
         with self._reading() as conn:
@@ -686,16 +706,18 @@ class SqlRepository(Repository):
             if request.summary == "count" or count == 0:
                 return page
             rows = conn.execute(compiled.page_query(count, cursor)).all()
-            page.matches = [_row_to_stored(r) for r in rows[:count]]
+            page.matches = [_row_to_stored(r, self.codec) for r in rows[:count]]
             if len(rows) > count:
                 page.next_cursor = compiled.next_cursor(rows[count - 1])
             include = compiled.include_query([r.pk for r in rows[:count]])
+            if include is not None and restrict:
+                include = include.where(*restrict)
             if include is not None:
                 seen = {(m.res_type, m.res_id) for m in page.matches}
                 for r in conn.execute(include):
                     if (r.res_type, r.res_id) not in seen:
                         seen.add((r.res_type, r.res_id))
-                        page.included.append(_row_to_stored(r))
+                        page.included.append(_row_to_stored(r, self.codec))
         return page
 
     # --- bulk and compartments -----------------------------------------------------
@@ -724,7 +746,7 @@ class SqlRepository(Repository):
             if not rows:
                 return
             for row in rows:
-                yield _row_to_stored(row)
+                yield _row_to_stored(row, self.codec)
             last_pk = rows[-1].pk
 
     def compartment(
@@ -759,7 +781,7 @@ class SqlRepository(Repository):
                 select(*_CURRENT_COLUMNS).where(*conds).order_by(resource_tbl.c.pk)
             ).all()
         for row in rows:
-            yield _row_to_stored(row)
+            yield _row_to_stored(row, self.codec)
 
 
 def _default_validator() -> Validator:

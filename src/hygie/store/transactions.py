@@ -22,6 +22,7 @@ from hygie.store.interactions import (
     FhirResponse,
     StoreContext,
     _allow,
+    _guard_body,
     handle,
     parse_body,
 )
@@ -319,5 +320,6 @@ def _prepare_create(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], 
             expression="request.url",
         )
     _allow(req, res_type, "c")
+    _guard_body(ctx, req, resource)
     resource.pop("id", None)
     return ctx.repository.prepare(resource, res_id)  # type: ignore[attr-defined]

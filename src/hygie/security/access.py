@@ -1,0 +1,316 @@
+"""Access rules beyond SMART scopes: roles, the patient compartment, hospital boundaries,
+and emergency access ("break the glass").
+
+``AccessRules`` is the store's ``AccessPolicy`` (``hygie.store.access``). The scopes are
+checked first, by ``Principal.require``; then:
+
+* **roles** narrow what a staff member's scopes grant (``roles.py``): a nurse does not
+  delete, a secretary does not read clinical data, an administrator does not read
+  records at all;
+* a **patient** sees only their own compartment
+  (https://hl7.org/fhir/R4/compartmentdefinition-patient.html), plus the directory
+  (practitioners, organizations, locations...);
+* a **practitioner of a hospital** sees the records of the patients within reach: the
+  patients that hospital manages (``Patient.managingOrganization``), the patients of an
+  encounter that hospital provided (``Encounter.serviceProvider``), and the patients the
+  practitioner has a care relationship with (encounter participant, care team member,
+  general practitioner, episode-of-care manager). A practitioner with no hospital
+  works for the whole territory and has no boundary;
+* **emergency access**: a practitioner who declares a reason opens one record out of
+  reach for ``EMERGENCY_HOURS``; every access made that way is flagged in the audit trail
+  and the grant waits for review (``break_glass.py``).
+
+Reach is expressed as SQL conditions on the store's tables (the index rows that the
+search parameters above extract), so that a search returns, counts and pages only what
+the caller may see, with no filtering after the fact; a read runs the same condition on
+one row. Services (``system/`` scopes) have no boundary: they are trusted by their scopes.
+
+Exception tree::
+
+    FhirError (hygie.store.outcomes)
+     +-- AccessDenied     allowed by the scopes, refused by these rules (403)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, Select, and_, case, false, literal, or_, select, tuple_, union
+
+from hygie.security.model import Kind, Principal
+from hygie.security.tables import break_glass
+from hygie.store.access import Clause
+from hygie.store.definitions import patient_compartment
+from hygie.store.outcomes import FhirError, Issue
+from hygie.store.schema import idx_reference, resource
+
+#: Types anyone signed in may read whatever their boundary: the territory's directory.
+DIRECTORY_TYPES = frozenset({
+    "Practitioner", "PractitionerRole", "Organization", "Location", "HealthcareService",
+    "Endpoint", "Medication", "Substance", "Questionnaire", "ValueSet", "CodeSystem",
+    "ConceptMap", "StructureDefinition", "SearchParameter", "OperationDefinition",
+    "CapabilityStatement", "ActivityDefinition", "PlanDefinition", "Library",
+})
+
+#: Types that are neither in a patient's compartment nor in the directory but hold
+#: patients' data or the trail of who read it: only services and unbounded staff.
+GUARDED_TYPES = frozenset({"AuditEvent", "Binary", "Group", "Provenance", "Bundle",
+                           "List", "Linkage", "Person", "Consent"})
+
+#: How a patient comes within a practitioner's reach: (resource type, parameter naming
+#: the hospital or the practitioner, parameter naming the patient). ``Patient`` rows
+#: name the patient themselves.
+_HOSPITAL_LINKS = (
+    ("Patient", "organization", None),
+    ("Encounter", "service-provider", "patient"),
+    ("EpisodeOfCare", "organization", "patient"),
+)
+_PRACTITIONER_LINKS = (
+    ("Patient", "general-practitioner", None),
+    ("Encounter", "participant", "patient"),
+    ("Encounter", "practitioner", "patient"),
+    ("CareTeam", "participant", "patient"),
+    ("EpisodeOfCare", "care-manager", "patient"),
+)
+
+
+class AccessDenied(FhirError):
+    """Raised when the scopes allow an action but the access rules refuse it (403)."""
+
+    def __init__(self, diagnostics: str) -> None:
+        super().__init__(Issue("forbidden", diagnostics), status=403)
+
+
+@cache
+def compartment_pairs() -> tuple[tuple[str, str], ...]:
+    """(type, parameter) pairs that put a resource in a patient's compartment."""
+    return tuple((t, p) for t, params in patient_compartment().items() for p in params
+                 if t != "Patient")
+
+
+def in_compartment(res_type: str) -> bool:
+    return res_type == "Patient" or res_type in patient_compartment()
+
+
+class Reach:
+    """Which patients' records one caller may see: a few ids, or an SQL subquery."""
+
+    def __init__(self, ids: frozenset[str] = frozenset(),
+                 query: Select[Any] | None = None) -> None:
+        self.ids = ids
+        self.query = query
+
+    def contains(self, column: Any) -> Clause:
+        parts: list[Clause] = []
+        if self.ids:
+            parts.append(column.in_(sorted(self.ids)))
+        if self.query is not None:
+            parts.append(column.in_(self.query))
+        return or_(*parts) if parts else false()
+
+
+def _link_query(res_type: str, param: str, target_type: str, target_id: str,
+                patient_param: str | None) -> Select[Any]:
+    """Ids of patients linked to ``target_type/target_id`` through ``res_type.param``."""
+    link = idx_reference.alias()
+    rows = select(link.c.res_pk).where(link.c.res_type == res_type, link.c.param == param,
+                                       link.c.target_type == target_type,
+                                       link.c.target_id == target_id)
+    if patient_param is None:
+        return select(resource.c.res_id).where(resource.c.res_type == "Patient",
+                                               resource.c.pk.in_(rows))
+    subject = idx_reference.alias()
+    return select(subject.c.target_id).where(subject.c.res_type == res_type,
+                                             subject.c.param == patient_param,
+                                             subject.c.target_type == "Patient",
+                                             subject.c.res_pk.in_(rows))
+
+
+class AccessRules:
+    """The platform's access policy; see the module docstring."""
+
+    def __init__(self, engine: Engine, *, grant_cache_s: float = 1.0) -> None:
+        self.engine = engine
+        self.grant_cache_s = grant_cache_s
+        self._grants: dict[str, tuple[float, frozenset[str]]] = {}
+
+    # --- who is bounded, and by what -----------------------------------------------------
+
+    def emergency_patients(self, principal: Principal) -> frozenset[str]:
+        """Patients this user opened by emergency access, while the grants last."""
+        if principal.kind is not Kind.PRACTITIONER:
+            return frozenset()
+        now = time.monotonic()
+        cached = self._grants.get(principal.subject)
+        if cached is not None and now - cached[0] < self.grant_cache_s:
+            return cached[1]
+        with self.engine.connect() as conn:
+            ids = frozenset(conn.execute(
+                select(break_glass.c.patient_id).where(
+                    break_glass.c.username == principal.subject,
+                    break_glass.c.expires > time.time_ns() // 1000)).scalars())
+        self._grants[principal.subject] = (now, ids)
+        return ids
+
+    def forget_grants(self, username: str) -> None:
+        self._grants.pop(username, None)
+
+    def reach(self, principal: Principal, *, emergency: bool = True) -> Reach | None:
+        """The patients within reach (None: no boundary)."""
+        if principal.kind is Kind.SERVICE:
+            return None
+        if principal.kind is Kind.PATIENT:
+            return Reach(frozenset({principal.patient}) if principal.patient else frozenset())
+        if principal.kind is Kind.ADMIN:
+            return Reach()
+        if not principal.hospital:
+            return None
+        queries = [_link_query(t, p, "Organization", principal.hospital, s)
+                   for t, p, s in _HOSPITAL_LINKS]
+        if principal.fhir_user and principal.fhir_user.startswith("Practitioner/"):
+            who = principal.fhir_user.removeprefix("Practitioner/")
+            queries += [_link_query(t, p, "Practitioner", who, s)
+                        for t, p, s in _PRACTITIONER_LINKS]
+        extra = self.emergency_patients(principal) if emergency else frozenset()
+        return Reach(extra, union(*queries).subquery().select())
+
+    def _type_allowed(self, principal: Principal, res_type: str) -> bool:
+        """May this caller see resources of ``res_type`` at all (whatever the patient)?"""
+        if principal.kind is Kind.SERVICE:
+            return True
+        if res_type in DIRECTORY_TYPES:
+            return True
+        if principal.kind is Kind.PRACTITIONER and not principal.hospital:
+            return True
+        return res_type not in GUARDED_TYPES and in_compartment(res_type) \
+            if principal.kind is not Kind.ADMIN else False
+
+    def _denied(self, principal: Principal, what: str) -> AccessDenied:
+        return AccessDenied(f"{what} is outside what account {principal.subject!r} may see "
+                            f"({self._describe(principal)})")
+
+    @staticmethod
+    def _describe(principal: Principal) -> str:
+        if principal.kind is Kind.PATIENT:
+            return "a patient sees only their own record"
+        if principal.kind is Kind.ADMIN:
+            return "administrators do not read patient records"
+        return (f"patients of hospital {principal.hospital} and patients in their care; "
+                "emergency access needs a declared reason")
+
+    # --- AccessPolicy -------------------------------------------------------------------------
+
+    def visibility(self, principal: Principal, res_type: str | None) -> Clause | None:
+        """The condition on ``resource`` rows this caller may see (None: all of them)."""
+        reach = self.reach(principal)
+        if reach is None:
+            return None
+        types = [res_type] if res_type else None
+        parts: list[Clause] = []
+        if types is None or "Patient" in types:
+            parts.append(and_(resource.c.res_type == "Patient",
+                              reach.contains(resource.c.res_id)))
+        members = [(t, p) for t, p in compartment_pairs() if types is None or t in types]
+        if members:
+            rows = select(idx_reference.c.res_pk).where(
+                tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(members),
+                idx_reference.c.target_type == "Patient",
+                reach.contains(idx_reference.c.target_id))
+            parts.append(resource.c.pk.in_(rows))
+        open_types = sorted(t for t in (types or DIRECTORY_TYPES)
+                            if t in DIRECTORY_TYPES
+                            or (not in_compartment(t) and self._type_allowed(principal, t)))
+        if open_types:
+            parts.append(resource.c.res_type.in_(open_types))
+        return or_(*parts) if parts else false()
+
+    def search_restriction(self, principal: Any, res_type: str | None) -> Sequence[Clause]:
+        if not isinstance(principal, Principal):
+            return ()
+        if res_type is not None and not self._type_allowed(principal, res_type):
+            raise self._denied(principal, f"searching {res_type}")
+        clause = self.visibility(principal, res_type)
+        return () if clause is None else (clause,)
+
+    def check_resource(self, principal: Any, res_type: str, res_id: str) -> None:
+        if not isinstance(principal, Principal):
+            return
+        if not self._type_allowed(principal, res_type):
+            raise self._denied(principal, f"{res_type}/{res_id}")
+        clause = self.visibility(principal, res_type)
+        if clause is None:
+            return
+        query = select(case((clause, 1), else_=0)).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id)
+        with self.engine.connect() as conn:
+            visible = conn.execute(query).scalar()
+        if visible == 0:
+            raise self._denied(principal, f"{res_type}/{res_id}")
+
+    def check_body(self, principal: Any, body: dict[str, Any]) -> None:
+        if not isinstance(principal, Principal):
+            return
+        res_type = str(body.get("resourceType", ""))
+        if not self._type_allowed(principal, res_type):
+            raise self._denied(principal, f"writing {res_type}")
+        reach = self.reach(principal)
+        if reach is None or not in_compartment(res_type):
+            return
+        patients = patients_of(body)
+        if res_type == "Patient":
+            own = body.get("id")
+            org = (body.get("managingOrganization") or {}).get("reference")
+            if principal.kind is Kind.PRACTITIONER and org == f"Organization/{principal.hospital}":
+                return
+            if own and self._reachable(reach, {str(own)}):
+                return
+            raise self._denied(principal, "a Patient out of reach (its managingOrganization "
+                                          "must be your hospital)")
+        if not patients:
+            raise self._denied(principal, f"a {res_type} that names no patient")
+        if not self._reachable(reach, patients):
+            raise self._denied(principal, f"a {res_type} about a patient")
+
+    def _reachable(self, reach: Reach, patients: set[str]) -> bool:
+        if patients <= reach.ids:
+            return True
+        if reach.query is None:
+            return False
+        wanted = sorted(patients - reach.ids)
+        query = select(literal(1)).where(and_(*(
+            literal(p).in_(reach.query) for p in wanted)))
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def check_wide(self, principal: Any, what: str) -> None:
+        if isinstance(principal, Principal) and self.reach(principal) is not None:
+            raise AccessDenied(f"{what} spans many patients: only services and staff of the "
+                               "whole territory may ask for it")
+
+    def is_emergency(self, principal: Any, patients: set[str] | frozenset[str]) -> bool:
+        """True when reaching ``patients`` needed an emergency grant (for the audit)."""
+        if not isinstance(principal, Principal) or not patients:
+            return False
+        grants = self.emergency_patients(principal)
+        if not grants & set(patients):
+            return False
+        normal = self.reach(principal, emergency=False)
+        return normal is not None and not self._reachable(normal, set(patients) & grants)
+
+
+def patients_of(body: dict[str, Any]) -> set[str]:
+    """Ids of the patients whose compartment holds this body (by the official definition)."""
+    from hygie.store.search import extract_index
+
+    res_type = body.get("resourceType")
+    if res_type == "Patient":
+        return {str(body["id"])} if body.get("id") else set()
+    params = set(patient_compartment().get(str(res_type), ()))
+    if not params:
+        return set()
+    rows = extract_index(body).get("reference", [])
+    return {row[2] for row in rows if row[0] in params and row[1] == "Patient" and row[2]}
+
