@@ -118,7 +118,7 @@ def upgrade() -> None:
     with op.batch_alter_table("app_user", schema=None) as batch_op:
         batch_op.add_column(sa.Column("totp_secret", sa.LargeBinary(), nullable=True))
         batch_op.add_column(
-            sa.Column("totp_confirmed", sa.Boolean(), server_default=sa.text("0"), nullable=False)
+            sa.Column("totp_confirmed", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
         batch_op.add_column(
             sa.Column("totp_last_step", sa.BigInteger(), server_default="0", nullable=False)
@@ -128,7 +128,7 @@ def upgrade() -> None:
             sa.Column("redirect_uris", sa.Text(), server_default="", nullable=False)
         )
         batch_op.add_column(
-            sa.Column("public", sa.Boolean(), server_default=sa.text("0"), nullable=False)
+            sa.Column("public", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
 
 
