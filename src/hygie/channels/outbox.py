@@ -1,0 +1,664 @@
+"""The durable outbox: every message is a row before anything is sent.
+
+Life of a message::
+
+    enqueue ──> queued ──claim──> sending ──record──> submitted ──receipt──> delivered
+                  ^                  │                    │                     │
+                  └──── retry ───────┘                    └──── answer ────> answered
+                                     └──> failed (refused, expired, too many tries)
+
+Guarantees, and how they hold:
+
+- *Nothing twice from the outbox*: ``enqueue`` is keyed by the idempotency key (a
+  second call returns the first message); ``claim`` moves rows from ``queued`` to
+  ``sending`` under a lease in one transaction (``FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so two workers never hold one message.
+- *Nothing lost*: a worker that dies leaves its messages in ``sending``; once the lease
+  has passed, :meth:`Outbox.settle_in_doubt` takes them back.
+- *No duplicate after a crash*: an SMS part written on the wire whose submit_sm_resp
+  was never committed is *in doubt*. Each part carries a ``user_message_reference``
+  derived from the message id; a delivery receipt from the SMSC that echoes it (with
+  the recipient) proves the part was accepted, and it is not sent again. A part in
+  doubt with no such receipt after ``in_doubt_grace_s`` is sent again.
+
+All times are UTC milliseconds. Nothing here knows HTTP or a transport.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, or_, select, update
+
+from hygie.channels import tables as t
+from hygie.channels.addresses import normalize_address
+from hygie.channels.errors import IdempotencyConflict, InvalidMessage, MessageNotFound
+from hygie.channels.model import (
+    Channel,
+    Envelope,
+    Event,
+    MessageRecord,
+    OutboundMessage,
+    Receipt,
+    Status,
+)
+from hygie.channels.receipts import FINAL_STATES
+from hygie.channels.segments import plan_sms
+from hygie.channels.settings import ChannelSettings
+
+#: Statuses a message may move to from each status (anything else is ignored, so a
+#: late receipt never takes an answered message back to "delivered").
+_FORWARD: dict[str, set[str]] = {
+    Status.QUEUED: {Status.SENDING, Status.FAILED},
+    Status.SENDING: {Status.QUEUED, Status.SUBMITTED, Status.DELIVERED, Status.FAILED,
+                     Status.ANSWERED},
+    Status.SUBMITTED: {Status.DELIVERED, Status.FAILED, Status.ANSWERED},
+    Status.DELIVERED: {Status.ANSWERED, Status.FAILED},
+    Status.FAILED: set(),
+    Status.ANSWERED: set(),
+}
+_MAX_TEXT = 20_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def user_ref(message_id: str, part: int) -> int:
+    """The 16-bit user_message_reference of one part: from the id, so a retry after a
+    crash computes the same one without having stored it."""
+    return (int(message_id[:4], 16) + part - 1) & 0xFFFF
+
+
+def concat_ref(message_id: str) -> int:
+    """The 8-bit concatenation reference shared by the parts of one message."""
+    return int(message_id[4:6], 16)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock first (``BEGIN IMMEDIATE`` on SQLite),
+    so that two writers queue instead of deadlocking."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+def _fingerprint(message: OutboundMessage, recipient: str) -> tuple[Any, ...]:
+    return (message.owner, str(message.channel), recipient, message.text,
+            message.subject, message.html)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message a worker holds, with what it needs to send it."""
+
+    envelope: Envelope
+    lease_ms: int
+
+
+class Outbox:
+    """Enqueue, claim, record: the outbox of one database.
+
+    ``clock`` returns UTC milliseconds (tests pass their own).
+    """
+
+    def __init__(self, engine: Engine, settings: ChannelSettings | None = None,
+                 clock: Any = now_ms) -> None:
+        self.engine = engine
+        self.settings = settings or ChannelSettings()
+        self.clock = clock
+
+    # --- enqueue ---------------------------------------------------------------
+    def _row(self, message: OutboundMessage, now: int,
+             optouts: set[str]) -> tuple[dict[str, Any], str | None]:
+        if not message.idempotency_key or len(message.idempotency_key) > 200:
+            raise InvalidMessage("idempotency_key: 1 to 200 characters")
+        if not message.owner or len(message.owner) > 200:
+            raise InvalidMessage("owner: 1 to 200 characters")
+        if not message.text or len(message.text) > _MAX_TEXT:
+            raise InvalidMessage(f"text: 1 to {_MAX_TEXT} characters")
+        channel = Channel(message.channel)
+        recipient = normalize_address(channel, message.recipient, self.settings.phone_region)
+        parts = 1
+        if channel is Channel.SMS:
+            parts = len(plan_sms(message.text, max_parts=self.settings.max_sms_parts).parts)
+        if channel is Channel.EMAIL and not message.subject:
+            raise InvalidMessage("an e-mail needs a subject")
+        error = None
+        status = Status.QUEUED
+        if channel is Channel.SMS and recipient in optouts:
+            status, error = Status.FAILED, "opted out (STOP)"
+        row = {
+            "id": new_id(), "idempotency_key": message.idempotency_key, "owner": message.owner,
+            "channel": str(channel), "recipient": recipient, "subject": message.subject,
+            "body": message.text, "html": message.html,
+            "expected_answers": (list(message.expected_answers)
+                                 if message.expected_answers is not None else None),
+            "about": message.about, "recipient_ref": message.recipient_ref,
+            "status": str(status), "attempts": 0, "next_attempt_ms": now,
+            "expires_ms": now + message.ttl_s * 1000 if message.ttl_s else None,
+            "parts": parts, "error": error, "created_ms": now, "updated_ms": now,
+        }
+        return row, error
+
+    def enqueue(self, message: OutboundMessage) -> MessageRecord:
+        """Persist a message (once per idempotency key) and return its record."""
+        return self.get(self.enqueue_many([message])[0])
+
+    def enqueue_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
+        """Persist messages in one transaction; return their ids in order.
+
+        A key already used for the same message returns that message's id; a key
+        used for a different message raises IdempotencyConflict (nothing is written).
+        """
+        now = self.clock()
+        keys = [m.idempotency_key for m in messages]
+        if len(set(keys)) != len(keys):
+            raise IdempotencyConflict("the same idempotency key twice in one call")
+        with write_transaction(self.engine) as conn:
+            existing: dict[str, Any] = {}
+            for chunk in _chunks(keys, 500):
+                for row in conn.execute(select(t.message).where(
+                        t.message.c.idempotency_key.in_(chunk))):
+                    existing[row.idempotency_key] = row
+            numbers = [m.recipient for m in messages if Channel(m.channel) is Channel.SMS]
+            optouts = self._optouts(conn, numbers) if numbers else set()
+            rows, events, conversations, ids = [], [], {}, []
+            for m in messages:
+                row, error = self._row(m, now, optouts)
+                old = existing.get(m.idempotency_key)
+                if old is not None:
+                    same = (old.owner, old.channel, old.recipient, old.body, old.subject,
+                            old.html) == _fingerprint(m, row["recipient"])
+                    if not same:
+                        raise IdempotencyConflict(
+                            f"idempotency key {m.idempotency_key!r} names another message")
+                    ids.append(old.id)
+                    continue
+                rows.append(row)
+                ids.append(row["id"])
+                events.append({"message_id": row["id"], "status": Status.QUEUED, "at_ms": now,
+                               "detail": None})
+                if error:
+                    events.append({"message_id": row["id"], "status": Status.FAILED,
+                                   "at_ms": now, "detail": error})
+                elif m.awaits_answer and row["channel"] != Channel.EMAIL:
+                    conversations[(row["channel"], row["recipient"])] = (m.owner, row["id"])
+            if rows:
+                conn.execute(insert(t.message), rows)
+                conn.execute(insert(t.event), events)
+            if conversations:
+                self._own_conversations(conn, conversations, now)
+        return ids
+
+    def _optouts(self, conn: Connection, raw_numbers: Iterable[str]) -> set[str]:
+        numbers = set()
+        for raw in raw_numbers:
+            try:
+                numbers.add(normalize_address(Channel.SMS, raw, self.settings.phone_region))
+            except InvalidMessage:
+                continue
+        found: set[str] = set()
+        for chunk in _chunks(sorted(numbers), 500):
+            found.update(conn.scalars(select(t.optout.c.address).where(
+                t.optout.c.address.in_(chunk))))
+        return found
+
+    def _own_conversations(self, conn: Connection,
+                           owners: dict[tuple[str, str], tuple[str, str]], now: int) -> None:
+        """The latest message awaiting an answer owns the conversation with an address
+        (SMS and calls share the phone number's conversation)."""
+        addresses = sorted({addr for _ch, addr in owners})
+        for chunk in _chunks(addresses, 500):
+            conn.execute(delete(t.conversation).where(t.conversation.c.address.in_(chunk)))
+        latest: dict[str, tuple[str, str]] = {}
+        for (_channel, address), value in owners.items():
+            latest[address] = value
+        conn.execute(insert(t.conversation), [
+            {"channel": "phone", "address": a, "owner": o, "message_id": mid, "updated_ms": now}
+            for a, (o, mid) in latest.items()])
+
+    # --- reading ---------------------------------------------------------------
+    def get(self, message_id: str) -> MessageRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.message).where(t.message.c.id == message_id)).first()
+            if row is None:
+                raise MessageNotFound(message_id)
+            events = conn.execute(select(t.event).where(t.event.c.message_id == message_id)
+                                  .order_by(t.event.c.id)).all()
+        return _record(row, events)
+
+    def get_by_key(self, idempotency_key: str) -> MessageRecord:
+        with self.engine.connect() as conn:
+            mid = conn.scalar(select(t.message.c.id).where(
+                t.message.c.idempotency_key == idempotency_key))
+        if mid is None:
+            raise MessageNotFound(idempotency_key)
+        return self.get(mid)
+
+    def find(self, *, owner_prefix: str | None = None, status: str | None = None,
+             channel: str | None = None, recipient: str | None = None,
+             before_ms: int | None = None, limit: int = 50) -> list[MessageRecord]:
+        """Newest first, without timelines."""
+        q = select(t.message).order_by(t.message.c.created_ms.desc(), t.message.c.id.desc())
+        if owner_prefix:
+            q = q.where(t.message.c.owner.startswith(owner_prefix, autoescape=True))
+        if status:
+            q = q.where(t.message.c.status == status)
+        if channel:
+            q = q.where(t.message.c.channel == channel)
+        if recipient:
+            q = q.where(t.message.c.recipient == recipient)
+        if before_ms is not None:
+            q = q.where(t.message.c.created_ms < before_ms)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q.limit(max(1, min(limit, 1000)))).all()
+        return [_record(r, ()) for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Messages by status."""
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return {s: n for s, n in conn.execute(
+                select(t.message.c.status, func.count()).group_by(t.message.c.status))}
+
+    # --- claiming --------------------------------------------------------------
+    def claim(self, channel: Channel, worker: str, limit: int,
+              answer_url: Any = None) -> list[Envelope]:
+        """Take up to ``limit`` due messages of a channel for this worker, under a lease.
+
+        Messages past their expiry fail here instead of being sent; opted-out numbers
+        are checked again (a STOP may have come after enqueueing).
+        """
+        now = self.clock()
+        lease = now + int(self.settings.lease_s * 1000)
+        with write_transaction(self.engine) as conn:
+            q = (select(t.message).where(
+                t.message.c.status == Status.QUEUED, t.message.c.channel == str(channel),
+                t.message.c.next_attempt_ms <= now)
+                 .order_by(t.message.c.next_attempt_ms).limit(limit)
+                 .with_for_update(skip_locked=True))
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            optouts: set[str] = set()
+            if channel is Channel.SMS:
+                for chunk in _chunks(sorted({r.recipient for r in rows}), 500):
+                    optouts.update(conn.scalars(select(t.optout.c.address).where(
+                        t.optout.c.address.in_(chunk))))
+            take, fail = [], []
+            for r in rows:
+                if r.expires_ms is not None and r.expires_ms <= now:
+                    fail.append((r.id, "expired before it could be sent"))
+                elif r.recipient in optouts:
+                    fail.append((r.id, "opted out (STOP)"))
+                else:
+                    take.append(r)
+            if fail:
+                self._set_status(conn, [(mid, Status.FAILED, err) for mid, err in fail],
+                                 {r.id: r.status for r in rows}, now)
+            if take:
+                conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+                             .values(status=Status.SENDING, lease_ms=lease, worker=worker,
+                                     attempts=t.message.c.attempts + 1, updated_ms=now),
+                             [{"b_id": r.id} for r in take])
+            done: dict[str, set[int]] = {}
+            if channel is Channel.SMS and take:
+                retried = [r.id for r in take if r.attempts > 0]
+                for chunk in _chunks(retried, 500):
+                    for mid, part in conn.execute(select(t.sms_part.c.message_id,
+                                                         t.sms_part.c.part).where(
+                            t.sms_part.c.message_id.in_(chunk),
+                            t.sms_part.c.status.in_(["submitted", "delivered"]))):
+                        done.setdefault(mid, set()).add(part)
+        return [Envelope(r.id, _outbound(r), r.attempts + 1,
+                         answer_url(r.id) if answer_url and r.expected_answers is not None
+                         and r.channel == Channel.EMAIL else None,
+                         frozenset(done.get(r.id, ()))) for r in take]
+
+    # --- recording -------------------------------------------------------------
+    def record(self, results: Sequence[tuple[Envelope, Receipt]]) -> None:
+        """Write what transports said about claimed messages, in one transaction."""
+        if not results:
+            return
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            ids = [env.message_id for env, _r in results]
+            current = {}
+            for chunk in _chunks(ids, 500):
+                current.update({r.id: r for r in conn.execute(
+                    select(t.message.c.id, t.message.c.status, t.message.c.attempts,
+                           t.message.c.recipient, t.message.c.parts)
+                    .where(t.message.c.id.in_(chunk)))})
+            part_rows: list[dict[str, Any]] = []
+            changes: list[tuple[str, Status, str | None]] = []
+            retries: list[dict[str, Any]] = []
+            refs: list[dict[str, Any]] = []
+            answers: list[tuple[Envelope, Receipt]] = []
+            for env, receipt in results:
+                row = current.get(env.message_id)
+                if row is None or row.status != Status.SENDING:
+                    continue  # another worker took it back after our lease passed
+                status = receipt.status
+                if receipt.parts:
+                    status = self._sms_outcome(env, receipt, row, part_rows, now)
+                if receipt.provider_ref:
+                    refs.append({"b_id": env.message_id, "b_ref": receipt.provider_ref[:200]})
+                if status is Status.QUEUED:
+                    if row.attempts >= self.settings.max_attempts:
+                        changes.append((env.message_id, Status.FAILED,
+                                        f"gave up after {row.attempts} tries: {receipt.error}"))
+                    else:
+                        delay = receipt.retry_after_s
+                        if delay is None:
+                            delay = min(self.settings.retry_max_s,
+                                        self.settings.retry_base_s * 2 ** (row.attempts - 1))
+                        retries.append({"b_id": env.message_id, "b_next": now + int(delay * 1000),
+                                        "b_err": (receipt.error or "")[:300] or None})
+                elif status is Status.SENDING:
+                    pass  # parts in doubt: settle_in_doubt decides
+                elif status is Status.ANSWERED:
+                    answers.append((env, receipt))  # store_answer moves it, once
+                else:
+                    changes.append((env.message_id, status, receipt.error or receipt.detail))
+            if part_rows:
+                conn.execute(insert(t.sms_part), part_rows)
+            if refs:
+                conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+                             .values(provider_ref=bindparam("b_ref")), refs)
+            if retries:
+                conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+                             .values(status=Status.QUEUED, next_attempt_ms=bindparam("b_next"),
+                                     error=bindparam("b_err"), lease_ms=None, worker=None,
+                                     updated_ms=now), retries)
+            doubt = [env.message_id for env, r in results if r.parts and any(
+                p.outcome == "in_doubt" for p in r.parts)]
+            if doubt:
+                conn.execute(update(t.message).where(t.message.c.id.in_(doubt))
+                             .values(lease_ms=now, worker=None))
+            self._set_status(conn, changes, {k: v.status for k, v in current.items()}, now)
+            for env, receipt in answers:
+                from hygie.channels.inbox import store_answer
+
+                store_answer(conn, env.message_id, env.message.owner,
+                             Channel(env.message.channel), env.message.recipient,
+                             receipt.digits or "", env.message.expected_answers,
+                             f"dtmf:{env.message_id}", now)
+
+    def _sms_outcome(self, env: Envelope, receipt: Receipt, row: Any,
+                     part_rows: list[dict[str, Any]], now: int) -> Status:
+        """Part rows for one SMS try, and the message status they give."""
+        outcomes = {p.part: p for p in receipt.parts}
+        for p in receipt.parts:
+            if p.outcome in ("accepted", "rejected", "in_doubt"):
+                part_rows.append({
+                    "message_id": env.message_id, "part": p.part,
+                    "status": {"accepted": "submitted", "rejected": "failed",
+                               "in_doubt": "in_doubt"}[p.outcome],
+                    "smsc_id": p.smsc_id, "user_ref": p.user_ref, "recipient": row.recipient,
+                    "sent_ms": now, "error": (p.error or "")[:300] or None})
+        if any(p.outcome == "rejected" for p in receipt.parts):
+            return Status.FAILED
+        if any(p.outcome == "in_doubt" for p in receipt.parts):
+            return Status.SENDING
+        if any(p.outcome == "retry" for p in receipt.parts):
+            return Status.QUEUED
+        done = set(env.done_parts) | {n for n, p in outcomes.items() if p.outcome == "accepted"}
+        return Status.SUBMITTED if len(done) >= row.parts else Status.QUEUED
+
+    def _set_status(self, conn: Connection, changes: Sequence[tuple[str, Status, str | None]],
+                    current: dict[str, str], now: int) -> list[str]:
+        """Move messages forward and write their timeline; return the ids moved."""
+        moved, updates, events = [], [], []
+        for mid, status, detail in changes:
+            old = current.get(mid)
+            if old is None or status not in _FORWARD.get(old, set()):
+                continue
+            current[mid] = status
+            moved.append(mid)
+            error = ((detail or "")[:300] or None) if status is Status.FAILED else None
+            updates.append({"b_id": mid, "b_status": str(status), "b_err": error})
+            events.append({"message_id": mid, "status": str(status), "at_ms": now,
+                           "detail": (detail or "")[:300] or None})
+        if updates:
+            conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+                         .values(status=bindparam("b_status"), error=bindparam("b_err"),
+                                 lease_ms=None, worker=None, updated_ms=now), updates)
+            conn.execute(insert(t.event), events)
+        return moved
+
+    def set_status(self, conn: Connection, changes: Sequence[tuple[str, Status, str | None]],
+                   now: int | None = None) -> list[str]:
+        """Move messages forward (used by receipts and answers); return those moved."""
+        ids = [c[0] for c in changes]
+        current: dict[str, str] = {}
+        for chunk in _chunks(ids, 500):
+            current.update(dict(conn.execute(select(t.message.c.id, t.message.c.status)
+                                             .where(t.message.c.id.in_(chunk))).all()))
+        return self._set_status(conn, changes, current, now or self.clock())
+
+    # --- delivery receipts -----------------------------------------------------
+    def apply_receipts(self, limit: int = 5000, since_id: int = 0) -> tuple[int, int]:
+        """Apply stored delivery receipts to their parts and messages.
+
+        Returns (receipts applied, highest receipt id looked at). Receipts whose part is
+        not known yet (the receipt overtook our record of the submit_sm_resp, or the
+        part is in doubt) stay pending for a later pass.
+        """
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            pending = conn.execute(select(t.receipt).where(
+                t.receipt.c.applied.is_(False), t.receipt.c.id > since_id)
+                .order_by(t.receipt.c.id).limit(limit)).all()
+            if not pending:
+                return 0, since_id
+            last = pending[-1].id
+            from hygie.channels.receipts import DeliveryReceipt
+
+            spellings = {r.id: DeliveryReceipt(r.smsc_id, r.state).id_candidates()
+                         for r in pending}
+            by_smsc: dict[str, list[Any]] = {}
+            every = sorted({c for cands in spellings.values() for c in cands})
+            for chunk in _chunks(every, 500):
+                for p in conn.execute(select(t.sms_part).where(t.sms_part.c.smsc_id.in_(chunk))):
+                    by_smsc.setdefault(p.smsc_id, []).append(p)
+            parts: dict[int, list[Any]] = {}
+            for r in pending:
+                for cand in spellings[r.id]:
+                    if cand in by_smsc:
+                        parts[r.id] = by_smsc[cand]
+                        break
+            applied, part_updates, touched = [], [], set()
+            for r in pending:
+                found = parts.get(r.id)
+                if not found:
+                    continue
+                applied.append(r.id)
+                status = FINAL_STATES.get(r.state)
+                if status is None:
+                    continue
+                for p in found:
+                    part_updates.append({"b_mid": p.message_id, "b_part": p.part,
+                                         "b_status": "delivered" if status is Status.DELIVERED
+                                         else "failed",
+                                         "b_err": None if status is Status.DELIVERED
+                                         else f"{r.state} {r.error or ''}".strip()})
+                    touched.add(p.message_id)
+            if part_updates:
+                conn.execute(update(t.sms_part).where(
+                    t.sms_part.c.message_id == bindparam("b_mid"),
+                    t.sms_part.c.part == bindparam("b_part"))
+                    .values(status=bindparam("b_status"), error=bindparam("b_err")),
+                    part_updates)
+            for chunk in _chunks(applied, 500):
+                conn.execute(update(t.receipt).where(t.receipt.c.id.in_(chunk))
+                             .values(applied=True))
+            if touched:
+                self._settle_messages(conn, sorted(touched), now)
+        return len(applied), last
+
+    def _settle_messages(self, conn: Connection, ids: Sequence[str], now: int) -> None:
+        """A message is delivered when all its parts are, failed when one failed."""
+        changes: list[tuple[str, Status, str | None]] = []
+        for chunk in _chunks(list(ids), 500):
+            totals = dict(conn.execute(select(t.message.c.id, t.message.c.parts)
+                                       .where(t.message.c.id.in_(chunk))).all())
+            states: dict[str, list[tuple[str, str | None]]] = {}
+            for mid, status, err in conn.execute(
+                    select(t.sms_part.c.message_id, t.sms_part.c.status, t.sms_part.c.error)
+                    .where(t.sms_part.c.message_id.in_(chunk))):
+                states.setdefault(mid, []).append((status, err))
+            for mid, rows in states.items():
+                failed = [e for s, e in rows if s == "failed"]
+                if failed:
+                    changes.append((mid, Status.FAILED, failed[0] or "not delivered"))
+                elif sum(1 for s, _e in rows if s == "delivered") >= totals.get(mid, 1):
+                    changes.append((mid, Status.DELIVERED, None))
+        self.set_status(conn, changes, now)
+
+    def settle_in_doubt(self) -> int:
+        """Take back messages whose worker died or whose link broke mid-send.
+
+        Each part that may have been written is looked up among the delivery receipts
+        by (recipient, user_message_reference): found, it was accepted and is not sent
+        again; not found after ``in_doubt_grace_s``, it is sent again. Returns how
+        many messages went back to the queue or moved on.
+        """
+        now = self.clock()
+        grace = int(self.settings.in_doubt_grace_s * 1000)
+        moved = 0
+        with write_transaction(self.engine) as conn:
+            stale = conn.execute(select(t.message).where(
+                t.message.c.status == Status.SENDING,
+                or_(t.message.c.lease_ms.is_(None), t.message.c.lease_ms <= now))
+                .limit(1000).with_for_update(skip_locked=True)).all()
+            if not stale:
+                return 0
+            ids = [r.id for r in stale]
+            known: dict[str, dict[int, Any]] = {}
+            for chunk in _chunks(ids, 500):
+                for p in conn.execute(select(t.sms_part).where(
+                        t.sms_part.c.message_id.in_(chunk))):
+                    known.setdefault(p.message_id, {})[p.part] = p
+            requeue, submitted, new_parts = [], [], []
+            for r in stale:
+                if r.channel != Channel.SMS:
+                    # A call or an e-mail whose worker died: an e-mail may have been
+                    # accepted (its Message-ID lets the receiver drop a copy); a call
+                    # without a recorded key press did not give its answer.
+                    requeue.append(r.id)
+                    continue
+                parts = known.get(r.id, {})
+                # Parts with no row at all were maybe written by a worker that died.
+                lease_start = (r.lease_ms or now) - int(self.settings.lease_s * 1000)
+                for n in range(1, r.parts + 1):
+                    if n not in parts:
+                        row = {"message_id": r.id, "part": n, "status": "in_doubt",
+                               "smsc_id": None, "user_ref": user_ref(r.id, n),
+                               "recipient": r.recipient, "sent_ms": lease_start,
+                               "error": None}
+                        new_parts.append(row)
+                        parts[n] = _Obj(row)
+                unresolved = False
+                for n, p in parts.items():
+                    if p.status != "in_doubt":
+                        continue
+                    proof = conn.execute(select(t.receipt.c.smsc_id).where(
+                        t.receipt.c.recipient == r.recipient,
+                        t.receipt.c.user_ref == user_ref(r.id, n),
+                        t.receipt.c.received_ms >= p.sent_ms - 60_000).limit(1)).scalar()
+                    if proof is not None:
+                        self._resolve_part(conn, r.id, n, "submitted", proof, new_parts)
+                        parts[n] = _Obj({"status": "submitted"})
+                    elif now - p.sent_ms >= grace:
+                        self._resolve_part(conn, r.id, n, None, None, new_parts)
+                        parts[n] = _Obj({"status": "retry"})
+                    else:
+                        unresolved = True
+                if unresolved:
+                    continue
+                if all(p.status in ("submitted", "delivered") for p in parts.values()):
+                    submitted.append(r.id)
+                else:
+                    requeue.append(r.id)
+            if new_parts:
+                rows = [p for p in new_parts if p.get("status") == "in_doubt"]
+                if rows:
+                    conn.execute(insert(t.sms_part), rows)
+            if requeue:
+                conn.execute(update(t.message).where(t.message.c.id.in_(requeue))
+                             .values(status=Status.QUEUED, next_attempt_ms=now, lease_ms=None,
+                                     worker=None, updated_ms=now))
+                moved += len(requeue)
+            if submitted:
+                moved += len(self.set_status(
+                    conn, [(mid, Status.SUBMITTED, "settled by a delivery receipt")
+                           for mid in submitted], now))
+        if submitted:
+            self.apply_receipts()
+        return moved
+
+    def _resolve_part(self, conn: Connection, mid: str, part: int, status: str | None,
+                      smsc_id: str | None, new_parts: list[dict[str, Any]]) -> None:
+        for row in new_parts:
+            if row["message_id"] == mid and row["part"] == part:
+                if status is None:
+                    row["status"] = "dropped"
+                else:
+                    row.update(status=status, smsc_id=smsc_id)
+                return
+        where = and_(t.sms_part.c.message_id == mid, t.sms_part.c.part == part)
+        if status is None:
+            conn.execute(delete(t.sms_part).where(where))
+        else:
+            conn.execute(update(t.sms_part).where(where).values(status=status, smsc_id=smsc_id))
+
+
+class _Obj:
+    """Attribute access over a dict (a part row built here, not read back)."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _outbound(r: Any) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=r.idempotency_key, owner=r.owner, channel=Channel(r.channel),
+        recipient=r.recipient, text=r.body, subject=r.subject, html=r.html,
+        expected_answers=tuple(r.expected_answers) if r.expected_answers is not None else None,
+        about=r.about, recipient_ref=r.recipient_ref)
+
+
+def _record(r: Any, events: Iterable[Any]) -> MessageRecord:
+    return MessageRecord(
+        id=r.id, idempotency_key=r.idempotency_key, owner=r.owner, channel=Channel(r.channel),
+        recipient=r.recipient, text=r.body, status=Status(r.status), attempts=r.attempts,
+        created_ms=r.created_ms, updated_ms=r.updated_ms, subject=r.subject,
+        expected_answers=tuple(r.expected_answers) if r.expected_answers is not None else None,
+        answer=r.answer, error=r.error, provider_ref=r.provider_ref, parts=r.parts,
+        about=r.about, recipient_ref=r.recipient_ref,
+        timeline=tuple(Event(e.status, e.at_ms, e.detail) for e in events))
+
+
+def digest(text: str) -> str:
+    """A short stable digest (for dedupe keys that must not hold personal data)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]

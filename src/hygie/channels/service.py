@@ -1,0 +1,95 @@
+"""The channels package as one object per platform: what services call.
+
+``channels_for(platform)`` returns the platform's :class:`Channels` (built once, kept
+in ``platform.parts["channels"]``): enqueue messages, read them, register the handler
+of a conversation owner, make answer links. Sending happens in the dispatcher
+(``worker.py``), inside ``hygie serve`` or ``hygie channels worker``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hygie.channels.answers import AnswerLinks
+from hygie.channels.errors import AlreadyAnswered, AnswerLinkError, InvalidMessage
+from hygie.channels.inbox import Handler, InboundRecord, Inbox, Router
+from hygie.channels.model import Channel, MessageRecord, OutboundMessage, Status
+from hygie.channels.outbox import Outbox
+from hygie.channels.settings import ChannelSettings, channel_settings
+from hygie.platform import Platform
+
+
+class Channels:
+    """Outbox, inbox and answer links of one platform."""
+
+    def __init__(self, platform: Platform, settings: ChannelSettings | None = None) -> None:
+        self.platform = platform
+        self.settings = settings or channel_settings(platform.settings)
+        self.router = Router()
+        self.outbox = Outbox(platform.engine, self.settings)
+        self.inbox = Inbox(platform.engine, self.settings, self.router)
+        self.links = AnswerLinks(platform.engine, platform.settings.base_url,
+                                 self.settings.answer_link_ttl_s)
+
+    # --- sending ---------------------------------------------------------------
+    def enqueue(self, message: OutboundMessage) -> MessageRecord:
+        """Queue one message (idempotent on its key); the dispatcher sends it."""
+        return self.outbox.enqueue(message)
+
+    def enqueue_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
+        """Queue many messages in one transaction (a mobilization wave)."""
+        return self.outbox.enqueue_many(messages)
+
+    def get(self, message_id: str) -> MessageRecord:
+        return self.outbox.get(message_id)
+
+    def get_by_key(self, idempotency_key: str) -> MessageRecord:
+        return self.outbox.get_by_key(idempotency_key)
+
+    def find(self, **filters: object) -> list[MessageRecord]:
+        return self.outbox.find(**filters)  # type: ignore[arg-type]
+
+    # --- answers ---------------------------------------------------------------
+    def register_handler(self, owner_prefix: str, handler: Handler) -> None:
+        """Receive the answers of every conversation whose owner starts with the prefix.
+
+        Pending answers (received while no handler was registered, or before a
+        restart) are handed over by the dispatcher's next pass.
+        """
+        self.router.register(owner_prefix, handler)
+
+    def answer_url(self, message_id: str) -> str:
+        return self.links.url(message_id)
+
+    def message_for_link(self, token: str) -> MessageRecord:
+        """The message an answer link names (raises AnswerLinkError and subclasses)."""
+        record = self.outbox.get(self.links.verify(token))
+        if record.expected_answers is None:
+            raise AnswerLinkError("this message awaits no answer")
+        return record
+
+    def answer_by_link(self, token: str, value: str) -> MessageRecord:
+        """Record the answer chosen on an answer page; the first answer is kept."""
+        record = self.message_for_link(token)
+        value = value.strip()
+        if not value:
+            raise InvalidMessage("an answer is needed")
+        if record.expected_answers and value not in record.expected_answers:
+            raise InvalidMessage("this answer is not one of those proposed")
+        if record.status is Status.ANSWERED:
+            raise AlreadyAnswered("this message has its answer already")
+        if self.inbox.answer(record.id, value, Channel.EMAIL,
+                             dedupe_key=f"link:{record.id}") is None:
+            raise AlreadyAnswered("this message has its answer already")
+        return self.outbox.get(record.id)
+
+    def recent_inbound(self, limit: int = 100) -> list[InboundRecord]:
+        return self.inbox.recent(limit)
+
+
+def channels_for(platform: Platform) -> Channels:
+    """The platform's one :class:`Channels`, built on first use."""
+    found = platform.parts.get("channels")
+    if found is None:
+        found = platform.parts.setdefault("channels", Channels(platform))
+    return found  # type: ignore[no-any-return]

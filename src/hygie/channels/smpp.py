@@ -1,0 +1,461 @@
+"""SMS over SMPP v3.4: one transceiver session, pipelined within the SMSC's window.
+
+smpplib encodes and decodes the PDUs and owns the socket; this module adds what a
+gateway needs around it:
+
+- ``bind_transceiver`` (§4.1.5), then one reader thread that answers ``enquire_link``,
+  sends one after ``smpp_enquire_link_s`` of silence (§4.11) and takes the link as dead
+  when nothing answers within ``smpp_response_timeout_s``;
+- reconnection with exponential backoff and jitter, up to ``smpp_reconnect_max_s``;
+- ``submit_sm`` (§4.4) with ``registered_delivery`` 1 for every part, at most
+  ``smpp_window`` awaiting their ``submit_sm_resp`` and at most ``smpp_max_rate`` per
+  second; ``ESME_RTHROTTLED`` and ``ESME_RMSGQFUL`` mean "later", not "failed";
+- ``deliver_sm`` (§4.6): receipts (esm_class type 0x04) and replies are handed in
+  batches to a sink that commits them, and only then is each ``deliver_sm_resp`` sent
+  (a sink failure answers ``ESME_RX_T_APPN`` so the SMSC delivers again).
+
+Each part carries a ``user_message_reference`` derived from the message id, which lets
+the outbox settle parts left in doubt by a broken link (see ``outbox.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import select
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from smpplib import consts
+from smpplib import exceptions as smpp_errors
+from smpplib.client import Client
+from smpplib.smpp import make_pdu
+
+from hygie.channels.addresses import smpp_address, smpp_source
+from hygie.channels.errors import InvalidMessage
+from hygie.channels.model import Envelope, PartOutcome, Receipt, Status
+from hygie.channels.outbox import concat_ref, user_ref
+from hygie.channels.segments import plan_sms
+from hygie.channels.settings import ChannelSettings
+
+log = logging.getLogger("hygie.channels.smpp")
+
+#: Command status codes meaning "try again later" (SMPP v3.4 §5.1.3).
+RETRY_STATUSES = {consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL,
+                  consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RX_T_APPN}
+#: esm_class message type of an SMSC delivery receipt (§5.2.12).
+ESM_DELIVERY_RECEIPT = 0x04
+_MAX_DRAIN = 512
+_WRITE_BATCH = 64
+
+
+class _Sequences:
+    """Thread-safe PDU sequence numbers (1 .. 0x7FFFFFFF, §5.1.4)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = 0
+
+    @property
+    def sequence(self) -> int:
+        return self._n
+
+    def next_sequence(self) -> int:
+        with self._lock:
+            self._n = self._n % 0x7FFFFFFF + 1
+            return self._n
+
+
+class _Slot:
+    """A submit_sm awaiting its response."""
+
+    __slots__ = ("done", "lost", "message_id", "sequence", "status", "unsent")
+
+    def __init__(self) -> None:
+        self.sequence = 0
+        self.unsent = False
+        self.done = threading.Event()
+        self.status: int | None = None
+        self.message_id: str | None = None
+        self.lost = False
+
+
+class _RateLimiter:
+    """At most ``rate`` acquisitions per second (token bucket of one second)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self._lock = threading.Lock()
+        self._tokens = rate
+        self._stamp = time.monotonic()
+
+    def acquire(self) -> None:
+        if self.rate <= 0:
+            return
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                self._tokens = min(self.rate, self._tokens + (now - self._stamp) * self.rate)
+                self._stamp = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                wait = (1 - self._tokens) / self.rate
+            time.sleep(wait)
+
+
+@dataclass(frozen=True)
+class IncomingPdu:
+    """A deliver_sm as the sink sees it (decoded fields only)."""
+
+    source_addr: str
+    esm_class: int
+    data_coding: int
+    short_message: bytes
+    receipted_message_id: str | None
+    message_state: int | None
+    network_error_code: bytes | None
+    user_message_reference: int | None
+
+    @property
+    def is_receipt(self) -> bool:
+        return self.esm_class & 0x3C == ESM_DELIVERY_RECEIPT
+
+
+#: Commits a batch of deliver_sm and returns one command status per PDU.
+DeliverSink = Callable[[Sequence[IncomingPdu]], Sequence[int]]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+class SmppSender:
+    """The SMS transport: ``send`` / ``send_many`` over one SMPP transceiver session."""
+
+    def __init__(self, settings: ChannelSettings, sink: DeliverSink | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self._seq = _Sequences()
+        self._client: Client | None = None
+        self._send_lock = threading.Lock()
+        self._pending: dict[int, _Slot] = {}
+        self._pending_lock = threading.Lock()
+        self._window = threading.BoundedSemaphore(max(1, settings.smpp_window))
+        self._rate = _RateLimiter(settings.smpp_max_rate)
+        self._bound = threading.Event()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.binds = 0
+
+    # --- session -----------------------------------------------------------------
+    def start(self) -> SmppSender:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="smpp-session", daemon=True)
+            self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closed.set()
+        client = self._client
+        if client is not None and self._bound.is_set():
+            with contextlib.suppress(Exception), self._send_lock:  # the link may be gone
+                client.send_pdu(make_pdu("unbind", client=client))
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._drop()
+
+    def wait_bound(self, timeout: float) -> bool:
+        return self._bound.wait(timeout)
+
+    @property
+    def bound(self) -> bool:
+        return self._bound.is_set()
+
+    def _run(self) -> None:
+        delay = 0.5
+        while not self._closed.is_set():
+            try:
+                self._connect()
+                delay = 0.5
+                self._read_loop()
+            except Exception as exc:  # any failure of the link: reconnect
+                if not self._closed.is_set():
+                    log.warning("SMPP link down: %s", type(exc).__name__)
+            finally:
+                self._drop()
+            if self._closed.wait(delay * (0.5 + random.random())):
+                break
+            delay = min(self.settings.smpp_reconnect_max_s, delay * 2)
+
+    def _connect(self) -> None:
+        s = self.settings
+        client = Client(s.smpp_host, s.smpp_port, timeout=s.smpp_response_timeout_s,
+                        sequence_generator=self._seq, logger_name="hygie.channels.smpp.pdu",
+                        allow_unknown_opt_params=True)
+        client.connect()
+        self._client = client
+        resp = client.bind_transceiver(system_id=s.smpp_system_id, password=s.smpp_password,
+                                       system_type=s.smpp_system_type,
+                                       interface_version=0x34)
+        if resp.is_error():
+            raise smpp_errors.PDUError(f"bind refused: {resp.status}")
+        self.binds += 1
+        self._bound.set()
+        log.info("SMPP bound (transceiver) to %s:%s", s.smpp_host, s.smpp_port)
+
+    def _drop(self) -> None:
+        self._bound.clear()
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):  # the socket is being thrown away
+                client.disconnect()
+        with self._pending_lock:
+            lost, self._pending = list(self._pending.values()), {}
+        for slot in lost:
+            slot.lost = True
+            slot.done.set()
+            self._window.release()
+
+    def _read_loop(self) -> None:
+        client = self._client
+        assert client is not None
+        sock = client._socket
+        keepalive = self.settings.smpp_enquire_link_s
+        deadline = self.settings.smpp_response_timeout_s
+        last_rx = time.monotonic()
+        probe_sent: float | None = None
+        while not self._closed.is_set():
+            ready, _, _ = select.select([sock], [], [], min(0.5, keepalive))
+            now = time.monotonic()
+            if not ready:
+                if probe_sent is not None and now - probe_sent > deadline:
+                    raise smpp_errors.ConnectionError("no answer to enquire_link")
+                if probe_sent is None and now - last_rx > keepalive:
+                    with self._send_lock:
+                        client.send_pdu(make_pdu("enquire_link", client=client))
+                    probe_sent = now
+                continue
+            batch: list[Any] = []
+            for _ in range(_MAX_DRAIN):
+                pdu = client.read_pdu()
+                last_rx = time.monotonic()
+                probe_sent = None
+                self._dispatch(client, pdu, batch)
+                if not select.select([sock], [], [], 0)[0]:
+                    break
+            if batch:
+                self._deliver(client, batch)
+
+    def _dispatch(self, client: Client, pdu: Any, batch: list[Any]) -> None:
+        command = pdu.command
+        if command == "submit_sm_resp":
+            with self._pending_lock:
+                slot = self._pending.pop(pdu.sequence, None)
+            if slot is not None:
+                slot.status = int(pdu.status)
+                slot.message_id = _text(getattr(pdu, "message_id", None)) or None
+                slot.done.set()
+                self._window.release()
+        elif command == "deliver_sm":
+            batch.append(pdu)
+        elif command == "enquire_link":
+            resp = make_pdu("enquire_link_resp", client=client)
+            resp.sequence = pdu.sequence
+            with self._send_lock:
+                client.send_pdu(resp)
+        elif command == "unbind":
+            resp = make_pdu("unbind_resp", client=client)
+            resp.sequence = pdu.sequence
+            with self._send_lock:
+                client.send_pdu(resp)
+            raise smpp_errors.ConnectionError("the SMSC unbound")
+        elif command == "generic_nack":
+            with self._pending_lock:
+                slot = self._pending.pop(pdu.sequence, None)
+            if slot is not None:
+                slot.status = int(pdu.status) or consts.SMPP_ESME_RSYSERR
+                slot.done.set()
+                self._window.release()
+
+    def _deliver(self, client: Client, pdus: list[Any]) -> None:
+        """Commit a batch of deliver_sm through the sink, then acknowledge each."""
+        items = [IncomingPdu(
+            source_addr=_text(p.source_addr), esm_class=int(p.esm_class or 0),
+            data_coding=int(p.data_coding or 0), short_message=p.short_message or b"",
+            receipted_message_id=_text(getattr(p, "receipted_message_id", None)) or None,
+            message_state=getattr(p, "message_state", None),
+            network_error_code=getattr(p, "network_error_code", None),
+            user_message_reference=getattr(p, "user_message_reference", None)) for p in pdus]
+        try:
+            statuses = list(self.sink(items)) if self.sink else [consts.SMPP_ESME_ROK] * len(items)
+        except Exception:
+            log.exception("could not store %d inbound PDUs; the SMSC will deliver again",
+                          len(items))
+            statuses = [consts.SMPP_ESME_RX_T_APPN] * len(items)
+        out = []
+        for p, status in zip(pdus, statuses, strict=True):
+            resp = make_pdu("deliver_sm_resp", client=client, status=status)
+            resp.sequence = p.sequence
+            out.append(resp.generate())
+        with self._send_lock:
+            client._socket.sendall(b"".join(out))
+
+    # --- sending -----------------------------------------------------------------
+    def send(self, envelope: Envelope) -> Receipt:
+        return self.send_many([envelope])[0]
+
+    def send_many(self, envelopes: Sequence[Envelope]) -> list[Receipt]:
+        """Submit every missing part of each message; wait for the responses."""
+        s = self.settings
+        if not self._bound.wait(min(2.0, s.smpp_response_timeout_s)):
+            return [Receipt(Status.QUEUED, error="SMSC unreachable",
+                            retry_after_s=s.retry_base_s) for _ in envelopes]
+        plans: list[tuple[Envelope, list[tuple[int, bytes, int, Any]], int, str | None]] = []
+        for env in envelopes:
+            try:
+                plan = plan_sms(env.message.text, concat_ref(env.message_id), s.max_sms_parts)
+            except InvalidMessage as exc:
+                plans.append((env, [], 0, str(exc)))
+                continue
+            parts = [(n, payload, plan.data_coding, plan.esm_class)
+                     for n, payload in enumerate(plan.parts, start=1) if n not in env.done_parts]
+            plans.append((env, parts, len(plan.parts), None))
+        src_ton, src_npi, src = smpp_source(s.smpp_source_addr)
+        slots: dict[tuple[int, int], _Slot | None] = {}
+        writer = _BatchWriter(self)
+        for i, (env, parts, _total, _err) in enumerate(plans):
+            ton, npi, dest = smpp_address(env.message.recipient)
+            for n, payload, coding, esm in parts:
+                if writer.broken:
+                    slots[(i, n)] = None
+                    continue
+                slots[(i, n)] = writer.submit(
+                    src_ton=src_ton, src_npi=src_npi, src=src, ton=ton, npi=npi, dest=dest,
+                    payload=payload, coding=coding, esm=esm, ref=user_ref(env.message_id, n))
+        writer.flush()
+        for key, slot in slots.items():
+            if slot is not None and slot.unsent:
+                slots[key] = None
+        deadline = time.monotonic() + s.smpp_response_timeout_s
+        for slot in slots.values():
+            if slot is not None and not slot.done.wait(max(0.0, deadline - time.monotonic())):
+                slot.lost = True  # no response in time: in doubt
+        receipts = []
+        for i, (env, parts, total, err) in enumerate(plans):
+            if err:
+                receipts.append(Receipt(Status.FAILED, error=err))
+                continue
+            outcomes = []
+            for n, _payload, _coding, _esm in parts:
+                outcomes.append(self._outcome(env, n, slots[(i, n)]))
+            retry = any(o.outcome == "retry" for o in outcomes)
+            receipts.append(Receipt(
+                Status.SUBMITTED, provider_ref=next((o.smsc_id for o in outcomes if o.smsc_id),
+                                                   None),
+                parts=tuple(outcomes), total_parts=total,
+                retry_after_s=1.0 if retry else None,
+                error=next((o.error for o in outcomes if o.error), None)))
+        return receipts
+
+    def _outcome(self, env: Envelope, n: int, slot: _Slot | None) -> PartOutcome:
+        ref = user_ref(env.message_id, n)
+        if slot is None:
+            return PartOutcome(n, "retry", user_ref=ref, error="SMSC link down")
+        if slot.lost or slot.status is None:
+            return PartOutcome(n, "in_doubt", user_ref=ref, error="link lost before response")
+        if slot.status == consts.SMPP_ESME_ROK:
+            return PartOutcome(n, "accepted", smsc_id=slot.message_id, user_ref=ref)
+        desc = consts.DESCRIPTIONS.get(slot.status, "unknown")
+        error = f"SMSC status 0x{slot.status:08X} ({desc})"
+        if slot.status in RETRY_STATUSES:
+            return PartOutcome(n, "retry", user_ref=ref, error=error)
+        return PartOutcome(n, "rejected", user_ref=ref, error=error)
+
+
+
+class _BatchWriter:
+    """Writes submit_sm PDUs in batches (one system call for many), within the window.
+
+    A PDU takes a window slot before it is buffered; the buffer is written when the
+    window is full, when it holds ``_WRITE_BATCH`` PDUs, and at the end.
+    """
+
+    def __init__(self, sender: SmppSender) -> None:
+        self.sender = sender
+        self.buffer: list[bytes] = []
+        self.slots: list[_Slot] = []
+        self.broken = False
+
+    def submit(self, *, src_ton: int, src_npi: int, src: str, ton: int, npi: int, dest: str,
+               payload: bytes, coding: int, esm: int, ref: int) -> _Slot | None:
+        sender = self.sender
+        if not sender._window.acquire(blocking=False):
+            self.flush()
+            if not sender._window.acquire(timeout=sender.settings.smpp_response_timeout_s):
+                self.broken = True
+                return None
+        sender._rate.acquire()
+        client = sender._client
+        if client is None or not sender._bound.is_set():
+            sender._window.release()
+            self.broken = True
+            return None
+        slot = _Slot()
+        pdu = make_pdu("submit_sm", client=client, source_addr_ton=src_ton,
+                       source_addr_npi=src_npi, source_addr=src, dest_addr_ton=ton,
+                       dest_addr_npi=npi, destination_addr=dest, esm_class=esm,
+                       data_coding=coding, short_message=payload, registered_delivery=1,
+                       user_message_reference=ref)
+        slot.sequence = pdu.sequence
+        slot.unsent = True
+        self.buffer.append(pdu.generate())
+        self.slots.append(slot)
+        with sender._pending_lock:
+            sender._pending[pdu.sequence] = slot
+        if len(self.buffer) >= _WRITE_BATCH:
+            self.flush()
+        return slot
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        sender, data, slots = self.sender, b"".join(self.buffer), self.slots
+        self.buffer, self.slots = [], []
+        client = sender._client
+        try:
+            if client is None:
+                raise OSError("link down")
+            with sender._send_lock:
+                client._socket.sendall(data)
+            for slot in slots:
+                slot.unsent = False
+        except (OSError, AttributeError):
+            # Maybe written in part: those parts are in doubt; the link is going down.
+            self.broken = True
+            for slot in slots:
+                slot.unsent = False
+                with sender._pending_lock:
+                    registered = sender._pending.pop(slot.sequence, None) is not None
+                if registered:
+                    sender._window.release()
+                slot.lost = True
+                slot.done.set()
+
+
+def smpp_sink(engine: Any, inbox: Any, region: str = "FR") -> DeliverSink:
+    """A sink that commits receipts and replies in one transaction per batch."""
+    from hygie.channels.inbound_sms import store_deliveries
+
+    def sink(items: Sequence[IncomingPdu]) -> Sequence[int]:
+        store_deliveries(engine, inbox, items, region)
+        return [consts.SMPP_ESME_ROK] * len(items)
+
+    return sink
+
