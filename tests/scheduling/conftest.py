@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,52 @@ def service(platform: Platform) -> SchedulingService:
     platform.parts["scheduling"] = svc
     publish_calendar(svc)
     return svc
+
+
+def build_app(platform: Platform) -> Any:
+    """The scheduling routes behind the real authentication middleware."""
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.routing import Mount
+    from starlette.staticfiles import StaticFiles
+
+    import hygie.web
+    from hygie.scheduling import api
+    from hygie.security.middleware import AuthMiddleware
+
+    static = Path(hygie.web.__file__).parent / "static"
+    app = Starlette(
+        routes=[Mount("/static", StaticFiles(directory=static)),
+                Mount("/scheduling", routes=api.routes())],
+        middleware=[Middleware(AuthMiddleware, platform=platform,
+                               public_paths=["/static/", *("/scheduling" + p
+                                                           for p in api.PUBLIC_PATHS)])])
+    app.state.platform = platform
+    app.state.nav = []
+    return app
+
+
+def staff_token(platform: Platform, scope: str = "system/*.cruds") -> str:
+    from hygie.security.tokens import issue_service_token
+
+    return issue_service_token(platform, subject="accueil", scope=scope)
+
+
+def last_sms(platform: Platform, phone: str) -> str:
+    """The text of the latest SMS queued for ``phone`` (the service's outbox)."""
+    from sqlalchemy import select
+
+    from hygie.scheduling import tables as t
+
+    with platform.engine.connect() as conn:
+        return str(conn.execute(select(t.message.c.body).where(
+            t.message.c.recipient == phone).order_by(t.message.c.id.desc()).limit(1))
+            .scalar_one())
+
+
+@pytest.fixture
+def client(platform: Platform, service: SchedulingService) -> Iterator[Any]:
+    from starlette.testclient import TestClient
+
+    with TestClient(build_app(platform), base_url=BASE) as c:
+        yield c

@@ -147,4 +147,4 @@ def day_view(conn: Connection, agenda_ids: Sequence[str], lo: int, hi: int) -> l
         .where(t.slot.c.agenda_id.in_(list(agenda_ids)), t.slot.c.start_utc >= lo,
                t.slot.c.start_utc < hi)
         .order_by(t.slot.c.start_utc, t.slot.c.agenda_id))
-    return [dict(r._mapping) for r in rows]
+    return [{str(k): v for k, v in r._asdict().items()} for r in rows]

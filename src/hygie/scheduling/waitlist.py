@@ -105,4 +105,4 @@ def expire_offer(conn: Connection, entry_id: int, slot_id: int) -> bool:
 def entries(conn: Connection, status: str = "waiting", limit: int = 200) -> list[dict]:
     rows = conn.execute(select(t.waitlist).where(t.waitlist.c.status == status)
                         .order_by(t.waitlist.c.created_utc).limit(limit))
-    return [dict(r._mapping) for r in rows]
+    return [{str(k): v for k, v in r._asdict().items()} for r in rows]
