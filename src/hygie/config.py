@@ -57,7 +57,10 @@ class Settings:
 
     # --- search ---------------------------------------------------------------
     #: How ``_total`` is computed when the client does not ask: none, estimate or accurate.
-    default_total: str = "accurate"
+    #: ``estimate`` counts up to ``estimate_total_cap`` matches and gives the exact total
+    #: when there are no more, leaving it out otherwise: every search stays cheap.
+    default_total: str = "estimate"
+    estimate_total_cap: int = 1000
 
     extra: dict[str, Any] = field(default_factory=dict)
 
