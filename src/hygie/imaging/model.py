@@ -74,3 +74,37 @@ class StoreOutcome:
     failed: list[tuple[str, str, int, str]] = field(default_factory=list)
     #: Studies whose ImagingStudy was written by this request.
     studies: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ImagingSettings:
+    """The service's settings, from ``[imaging]`` in hygie.toml (``Settings.extra``).
+
+    ``stable_s``: seconds without a new instance after which a series counts as
+    complete and is quantified; ``max_upload_bytes``: largest STOW-RS body;
+    ``ae_title``/``dimse_host``/``dimse_port``: the DIMSE service;
+    ``move_destinations``: AE title -> [host, port] that C-MOVE may send to;
+    ``lung_weights``: a lung-segmentation weights file supplied by the user (lungmask
+    or TotalSegmentator format), used when present and its package is installed.
+    """
+
+    quantify_on_arrival: bool = True
+    stable_s: float = 30.0
+    max_upload_bytes: int = 2 * 1024 * 1024 * 1024
+    ae_title: str = "HYGIE"
+    dimse_host: str = "127.0.0.1"
+    dimse_port: int = 11112
+    move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
+    lung_weights: str | None = None
+    fsync: bool = True
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> ImagingSettings:
+        raw = dict(extra.get("imaging", {}) or {})
+        moves = {str(k): (str(v[0]), int(v[1]))
+                 for k, v in (raw.pop("move_destinations", {}) or {}).items()}
+        known = {f for f in cls.__dataclass_fields__ if f != "move_destinations"}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown [imaging] settings: {', '.join(sorted(unknown))}")
+        return cls(move_destinations=moves, **raw)

@@ -1,0 +1,400 @@
+"""The DICOM archive: store instances, index them, and keep each study's ImagingStudy.
+
+``Archive.store`` is what STOW-RS (PS3.18 §10.5) and C-STORE (PS3.4 B.2) both call:
+each Part 10 file is parsed (header only), written through ``files.py`` byte for byte
+as received, and indexed; the index rows of one call commit together, and only then
+is the sender answered. The study's FHIR ImagingStudy is rewritten once per call (a
+STOW request) or once per association (DIMSE), never once per instance, because a
+300-slice series would otherwise write 300 versions of a growing resource; the
+``fhir_dirty`` flag in the index keeps that promise across a restart.
+
+Arriving chest CT series are queued for quantification (``jobs.py``) once they are
+stable: no new instance for ``stable_s`` seconds, as DICOM has no end-of-series signal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, delete, select, update
+
+from hygie.imaging import tables
+from hygie.imaging.errors import NotFound
+from hygie.imaging.files import InstanceFiles
+from hygie.imaging.model import InstanceRecord, StoreOutcome
+
+__all__ = ["BASE_PLACEHOLDER", "Archive", "parse_part10"]
+
+#: Stands for the DICOMweb base URL in stored metadata; replaced when served.
+BASE_PLACEHOLDER = "@@DICOMWEB@@"
+
+#: Failure reasons of PS3.18 Table I.2-1 / PS3.4 C.4.2.1.4 used in STOW responses.
+CANNOT_UNDERSTAND = 0xC000
+DATASET_MISMATCH = 0xA900
+PROCESSING_FAILURE = 0x0110
+
+_STUDY_TAGS = (
+    "SpecificCharacterSet", "StudyDate", "StudyTime", "AccessionNumber",
+    "ReferringPhysicianName", "StudyDescription", "PatientName", "PatientID",
+    "PatientBirthDate", "PatientSex", "StudyInstanceUID", "StudyID",
+)
+_SERIES_TAGS = (
+    "SpecificCharacterSet", "Modality", "SeriesDescription", "BodyPartExamined",
+    "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime",
+    "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
+)
+_CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "THORAC", "POUMON", "PULM")
+
+
+class InvalidInstance(Exception):
+    """One instance of a store request is refused; ``reason`` is its failure code."""
+
+    def __init__(self, reason: int, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def parse_part10(data: bytes) -> Any:
+    """The header of a DICOM Part 10 file (pixel data not read).
+
+    Raises ``InvalidInstance`` when the bytes are not a Part 10 file or lack the UIDs
+    every stored instance needs.
+    """
+    from pydicom import dcmread
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        ds = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except InvalidDicomError as exc:
+        raise InvalidInstance(CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}") from exc
+    except Exception as exc:  # pydicom raises many kinds on truncated or odd input
+        raise InvalidInstance(CANNOT_UNDERSTAND, f"unreadable DICOM: {exc}") from exc
+    meta = getattr(ds, "file_meta", None)
+    if meta is None or "TransferSyntaxUID" not in meta:
+        raise InvalidInstance(CANNOT_UNDERSTAND, "the file has no File Meta Information")
+    for keyword in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID"):
+        value = str(getattr(ds, keyword, "") or "")
+        if not value or len(value) > 64:
+            raise InvalidInstance(DATASET_MISMATCH, f"{keyword} is missing or invalid")
+    return ds
+
+
+def _text(ds: Any, keyword: str, limit: int) -> str:
+    value = getattr(ds, keyword, "")
+    return str(value if value is not None else "")[:limit]
+
+
+def _int(ds: Any, keyword: str) -> int | None:
+    try:
+        value = getattr(ds, keyword, None)
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _subset_json(ds: Any, keywords: Iterable[str]) -> bytes:
+    from pydicom.dataset import Dataset
+
+    sub = Dataset()
+    for keyword in keywords:
+        if keyword in ds:
+            sub[keyword] = ds[keyword]
+    return orjson.dumps(sub.to_json_dict())
+
+
+def instance_url(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    return f"{BASE_PLACEHOLDER}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}"
+
+
+def metadata_json(ds: Any, study_uid: str, series_uid: str, sop_uid: str,
+                  transfer_syntax: str) -> bytes:
+    """DICOM JSON (PS3.18 F.2) of the header, with bulk data as BulkDataURIs."""
+    base = instance_url(study_uid, series_uid, sop_uid)
+
+    def bulk(element: Any) -> str:
+        return f"{base}/bulkdata/{element.tag:08X}"
+
+    out = ds.to_json_dict(bulk_data_threshold=4096, bulk_data_element_handler=bulk)
+    if int(_int(ds, "Rows") or 0) > 0:
+        out["7FE00010"] = {"vr": "OW" if int(_int(ds, "BitsAllocated") or 8) > 8 else "OB",
+                           "BulkDataURI": f"{base}/bulkdata/7FE00010"}
+    out["00020010"] = {"vr": "UI", "Value": [transfer_syntax]}
+    return orjson.dumps(out)
+
+
+def file_key(study_uid: str, sop_uid: str) -> str:
+    """Two levels of folders from a hash of the study, then the instance's UID."""
+    digest = hashlib.sha1(study_uid.encode(), usedforsecurity=False).hexdigest()
+    return f"{digest[:2]}/{digest[2:10]}/{sop_uid}.dcm"
+
+
+def is_chest_ct(ds: Any) -> bool:
+    """A CT image series of the chest: modality, body part or descriptions say so."""
+    if _text(ds, "Modality", 16).upper() != "CT":
+        return False
+    image_type = [str(v).upper() for v in (getattr(ds, "ImageType", None) or [])]
+    if "LOCALIZER" in image_type:
+        return False
+    words = " ".join(_text(ds, k, 64).upper() for k in (
+        "BodyPartExamined", "StudyDescription", "SeriesDescription", "ProtocolName"))
+    return any(w in words for w in _CHEST_WORDS)
+
+
+@dataclass
+class _Parsed:
+    data: bytes
+    ds: Any
+    record: InstanceRecord
+
+
+class Archive:
+    """The platform's DICOM archive; ``for_platform`` builds the shared one."""
+
+    def __init__(self, engine: Engine, files: InstanceFiles, *,
+                 sync_study: Callable[[str], None] | None = None,
+                 enqueue: Callable[[str, str], None] | None = None) -> None:
+        self.engine = engine
+        self.files = files
+        #: Rewrites one study's ImagingStudy (``fhir_records.sync_study`` when wired).
+        self.sync_study = sync_study
+        #: Queues one chest CT series for quantification (``jobs.JobQueue.enqueue``).
+        self.enqueue = enqueue
+        self._lock = threading.Lock()
+
+    # --- storing ---------------------------------------------------------------------
+
+    def store(self, items: Iterable[bytes], *, study_uid: str | None = None,
+              sync: bool = True) -> StoreOutcome:
+        """Store Part 10 files; refused ones are listed with their reason, not raised.
+
+        ``study_uid``: the study named in the request URL (STOW-RS to /studies/{uid}),
+        which every instance must belong to. ``sync=False`` leaves the ImagingStudy to
+        a later ``flush`` (a DIMSE association stores instance by instance).
+        """
+        outcome = StoreOutcome()
+        parsed: list[_Parsed] = []
+        for data in items:
+            try:
+                ds = parse_part10(data)
+            except InvalidInstance as exc:
+                outcome.failed.append(("", "", exc.reason, str(exc)))
+                continue
+            sop = str(ds.SOPInstanceUID)
+            if study_uid is not None and str(ds.StudyInstanceUID) != study_uid:
+                outcome.failed.append((str(ds.SOPClassUID), sop, DATASET_MISMATCH,
+                                       "the instance belongs to another study"))
+                continue
+            parsed.append(self._prepare(data, ds))
+        if parsed:
+            accepted = self._write(parsed, outcome)
+            outcome.stored.extend(p.record for p in accepted)
+            studies = list(dict.fromkeys(p.record.study_uid for p in accepted))
+            outcome.studies = studies
+            if self.enqueue is not None:
+                for series_uid, study in dict.fromkeys(
+                        (p.record.series_uid, p.record.study_uid) for p in accepted
+                        if is_chest_ct(p.ds)):
+                    self.enqueue(series_uid, study)
+            if sync:
+                for uid in studies:
+                    self.sync(uid)
+        return outcome
+
+    def _prepare(self, data: bytes, ds: Any) -> _Parsed:
+        study, series, sop = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                              str(ds.SOPInstanceUID))
+        ts = str(ds.file_meta.TransferSyntaxUID)
+        record = InstanceRecord(
+            sop_instance_uid=sop, sop_class_uid=str(ds.SOPClassUID), series_uid=series,
+            study_uid=study, transfer_syntax_uid=ts, file_key=file_key(study, sop),
+            size=len(data), number_of_frames=int(_int(ds, "NumberOfFrames") or 1),
+            instance_number=_int(ds, "InstanceNumber"))
+        return _Parsed(data, ds, record)
+
+    def _write(self, parsed: list[_Parsed], outcome: StoreOutcome) -> list[_Parsed]:
+        """Files first, then the index rows of the whole batch in one transaction."""
+        sops = [p.record.sop_instance_uid for p in parsed]
+        with self.engine.connect() as conn:
+            known = {r.sop_instance_uid: r for r in conn.execute(
+                select(tables.instance.c.sop_instance_uid, tables.instance.c.study_uid,
+                       tables.instance.c.series_uid)
+                .where(tables.instance.c.sop_instance_uid.in_(sops)))}
+        accepted: list[_Parsed] = []
+        seen: set[str] = set()
+        for p in parsed:
+            rec = p.record
+            old = known.get(rec.sop_instance_uid)
+            if old is not None and (old.study_uid, old.series_uid) != (rec.study_uid,
+                                                                      rec.series_uid):
+                outcome.failed.append((rec.sop_class_uid, rec.sop_instance_uid,
+                                       DATASET_MISMATCH,
+                                       "this SOP Instance UID is stored in another series"))
+                continue
+            if rec.sop_instance_uid in seen:
+                continue
+            seen.add(rec.sop_instance_uid)
+            try:
+                self.files.write(rec.file_key, p.data)
+            except OSError as exc:
+                outcome.failed.append((rec.sop_class_uid, rec.sop_instance_uid,
+                                       PROCESSING_FAILURE, f"the file could not be written: "
+                                       f"{exc.strerror}"))
+                continue
+            accepted.append(p)
+        if not accepted:
+            return accepted
+        stamp = now_us()
+        studies: dict[str, dict[str, Any]] = {}
+        series: dict[str, dict[str, Any]] = {}
+        rows = []
+        for p in accepted:
+            ds, rec = p.ds, p.record
+            if rec.study_uid not in studies:
+                studies[rec.study_uid] = {
+                    "study_uid": rec.study_uid,
+                    "patient_id": _text(ds, "PatientID", 64),
+                    "patient_name": _text(ds, "PatientName", 324),
+                    "patient_birth_date": _text(ds, "PatientBirthDate", 8),
+                    "patient_sex": _text(ds, "PatientSex", 16),
+                    "study_date": _text(ds, "StudyDate", 8),
+                    "study_time": _text(ds, "StudyTime", 16),
+                    "accession_number": _text(ds, "AccessionNumber", 16),
+                    "study_id": _text(ds, "StudyID", 16),
+                    "study_description": _text(ds, "StudyDescription", 64),
+                    "referring_physician": _text(ds, "ReferringPhysicianName", 324),
+                    "modalities": "",
+                    "attributes": _subset_json(ds, _STUDY_TAGS),
+                    "fhir_id": None, "fhir_dirty": True, "updated_at": stamp,
+                }
+            if rec.series_uid not in series:
+                series[rec.series_uid] = {
+                    "series_uid": rec.series_uid, "study_uid": rec.study_uid,
+                    "modality": _text(ds, "Modality", 16),
+                    "series_number": _int(ds, "SeriesNumber"),
+                    "series_description": _text(ds, "SeriesDescription", 64),
+                    "body_part": _text(ds, "BodyPartExamined", 16),
+                    "attributes": _subset_json(ds, _SERIES_TAGS), "updated_at": stamp,
+                }
+            rows.append({
+                "sop_instance_uid": rec.sop_instance_uid, "series_uid": rec.series_uid,
+                "study_uid": rec.study_uid, "sop_class_uid": rec.sop_class_uid,
+                "instance_number": rec.instance_number,
+                "transfer_syntax_uid": rec.transfer_syntax_uid,
+                "number_of_frames": rec.number_of_frames,
+                "rows": _int(ds, "Rows"), "columns": _int(ds, "Columns"),
+                "file_key": rec.file_key, "size": rec.size,
+                "metadata": metadata_json(ds, rec.study_uid, rec.series_uid,
+                                          rec.sop_instance_uid, rec.transfer_syntax_uid),
+                "stored_at": stamp,
+            })
+        with self._lock, self.engine.connect() as conn, \
+                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE").begin():
+            existing_studies = set(conn.execute(
+                select(tables.study.c.study_uid).where(tables.study.c.study_uid.in_(studies)))
+                .scalars())
+            for uid, row in studies.items():
+                if uid in existing_studies:
+                    conn.execute(update(tables.study).where(tables.study.c.study_uid == uid)
+                                 .values(fhir_dirty=True, updated_at=stamp))
+                else:
+                    conn.execute(tables.study.insert().values(**row))
+            existing_series = set(conn.execute(
+                select(tables.series.c.series_uid)
+                .where(tables.series.c.series_uid.in_(series))).scalars())
+            for uid, row in series.items():
+                if uid in existing_series:
+                    conn.execute(update(tables.series).where(tables.series.c.series_uid == uid)
+                                 .values(updated_at=stamp))
+                else:
+                    conn.execute(tables.series.insert().values(**row))
+            replaced = [r["sop_instance_uid"] for r in rows if r["sop_instance_uid"] in known]
+            if replaced:
+                conn.execute(delete(tables.instance)
+                             .where(tables.instance.c.sop_instance_uid.in_(replaced)))
+            conn.execute(tables.instance.insert(), rows)
+            for uid in studies:
+                modalities = sorted(set(conn.execute(
+                    select(tables.series.c.modality)
+                    .where(tables.series.c.study_uid == uid)).scalars()) - {""})
+                conn.execute(update(tables.study).where(tables.study.c.study_uid == uid)
+                             .values(modalities="\\".join(modalities)))
+        return accepted
+
+    def sync(self, study_uid: str) -> None:
+        """Rewrite the study's ImagingStudy now (when the FHIR side is wired)."""
+        if self.sync_study is not None:
+            self.sync_study(study_uid)
+
+    def flush(self) -> int:
+        """Rewrite every ImagingStudy marked dirty; returns how many."""
+        with self.engine.connect() as conn:
+            dirty = list(conn.execute(select(tables.study.c.study_uid)
+                                      .where(tables.study.c.fhir_dirty.is_(True))).scalars())
+        for uid in dirty:
+            self.sync(uid)
+        return len(dirty)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def instances(self, study_uid: str, series_uid: str | None = None,
+                  sop_uid: str | None = None) -> list[Any]:
+        """Index rows of a study, series or instance, in series then instance order."""
+        t = tables.instance
+        query = select(t).where(t.c.study_uid == study_uid)
+        if series_uid is not None:
+            query = query.where(t.c.series_uid == series_uid)
+        if sop_uid is not None:
+            query = query.where(t.c.sop_instance_uid == sop_uid)
+        query = query.order_by(t.c.series_uid, t.c.instance_number, t.c.sop_instance_uid)
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(query))
+        if not rows:
+            what = sop_uid or series_uid or study_uid
+            raise NotFound(f"no stored instance matches {what}")
+        return rows
+
+    def series_instances(self, series_uid: str) -> list[Any]:
+        """Index rows of one series by its UID alone."""
+        t = tables.instance
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(t).where(t.c.series_uid == series_uid)
+                                     .order_by(t.c.instance_number, t.c.sop_instance_uid)))
+        if not rows:
+            raise NotFound(f"no stored series {series_uid}")
+        return rows
+
+    def read(self, row: Any) -> bytes:
+        """The stored Part 10 bytes of one index row."""
+        try:
+            return self.files.read(row.file_key)
+        except FileNotFoundError as exc:
+            raise NotFound(f"the file of instance {row.sop_instance_uid} is missing") from exc
+
+    def iter_files(self, rows: Iterable[Any]) -> Iterator[bytes]:
+        for row in rows:
+            yield self.read(row)
+
+    def dataset(self, row: Any) -> Any:
+        """The full dataset (pixel data included) of one index row."""
+        from pydicom import dcmread
+
+        return dcmread(io.BytesIO(self.read(row)))
+
+    def study_row(self, study_uid: str) -> Any:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(tables.study)
+                               .where(tables.study.c.study_uid == study_uid)).first()
+        if row is None:
+            raise NotFound(f"no stored study {study_uid}")
+        return row
