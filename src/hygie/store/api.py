@@ -18,7 +18,7 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from hygie.store import outcomes
-from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext, handle
+from hygie.store.interactions import FhirRequest, StoreContext, handle
 
 log = logging.getLogger("hygie.store")
 

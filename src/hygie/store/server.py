@@ -98,6 +98,8 @@ def open_store(platform: Platform) -> StoreContext:
         default_count=settings.default_page_size,
         max_count=settings.max_page_size,
         default_total=settings.default_total,
+        total_cap=settings.estimate_total_cap,
+        max_include=settings.max_include,
         codec=platform.parts.get(PARTS["codec"]),
     )
     base = settings.base_url.rstrip("/") + "/fhir"

@@ -145,7 +145,9 @@ class SqlRepository(Repository):
         indexer: Indexer | None = None,
         default_count: int = 20,
         max_count: int = 1000,
-        default_total: str = "accurate",
+        default_total: str = "estimate",
+        total_cap: int = 1000,
+        max_include: int = 5000,
         codec: BodyCodec | None = None,
     ) -> None:
         self.engine = engine
@@ -157,6 +159,8 @@ class SqlRepository(Repository):
         self.default_count = default_count
         self.max_count = max_count
         self.default_total = default_total
+        self.total_cap = total_cap
+        self.max_include = max_include
 
     # --- connections ---------------------------------------------------------------
 
@@ -699,25 +703,34 @@ class SqlRepository(Repository):
         count = request.count
         page = SearchPage(matches=[], warnings=list(request.warnings))
         with self._reading() as conn:
-            # "estimate" is answered with the exact count: it is cheap enough here.
-            total_mode = request.total or self.default_total
-            if total_mode in ("accurate", "estimate") or request.summary == "count":
+            total_mode = (
+                "accurate" if request.summary == "count" else (request.total or self.default_total)
+            )
+            if total_mode == "accurate":
                 page.total = conn.execute(compiled.count_query()).scalar_one()
+            elif total_mode == "estimate":
+                counted = conn.execute(compiled.capped_count_query(self.total_cap)).scalar_one()
+                page.total = counted if counted <= self.total_cap else None
             if request.summary == "count" or count == 0:
                 return page
             rows = conn.execute(compiled.page_query(count, cursor)).all()
             page.matches = [_row_to_stored(r, self.codec) for r in rows[:count]]
             if len(rows) > count:
                 page.next_cursor = compiled.next_cursor(rows[count - 1])
-            include = compiled.include_query([r.pk for r in rows[:count]])
-            if include is not None and restrict:
-                include = include.where(*restrict)
-            if include is not None:
-                seen = {(m.res_type, m.res_id) for m in page.matches}
-                for r in conn.execute(include):
+            seen = {(m.res_type, m.res_id) for m in page.matches}
+            pks, iterate = [r.pk for r in rows[:count]], False
+            while pks and len(page.included) < self.max_include:
+                include = compiled.include_query(pks, iterate=iterate)
+                if include is None:
+                    break
+                if restrict:
+                    include = include.where(*restrict)
+                pks, iterate = [], True
+                for r in conn.execute(include.limit(self.max_include - len(page.included))):
                     if (r.res_type, r.res_id) not in seen:
                         seen.add((r.res_type, r.res_id))
                         page.included.append(_row_to_stored(r, self.codec))
+                        pks.append(r.pk)
         return page
 
     # --- bulk and compartments -----------------------------------------------------

@@ -162,8 +162,9 @@ def _compile_token(cond: Condition, types: Sequence[str]) -> Select[Any]:
     return _rows_where("token", cond.code, types, or_(*clauses))
 
 
-def _range_clause(prefix: str, low: Any, high: Any, col_low: Any, col_high: Any,
-                  exact: float | None = None) -> Clause:
+def _range_clause(
+    prefix: str, low: Any, high: Any, col_low: Any, col_high: Any, exact: float | None = None
+) -> Clause:
     """Compare a stored range with a search range by prefix (search.html#prefix).
 
     Dates compare ranges both ways; numbers and quantities pass ``exact`` (the
@@ -192,8 +193,10 @@ def _range_clause(prefix: str, low: Any, high: Any, col_low: Any, col_high: Any,
         # ap: overlaps the value widened by 10% of its distance to now.
         now = int(time.time() * 1_000_000)
         reach = int(abs(now - low) * APPROXIMATION)
-        return and_(col_low <= min(high + reach, DATE_MAX),  # type: ignore[no-any-return]
-                    col_high >= max(low - reach, DATE_MIN))
+        return and_(
+            col_low <= min(high + reach, DATE_MAX),  # type: ignore[no-any-return]
+            col_high >= max(low - reach, DATE_MIN),
+        )
     eq = and_(col_low >= low, col_high < high, col_low < high)
     if prefix == "eq":
         return eq  # type: ignore[no-any-return]
@@ -220,8 +223,9 @@ def _compile_date(cond: Condition, types: Sequence[str]) -> Select[Any]:
     clauses = []
     for value in cond.values:
         assert isinstance(value, DateValue)
-        clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
-                                     table.c.high))
+        clauses.append(
+            _range_clause(value.prefix, value.low, value.high, table.c.low, table.c.high)
+        )
     return _rows_where("date", cond.code, types, or_(*clauses))
 
 
@@ -230,8 +234,11 @@ def _compile_number(cond: Condition, types: Sequence[str]) -> Select[Any]:
     clauses = []
     for value in cond.values:
         assert isinstance(value, NumberValue)
-        clauses.append(_range_clause(value.prefix, value.low, value.high, table.c.low,
-                                     table.c.high, exact=value.value))
+        clauses.append(
+            _range_clause(
+                value.prefix, value.low, value.high, table.c.low, table.c.high, exact=value.value
+            )
+        )
     return _rows_where("number", cond.code, types, or_(*clauses))
 
 
@@ -240,8 +247,11 @@ def _compile_quantity(cond: Condition, types: Sequence[str]) -> Select[Any]:
     clauses = []
     for value in cond.values:
         assert isinstance(value, QuantityValue)
-        parts = [_range_clause(value.prefix, value.low, value.high, table.c.low, table.c.high,
-                               exact=value.value)]
+        parts = [
+            _range_clause(
+                value.prefix, value.low, value.high, table.c.low, table.c.high, exact=value.value
+            )
+        ]
         if value.code is not None:
             parts.append(table.c.code == value.code[:INDEX_STRING_LENGTH])
         if value.system is not None:
@@ -293,8 +303,9 @@ def _compile_uri(cond: Condition, types: Sequence[str]) -> Select[Any]:
         if cond.modifier == "below":
             clauses.append(_prefix_match(table.c.value, value.value))
         elif cond.modifier == "above":
-            clauses.append(table.c.value.in_([u[:INDEX_STRING_LENGTH]
-                                              for u in _uri_ancestors(value.value)]))
+            clauses.append(
+                table.c.value.in_([u[:INDEX_STRING_LENGTH] for u in _uri_ancestors(value.value)])
+            )
         else:
             clauses.append(table.c.value == value.value[:INDEX_STRING_LENGTH])
     return _rows_where("uri", cond.code, types, or_(*clauses))
@@ -322,11 +333,13 @@ def _compile_column_param(cond: Condition, res: Res) -> Clause:
     if cond.missing is not None:
         return false() if cond.missing else true()
     column = res.c.last_updated
-    return or_(*(  # type: ignore[no-any-return]
-        _range_clause(v.prefix, v.low, v.high, column, column)
-        for v in cond.values
-        if isinstance(v, DateValue)
-    ))
+    return or_(
+        *(  # type: ignore[no-any-return]
+            _range_clause(v.prefix, v.low, v.high, column, column)
+            for v in cond.values
+            if isinstance(v, DateValue)
+        )
+    )
 
 
 def match_rows(item: Filter, types: Sequence[str]) -> Select[Any] | None:
@@ -373,8 +386,11 @@ def driver_rank(item: Filter) -> int:
     """
     if isinstance(item, Chain):
         return 1
-    if isinstance(item, Has) or item.missing is not None or item.modifier in ("not", "text",
-                                                                              "contains"):
+    if (
+        isinstance(item, Has)
+        or item.missing is not None
+        or item.modifier in ("not", "text", "contains")
+    ):
         return 9
     if item.code == "_id":
         return 0
@@ -422,8 +438,12 @@ def _compile_chain(chain: Chain, types: Sequence[str]) -> Select[Any]:
     parts.append(compile_filter(chain.condition, target, chain.target_types))
     return (
         select(ref.c.res_pk)
-        .select_from(ref.join(target, and_(target.c.res_type == ref.c.target_type,
-                                           target.c.res_id == ref.c.target_id)))
+        .select_from(
+            ref.join(
+                target,
+                and_(target.c.res_type == ref.c.target_type, target.c.res_id == ref.c.target_id),
+            )
+        )
         .where(*parts)
     )
 
@@ -457,8 +477,9 @@ def _compile_has(has: Has, res: Res, types: Sequence[str]) -> Clause:
     return tuple_(res.c.res_type, res.c.res_id).in_(keys)  # type: ignore[no-any-return]
 
 
-def compartment_clause(compartment_type: str, compartment_id: str, params: Sequence[str],
-                       res: Res = resource) -> Clause:
+def compartment_clause(
+    compartment_type: str, compartment_id: str, params: Sequence[str], res: Res = resource
+) -> Clause:
     """Resources in ``compartment_type/compartment_id`` through one of ``params``.
 
     For ``GET Patient/123/Observation``: ``params`` are the parameters that the
@@ -516,9 +537,9 @@ class CompiledSearch:
             column = rows.selected_columns[0]
             if after_pk is not None:
                 rows = rows.where(column > after_pk)
-            query = query.where(resource.c.pk.in_(
-                rows.distinct().order_by(column).limit(count + 1)
-            ))
+            query = query.where(
+                resource.c.pk.in_(rows.distinct().order_by(column).limit(count + 1))
+            )
         elif not self.request.sort:
             query = query.where(*self.page_filters)
         else:
@@ -545,6 +566,23 @@ class CompiledSearch:
             return select(func.count()).select_from(matches)
         return select(func.count()).select_from(resource).where(*self.where, *self.filters)
 
+    def capped_count_query(self, cap: int) -> Select[Any]:
+        """The number of matches, counting no further than ``cap + 1`` (``_total=estimate``).
+
+        Cheap whatever the result size: the caller gives an exact total when the count
+        stays within ``cap`` and leaves it out otherwise.
+        """
+        if self.driver is not None:
+            matches = self.driver.distinct().limit(cap + 1).subquery()
+        else:
+            matches = (
+                select(resource.c.pk)
+                .where(*self.where, *self.page_filters or self.filters)
+                .limit(cap + 1)
+                .subquery()
+            )
+        return select(func.count()).select_from(matches)
+
     def include_query(self, pks: Sequence[int], *, iterate: bool = False) -> Select[Any] | None:
         """Resources that ``_include``/``_revinclude`` add for the resources ``pks``.
 
@@ -554,7 +592,8 @@ class CompiledSearch:
         within its own limit). None when there is nothing to ask.
         """
         directives = [
-            d for d in (*self.request.includes, *self.request.revincludes)
+            d
+            for d in (*self.request.includes, *self.request.revincludes)
             if d.iterate or not iterate
         ]
         if not directives or not pks:
@@ -573,14 +612,18 @@ class CompiledSearch:
             if directive.reverse:
                 # Resources of source_type whose reference points at one of pks.
                 conditions.append(other.c.pk.in_(pk_list))
-                parts.append(resource.c.pk.in_(
-                    select(ref.c.res_pk).select_from(ref.join(other, link)).where(*conditions)
-                ))
+                parts.append(
+                    resource.c.pk.in_(
+                        select(ref.c.res_pk).select_from(ref.join(other, link)).where(*conditions)
+                    )
+                )
             else:
                 conditions.append(ref.c.res_pk.in_(pk_list))
-                parts.append(resource.c.pk.in_(
-                    select(other.c.pk).select_from(ref.join(other, link)).where(*conditions)
-                ))
+                parts.append(
+                    resource.c.pk.in_(
+                        select(other.c.pk).select_from(ref.join(other, link)).where(*conditions)
+                    )
+                )
         return (
             select(*RESULT_COLUMNS)
             .where(or_(*parts), resource.c.deleted == false(), resource.c.pk.not_in(pk_list))
@@ -608,6 +651,6 @@ def compile_search(req: SearchRequest, *, restrict: Sequence[Clause] = ()) -> Co
             filters[i] if i == lead else probe_filter(item, resource, req.types)
             for i, item in enumerate(req.filters)
         ]
-    return CompiledSearch(req, where, filters, driver, page_filters, sort_terms(req),
-                          fingerprint(req))
-
+    return CompiledSearch(
+        req, where, filters, driver, page_filters, sort_terms(req), fingerprint(req)
+    )
