@@ -1,0 +1,174 @@
+"""``hygie devices listen``: the MLLP server, the MQTT subscriber and the mapper process.
+
+The mapper runs in its own process, at a lower priority: the receipt path (frame,
+header check, group commit, commit acknowledgment) keeps the CPU under a burst, and
+the journal absorbs what the mapper has not written to the store yet. The two talk
+over two pipes: the server wakes the mapper when it commits new messages; the mapper
+sends back each message's outcome, which the server turns into application
+acknowledgments. The journal stays the source of truth: a mapper started afresh
+(after a crash, or a kill of the whole gateway) takes the pending rows where they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from hygie.config import Settings
+from hygie.devices.journal import Journal, Outcome
+from hygie.devices.model import DevicesSettings, journal_dir
+from hygie.platform import open_platform
+
+log = logging.getLogger("hygie.devices")
+
+
+def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection,
+               results: Connection) -> None:
+    """Body of the mapper process: map pending messages until the gateway goes away."""
+    from hygie.devices.ingest import Mapper
+    from hygie.store.server import open_store
+
+    with contextlib.suppress(OSError):
+        os.nice(dsettings.mapper_nice)
+    parent = os.getppid()
+    platform = open_platform(settings)
+    mapper = Mapper(platform.engine, open_store(platform).repository, dsettings)
+    try:
+        while os.getppid() == parent:
+            try:
+                outcomes = mapper.run_once()
+            except Exception:
+                log.exception("mapping failed; the messages stay pending")
+                time.sleep(1.0)
+                continue
+            if outcomes:
+                results.send_bytes(orjson.dumps(
+                    [[o.journal_id, o.status, o.error, o.observations] for o in outcomes]))
+                while wakes.poll():
+                    wakes.recv_bytes()
+                continue
+            if wakes.poll(0.5):
+                wakes.recv_bytes()
+    except (EOFError, BrokenPipeError, OSError):
+        pass
+    finally:
+        platform.close()
+
+
+class MapperProcess:
+    """Starts, wakes and restarts the mapper process."""
+
+    def __init__(self, settings: Settings, dsettings: DevicesSettings,
+                 on_outcomes: Callable[[list[Outcome]], None]) -> None:
+        self.settings = settings
+        self.dsettings = dsettings
+        self.on_outcomes = on_outcomes
+        self._ctx = multiprocessing.get_context("spawn")
+        self.process: Any = None
+        self._wake: Connection | None = None
+        self._results: Connection | None = None
+
+    def start(self) -> None:
+        wake_read, wake_write = self._ctx.Pipe(duplex=False)
+        result_read, result_write = self._ctx.Pipe(duplex=False)
+        self.process = self._ctx.Process(
+            target=run_mapper, name="hygie-devices-mapper", daemon=True,
+            args=(self.settings, self.dsettings, wake_read, result_write))
+        self.process.start()
+        wake_read.close()
+        result_write.close()
+        os.set_blocking(wake_write.fileno(), False)
+        self._wake, self._results = wake_write, result_read
+        asyncio.get_running_loop().add_reader(result_read.fileno(), self._readable)
+
+    def wake(self) -> None:
+        if self._wake is None:
+            return
+        # a full pipe already holds wakes the mapper has not read: nothing is lost
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
+            self._wake.send_bytes(b"w")
+
+    def _readable(self) -> None:
+        assert self._results is not None
+        try:
+            data = self._results.recv_bytes()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(self._results.fileno())
+            return
+        self.on_outcomes([Outcome(i, s, e, n) for i, s, e, n in orjson.loads(data)])
+
+    async def supervise(self) -> None:
+        """Restart the mapper if it dies (its pending rows wait in the journal)."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.process is not None and not self.process.is_alive():
+                log.warning("mapper process ended (exit %s); starting a new one",
+                            self.process.exitcode)
+                self.stop()
+                self.start()
+
+    def stop(self) -> None:
+        if self._results is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._results.fileno())
+            self._results.close()
+        if self._wake is not None:
+            self._wake.close()
+        self._wake = self._results = None
+        if self.process is not None and self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+
+
+async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = True,
+                announce: Callable[[str], None] = print) -> None:
+    """Run the gateway until SIGTERM or SIGINT."""
+    from hygie.devices.mllp import MllpServer
+    from hygie.devices.mqtt import MqttIngest
+
+    platform = open_platform(settings)
+    journal = Journal(platform.engine)
+    server_ref: list[MllpServer] = []
+    mapper = MapperProcess(settings, dsettings, lambda o: server_ref[0].resolve(o))
+    server = MllpServer(journal, dsettings, mapper.wake)
+    server_ref.append(server)
+    mapper.start()
+    supervisor = asyncio.get_running_loop().create_task(mapper.supervise())
+    listener = await server.start(dsettings.mllp_host, dsettings.mllp_port)
+    port = listener.sockets[0].getsockname()[1]
+    ingest = None
+    if mqtt:
+        loop = asyncio.get_running_loop()
+        ingest = MqttIngest(journal, dsettings, lambda: loop.call_soon_threadsafe(mapper.wake))
+        ingest.start()
+    folder = journal_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "mllp.port").write_text(str(port))
+    announce(f"MLLP listening on {dsettings.mllp_host}:{port}"
+             + (f"; MQTT {dsettings.mqtt_host}:{dsettings.mqtt_port} {dsettings.mqtt_topic}"
+                if mqtt else ""))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        await listener.wait_closed()
+        supervisor.cancel()
+        if ingest is not None:
+            ingest.stop()
+        server.close()
+        mapper.stop()
+        platform.close()

@@ -1,0 +1,165 @@
+"""The gateway's journal: messages committed before they are acknowledged.
+
+``append`` writes a batch of received messages in one transaction (group commit: the
+MLLP server gathers what arrived while the previous commit ran), skipping those whose
+(sender, control id) is already there and telling which ones were duplicates, with
+the first one's outcome. ``pending`` and ``finish`` are the mapper's side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import Connection, Engine, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from hygie.devices.tables import message
+from hygie.store.model import now_us
+
+PENDING, STORED, REJECTED = "pending", "stored", "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message to journal."""
+
+    channel: str
+    sender: str
+    control_id: str
+    codec: str
+    raw: bytes
+    #: Known bad at receipt (an MQTT payload that is not the documented JSON).
+    error: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """Where a message landed: its journal row, and whether it was already there."""
+
+    journal_id: int
+    duplicate: bool
+    status: str
+    error: dict[str, object] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    journal_id: int
+    channel: str
+    sender: str
+    control_id: str
+    codec: str
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the mapper did with a message."""
+
+    journal_id: int
+    status: str
+    error: dict[str, object] | None = None
+    observations: int = 0
+
+
+class Journal:
+    """Journal rows on the platform's engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.is_sqlite = engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            with conn.begin():
+                yield conn
+
+    def append(self, batch: Sequence[Incoming]) -> list[Appended]:
+        """Commit ``batch``; one ``Appended`` per message, in order."""
+        if not batch:
+            return []
+        when = now_us()
+        rows = [{
+            "channel": m.channel, "sender": m.sender, "control_id": m.control_id,
+            "codec": m.codec, "raw": m.raw, "received_at": when,
+            "status": REJECTED if m.error else PENDING,
+            "error": orjson.dumps(m.error).decode() if m.error else None,
+            "processed_at": when if m.error else None, "observations": 0,
+        } for m in batch]
+        dialect = sqlite if self.is_sqlite else postgresql
+        statement = (dialect.insert(message).on_conflict_do_nothing(
+            index_elements=["sender", "control_id"]).returning(
+                message.c.id, message.c.sender, message.c.control_id))
+        with self._writing() as conn:
+            inserted: dict[tuple[str, str], int] = {}
+            # one row per statement keeps duplicate keys inside a batch apart
+            unique: dict[tuple[str, str], dict[str, object]] = {}
+            for row in rows:
+                unique.setdefault((str(row["sender"]), str(row["control_id"])), row)
+            for r in conn.execute(statement, list(unique.values())):
+                inserted[(r.sender, r.control_id)] = r.id
+            missing = [k for k in unique if k not in inserted]
+            existing: dict[tuple[str, str], tuple[int, str, str | None]] = {}
+            if missing:
+                for r in conn.execute(select(
+                        message.c.id, message.c.sender, message.c.control_id,
+                        message.c.status, message.c.error).where(
+                        tuple_(message.c.sender, message.c.control_id).in_(missing))):
+                    existing[(r.sender, r.control_id)] = (r.id, r.status, r.error)
+        out: list[Appended] = []
+        seen: set[tuple[str, str]] = set()
+        for m in batch:
+            key = (m.sender, m.control_id)
+            if key in inserted and key not in seen:
+                seen.add(key)
+                out.append(Appended(inserted[key], False, REJECTED if m.error else PENDING,
+                                    m.error))
+                continue
+            if key in inserted:  # twice in one batch: the second is a duplicate
+                out.append(Appended(inserted[key], True, PENDING))
+                continue
+            jid, status, error = existing[key]
+            out.append(Appended(jid, True, status, orjson.loads(error) if error else None))
+        return out
+
+    def pending(self, limit: int) -> list[PendingRow]:
+        """The oldest messages not mapped yet."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(message.c.id, message.c.channel, message.c.sender, message.c.control_id,
+                       message.c.codec, message.c.raw)
+                .where(message.c.status == PENDING).order_by(message.c.id).limit(limit)
+            ).all()
+        return [PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, bytes(r.raw))
+                for r in rows]
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """Record what the mapper did (one transaction)."""
+        if not outcomes:
+            return
+        when = now_us()
+        with self._writing() as conn:
+            for o in outcomes:
+                conn.execute(update(message).where(message.c.id == o.journal_id).values(
+                    status=o.status, processed_at=when, observations=o.observations,
+                    error=orjson.dumps(o.error).decode() if o.error else None))
+
+    def outcome(self, journal_id: int) -> Outcome:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(message.c.status, message.c.error, message.c.observations)
+                             .where(message.c.id == journal_id)).one()
+        return Outcome(journal_id, r.status, orjson.loads(r.error) if r.error else None,
+                       r.observations)
+
+    def counts(self) -> dict[str, int]:
+        """Messages by status."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(message.c.status, func.count())
+                                .group_by(message.c.status)).all()
+        return {status: n for status, n in rows}
