@@ -23,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hygie.config import Settings, load_settings
+from hygie.devices import api as devices_api
 from hygie.epidemic import api as epidemic_api
 from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
@@ -42,7 +43,7 @@ NAV = [
     NavEntry("Dossier patient", "/record"),
     NavEntry("Suivi à domicile", "/followup", built=False),
     NavEntry("Mobilisation", "/mobilization", built=False),
-    NavEntry("Réanimation", "/devices", built=False),
+    NavEntry("Réanimation", "/devices"),
     NavEntry("Rendez-vous", "/scheduling", built=False),
     NavEntry("Imagerie", "/imaging", built=False),
     NavEntry("Mobilité", "/mobility"),
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         *security_api.routes(),
         *store_api.routes(),
         *store_pages.routes(),
+        Mount("/devices", routes=devices_api.routes()),
         Mount("/epidemic", routes=epidemic_api.routes()),
         Mount("/mobility", routes=mobility_api.routes()),
         Mount("/tracing", routes=tracing_api.routes()),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import click
 
 from hygie.config import load_settings
+from hygie.devices import cli as devices_cli
 from hygie.epidemic import cli as epidemic_cli
 from hygie.mobility import cli as mobility_cli
 from hygie.security import cli as security_cli
@@ -124,6 +125,7 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
 
 main.add_command(store_cli.migrate)
 main.add_command(store_cli.import_command)
+main.add_command(devices_cli.group)
 main.add_command(epidemic_cli.group)
 main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)
