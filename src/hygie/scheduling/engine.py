@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
@@ -42,6 +42,9 @@ from hygie.scheduling.model import (
     to_local,
 )
 from hygie.scheduling.transactions import reading, writing
+
+if TYPE_CHECKING:
+    from hygie.scheduling.reception import PreadmissionDesk
 
 log = logging.getLogger("hygie.scheduling")
 
@@ -116,6 +119,13 @@ class SchedulingService:
 
             store = open_store(self.platform)
         return store.repository
+
+    @property
+    def preadmission(self) -> PreadmissionDesk:
+        """Online pre-admission files (``reception.py``)."""
+        from hygie.scheduling.reception import PreadmissionDesk
+
+        return PreadmissionDesk(self)
 
     @property
     def key(self) -> bytes:
@@ -232,8 +242,17 @@ class SchedulingService:
     # --- booking ----------------------------------------------------------------------
 
     def _after_booking(self, conn: Connection, booking: Booking, now: int) -> None:
-        zone = ZoneInfo(ag.get_agenda(conn, booking.agenda_id).timezone)
+        """Reminders, confirmation SMS, and a pre-admission file when the type needs one."""
+        agenda = ag.get_agenda(conn, booking.agenda_id)
+        zone = ZoneInfo(agenda.timezone)
         jobs.schedule_reminders(conn, booking.id, booking.start_utc, zone, now)
+        kind = ag.appointment_types(conn).get(booking.type_code)
+        if kind is not None and kind.preadmission:
+            p = booking.patient
+            self.preadmission.invite_in(conn, site_id=agenda.site_id,
+                                        planned_start_utc=booking.start_utc, family=p.family,
+                                        given=p.given, birth_date=p.birth_date, phone=p.phone,
+                                        booking_id=booking.id)
         if booking.patient.phone and booking.manage_secret:
             when = to_local(booking.start_utc, zone).strftime("%d/%m/%Y à %H:%M")
             messages.queue(conn, "sms", booking.patient.phone,
