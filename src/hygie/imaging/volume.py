@@ -16,7 +16,7 @@ import numpy as np
 
 from hygie.imaging.errors import NotAVolume
 
-__all__ = ["Volume", "volume_from_datasets"]
+__all__ = ["Volume", "order_slices", "volume_from_datasets"]
 
 
 @dataclass
@@ -60,6 +60,18 @@ class Volume:
 
 def _position(ds: object) -> np.ndarray:
     return np.asarray([float(v) for v in ds.ImagePositionPatient], float)  # type: ignore[attr-defined]
+
+
+def order_slices(datasets: Sequence[object]) -> list[object]:
+    """The slices sorted along the normal of their orientation (volume order)."""
+    if not datasets:
+        return []
+    try:
+        orientation = np.asarray([float(v) for v in datasets[0].ImageOrientationPatient])  # type: ignore[attr-defined]
+        normal = np.cross(orientation[:3], orientation[3:])
+        return sorted(datasets, key=lambda ds: float(_position(ds) @ normal))
+    except (AttributeError, ValueError, TypeError) as exc:
+        raise NotAVolume(f"the images lack geometry ({exc})") from exc
 
 
 def volume_from_datasets(datasets: Sequence[object]) -> Volume:
