@@ -28,7 +28,10 @@ from hygie.epidemic import api as epidemic_api
 from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
 from hygie.security import api as security_api
+from hygie.security import pages as security_pages
+from hygie.security.installation import install as install_security
 from hygie.security.middleware import AuthMiddleware
+from hygie.security.protection import ClientRateLimit, EdgeProtection
 from hygie.store import api as store_api
 from hygie.store import outcomes
 from hygie.store import pages as store_pages
@@ -52,7 +55,7 @@ NAV = [
 ]
 
 #: Paths anyone may call without a token.
-PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico",
+PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico", "/openapi.json",
                 *("/tracing" + p for p in tracing_api.PUBLIC_PATHS)]
 
 
@@ -87,12 +90,14 @@ async def _home(request: Request) -> Response:
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Starlette:
     """Build the platform's ASGI app for these settings (or an already open platform)."""
     platform = platform or open_platform(settings or load_settings())
+    install_security(platform)  # encryption, access rules, audit: before the store opens
     open_store(platform)
     static = Path(__file__).parent / "web" / "static"
     routes: list[Any] = [
         Route("/", _home),
         Mount("/static", StaticFiles(directory=static), name="static"),
         *security_api.routes(),
+        *security_pages.routes(),
         *store_api.routes(),
         *store_pages.routes(),
         Mount("/devices", routes=devices_api.routes()),
@@ -109,7 +114,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(AuthMiddleware, platform=platform, public_paths=PUBLIC_PATHS)],
+        middleware=[Middleware(EdgeProtection, platform=platform),
+                    Middleware(AuthMiddleware, platform=platform, public_paths=PUBLIC_PATHS),
+                    Middleware(ClientRateLimit, platform=platform)],
         exception_handlers={HTTPException: _http_error, Exception: _server_error,
                             **security_api.exception_handlers()},
     )

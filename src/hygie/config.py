@@ -40,6 +40,29 @@ class Settings:
     #: Lifetime of browser sessions, in seconds.
     session_lifetime_s: int = 8 * 3600
 
+    #: Lifetime of refresh tokens (authorization code grant with offline_access), seconds.
+    refresh_token_lifetime_s: int = 8 * 3600
+
+    # --- security -------------------------------------------------------------
+    #: Seal resource bodies at rest with AES-256-GCM (docs/security.md).
+    encrypt_at_rest: bool = True
+    #: Record every access in the hash-chained audit trail.
+    audit: bool = True
+    #: Staff (practitioners, administrators) must sign in with a TOTP second factor;
+    #: those who have none yet are asked to enrol at sign-in.
+    totp_for_staff: bool = False
+    #: Failed sign-ins in a row that lock a username, and for how long (seconds).
+    lockout_threshold: int = 5
+    lockout_s: int = 900
+    #: Requests per second (sustained, then burst) from one network address, and from
+    #: one authenticated client; beyond: 429 with Retry-After.
+    rate_per_address: float = 1000.0
+    burst_per_address: int = 5000
+    rate_per_client: float = 2000.0
+    burst_per_client: int = 10000
+    #: Sign-in attempts per minute from one network address.
+    login_rate_per_minute: int = 30
+
     # --- limits ---------------------------------------------------------------
     #: Largest accepted request body, in bytes (413 beyond).
     max_body_bytes: int = 16 * 1024 * 1024

@@ -74,7 +74,16 @@ class Platform:
         self.engine.dispose()
 
 
+#: Called with every platform that ``open_platform`` builds. The ``hygie`` command
+#: registers the security layer here for the time of one command, so that every
+#: sub-command reads and writes through it without the core knowing of it.
+OPEN_HOOKS: list[Callable[[Platform], None]] = []
+
+
 def open_platform(settings: Settings) -> Platform:
     """Build the platform for these settings (no schema change: see ``migrate``)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    return Platform(settings=settings, engine=create_engine(settings.database_url))
+    platform = Platform(settings=settings, engine=create_engine(settings.database_url))
+    for hook in OPEN_HOOKS:
+        hook(platform)
+    return platform

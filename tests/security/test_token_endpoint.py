@@ -128,7 +128,9 @@ def test_invalid_scope(http: TestClient, registered: clients.NewClient, scope: s
 @pytest.mark.parametrize(("data", "error"), [
     ({}, "invalid_request"),
     ({"grant_type": "password", "username": "u", "password": "p"}, "unsupported_grant_type"),
-    ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type"),
+    ({"grant_type": "authorization_code", "code": "x"}, "invalid_grant"),
+    ({"grant_type": "refresh_token", "refresh_token": "x"}, "invalid_grant"),
+    ({"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}, "unsupported_grant_type"),
 ])
 def test_grant_errors(http: TestClient, registered: clients.NewClient,
                       data: dict[str, str], error: str) -> None:
@@ -241,11 +243,14 @@ def test_jwks_and_smart_configuration(http: TestClient) -> None:
         config = http.get(path).json()
         assert config["token_endpoint"] == "http://testserver/oauth/token"
         assert config["jwks_uri"] == "http://testserver/.well-known/jwks.json"
-        assert config["grant_types_supported"] == ["client_credentials"]
-        assert "permission-v2" in config["capabilities"]
-        # nothing announced that does not exist yet
-        assert "authorization_endpoint" not in config
-        assert "launch-standalone" not in config["capabilities"]
+        assert set(config["grant_types_supported"]) == {
+            "client_credentials", "authorization_code", "refresh_token"}
+        assert {"permission-v2", "launch-standalone", "client-public",
+                "sso-openid-connect"} <= set(config["capabilities"])
+        assert config["code_challenge_methods_supported"] == ["S256"]  # never "plain"
+        assert config["authorization_endpoint"] == "http://testserver/oauth/authorize"
+        # nothing announced that does not exist
+        assert "launch-ehr" not in config["capabilities"]
 
 
 def test_websockets_are_authenticated_too(http: TestClient, sqlite_platform: Platform) -> None:

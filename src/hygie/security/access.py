@@ -166,6 +166,9 @@ class AccessRules:
             return Reach(frozenset({principal.patient}) if principal.patient else frozenset())
         if principal.kind is Kind.ADMIN:
             return Reach()
+        if principal.patient:
+            # an app launched on one patient's record (checked reachable at launch)
+            return Reach(frozenset({principal.patient}))
         if not principal.hospital:
             return None
         queries = [_link_query(t, p, "Organization", principal.hospital, s)

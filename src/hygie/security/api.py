@@ -21,27 +21,35 @@ import binascii
 import hmac
 import secrets
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from hygie.security import oauth
 from hygie.security.clients import authenticate_client
+from hygie.security.grants import revoke_access
 from hygie.security.middleware import SESSION_COOKIE
 from hygie.security.model import InsufficientScope, Kind, Principal
 from hygie.security.responses import auth_param, is_fhir_path, outcome_response, problem_response
 from hygie.security.scopes import ScopeError, ScopeSet
-from hygie.security.tokens import tokens_for
+from hygie.security.signin import signin_for
+from hygie.security.tokens import InvalidToken, tokens_for
 from hygie.security.users import authenticate_user
 from hygie.web.pages import render
 
 #: Paths of this package that need no credentials (the middleware also knows them).
-PUBLIC_PATHS = ["/oauth/token", "/.well-known/", "/fhir/.well-known/", "/login", "/logout"]
+#: ``/oauth/authorize`` is public so that it can send a browser without a session to
+#: the sign-in page itself, with the request to resume.
+PUBLIC_PATHS = ["/oauth/token", "/oauth/revoke", "/oauth/authorize", "/.well-known/",
+                "/fhir/.well-known/", "/login", "/logout"]
 
 #: Name of the login form's CSRF cookie.
 CSRF_COOKIE = "hygie_csrf"
+#: Name of the cookie of a half-done sign-in (password right, second factor due).
+PENDING_COOKIE = "hygie_mfa"
 
 #: Largest form body read by the token endpoint and the login form.
 MAX_FORM_BYTES = 16 * 1024
@@ -97,6 +105,17 @@ async def read_form(request: Request) -> dict[str, str]:
 # --- token endpoint ---------------------------------------------------------------------
 
 
+def basic_from_header(request: Request) -> tuple[str, str] | None:
+    """HTTP Basic client credentials of a request, or None when it has none."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        return _basic_credentials(credentials)
+    except OAuthError as exc:
+        raise oauth.OAuthError(exc.error, exc.description) from None
+
+
 def _basic_credentials(header: str) -> tuple[str, str]:
     """Client id and secret from ``Authorization: Basic`` (RFC 6749 §2.3.1 encoding)."""
     try:
@@ -110,10 +129,13 @@ def _basic_credentials(header: str) -> tuple[str, str]:
 
 
 async def token(request: Request) -> Response:
-    """POST /oauth/token: the client credentials grant (RFC 6749 §4.4)."""
+    """POST /oauth/token: client credentials (RFC 6749 §4.4), authorization code with
+    PKCE (§4.1.3, RFC 7636) and refresh token (§6) grants."""
     try:
         return await _token(request)
     except OAuthError as exc:
+        return exc.response()
+    except oauth.OAuthError as exc:
         return exc.response()
 
 
@@ -125,9 +147,18 @@ async def _token(request: Request) -> Response:
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "missing grant_type")
+    if grant_type in ("authorization_code", "refresh_token"):
+        basic = basic_from_header(request)
+        if basic is not None and ("client_id" in form and "client_secret" in form):
+            raise OAuthError("invalid_request",
+                             "use one client authentication method, not Basic and the form")
+        if grant_type == "authorization_code":
+            return await oauth.authorization_code_grant(request, form, basic)
+        return await oauth.refresh_token_grant(request, form, basic)
     if grant_type != "client_credentials":
         raise OAuthError("unsupported_grant_type",
-                         f"grant_type {grant_type!r} is not supported; use client_credentials")
+                         f"grant_type {grant_type!r} is not supported; use client_credentials, "
+                         "authorization_code or refresh_token")
 
     challenge = {"WWW-Authenticate": 'Basic realm="hygie"'}
     scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -179,18 +210,18 @@ async def jwks(request: Request) -> Response:
 
 
 async def smart_configuration(request: Request) -> Response:
-    """GET /.well-known/smart-configuration: what a SMART client can use today.
+    """GET /.well-known/smart-configuration: what a SMART client can use.
 
-    Only the client credentials grant exists so far: no authorization endpoint, no
-    launch, no PKCE, so none of those is announced.
+    Standalone launch only (no EHR launch), public and confidential clients, PKCE S256,
+    OpenID Connect, offline access, patient and user scopes in v1 and v2 syntax.
     """
-    base = request.app.state.platform.settings.base_url.rstrip("/")
+    settings = request.app.state.platform.settings
     body = {
-        "token_endpoint": f"{base}/oauth/token",
-        "jwks_uri": f"{base}/.well-known/jwks.json",
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "capabilities": ["client-confidential-symmetric", "permission-v1", "permission-v2"],
+        **oauth.discovery(settings.base_url.rstrip("/"), settings.token_issuer),
+        "capabilities": ["launch-standalone", "client-public", "client-confidential-symmetric",
+                         "context-standalone-patient", "context-banner", "sso-openid-connect",
+                         "permission-offline", "permission-online", "permission-patient",
+                         "permission-user", "permission-v1", "permission-v2"],
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
 
@@ -251,8 +282,21 @@ async def login_form(request: Request) -> Response:
     return _login_page(request, next_url=next_url)
 
 
+def _client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _locked_page(request: Request, next_url: str, username: str, seconds: int) -> Response:
+    minutes = max(1, (seconds + 59) // 60)
+    response = _login_page(request, next_url=next_url, username=username[:128],
+                           status_code=429, error="Trop de tentatives de connexion. Réessayez "
+                           f"dans {minutes} minute{'s' if minutes > 1 else ''}.")
+    response.headers["Retry-After"] = str(max(1, seconds))
+    return response
+
+
 async def login_submit(request: Request) -> Response:
-    """POST /login: check the CSRF token and the password, then open the session."""
+    """POST /login: CSRF, throttling, password; then the second factor when due."""
     try:
         form = await read_form(request)
     except FormError:
@@ -267,21 +311,118 @@ async def login_submit(request: Request) -> Response:
         return _login_page(request, next_url=next_url, username=username[:128], status_code=403,
                            error="Votre formulaire de connexion a expiré. Veuillez réessayer.")
     platform = request.app.state.platform
+    signin = signin_for(platform)
+    wait = signin.per_address.take(_client_address(request))
+    if wait:
+        return _locked_page(request, next_url, username, int(wait + 1))
+    locked = await run_in_threadpool(signin.throttle.locked_for, username)
+    if locked:
+        await run_in_threadpool(signin.failed, username, "locked")
+        return _locked_page(request, next_url, username, locked)
     user = await run_in_threadpool(authenticate_user, platform.engine, username,
                                    form.get("password", ""))
     if user is None:
+        lock = await run_in_threadpool(signin.failed, username, "wrong password")
+        if lock:
+            return _locked_page(request, next_url, username, lock)
         return _login_page(request, next_url=next_url, username=username[:128],
                            error="Identifiant ou mot de passe incorrect.")
-    issued = tokens_for(platform).issue_session(user.principal())
+    if await run_in_threadpool(signin.second_factor_due, user):
+        pending = tokens_for(platform).issue_pending(user.principal())
+        response = RedirectResponse("/login/totp?" + urlencode({"next": next_url}),
+                                    status_code=303, headers={"Cache-Control": "no-store"})
+        response.set_cookie(PENDING_COOKIE, pending.token, max_age=pending.expires_in,
+                            path="/login", secure=_is_https(request), httponly=True,
+                            samesite="strict")
+        response.delete_cookie(CSRF_COOKIE, path="/login")
+        return response
+    return await _open_session(request, user.principal(), next_url)
+
+
+async def _open_session(request: Request, principal: Principal, next_url: str) -> Response:
+    platform = request.app.state.platform
+    await run_in_threadpool(signin_for(platform).succeeded, principal)
+    issued = tokens_for(platform).issue_session(principal)
     response = RedirectResponse(next_url, status_code=303, headers={"Cache-Control": "no-store"})
     response.set_cookie(SESSION_COOKIE, issued.token, max_age=issued.expires_in, path="/",
                         secure=_is_https(request), httponly=True, samesite="lax")
     response.delete_cookie(CSRF_COOKIE, path="/login")
+    response.delete_cookie(PENDING_COOKIE, path="/login")
     return response
+
+
+def _pending(request: Request) -> Principal | None:
+    token = request.cookies.get(PENDING_COOKIE)
+    if not token:
+        return None
+    try:
+        return tokens_for(request.app.state.platform).verify_pending(token)
+    except InvalidToken:
+        return None
+
+
+async def totp_form(request: Request) -> Response:
+    """GET /login/totp: the code of the authenticator app (or enrolment, the first time)."""
+    principal = _pending(request)
+    next_url = safe_next(request.query_params.get("next"))
+    if principal is None:
+        return RedirectResponse("/login?" + urlencode({"next": next_url}), status_code=303)
+    return await _totp_page(request, principal, next_url)
+
+
+async def _totp_page(request: Request, principal: Principal, next_url: str,
+                     error: str | None = None, status_code: int = 200) -> Response:
+    platform = request.app.state.platform
+    signin = signin_for(platform)
+    enrolment = await run_in_threadpool(signin.enrolment, principal.subject)
+    csrf = secrets.token_urlsafe(32)
+    response = render(request, "security/totp.html", {
+        "csrf_token": csrf, "next_url": next_url, "error": error, "enrolment": enrolment,
+        "display": principal.display,
+    }, status_code=status_code)
+    response.headers.update({"Cache-Control": "no-store"})
+    response.set_cookie(CSRF_COOKIE, csrf, max_age=600, path="/login",
+                        secure=_is_https(request), httponly=True, samesite="strict")
+    return response
+
+
+async def totp_submit(request: Request) -> Response:
+    """POST /login/totp: check the code; open the session."""
+    try:
+        form = await read_form(request)
+    except FormError:
+        form = {}
+    next_url = safe_next(form.get("next"))
+    principal = _pending(request)
+    if principal is None:
+        return RedirectResponse("/login?" + urlencode({"next": next_url}), status_code=303)
+    sent, expected = form.get("csrf_token", ""), request.cookies.get(CSRF_COOKIE, "")
+    if not (expected and sent and hmac.compare_digest(sent.encode(), expected.encode())
+            and _origin_ok(request)):
+        return await _totp_page(request, principal, next_url, status_code=403,
+                                error="Le formulaire a expiré. Veuillez réessayer.")
+    signin = signin_for(request.app.state.platform)
+    locked = await run_in_threadpool(signin.throttle.locked_for, principal.subject)
+    if locked:
+        return _locked_page(request, next_url, principal.subject, locked)
+    if not await run_in_threadpool(signin.check_code, principal.subject, form.get("code", "")):
+        lock = await run_in_threadpool(signin.failed, principal.subject, "wrong TOTP code")
+        if lock:
+            return _locked_page(request, next_url, principal.subject, lock)
+        return await _totp_page(request, principal, next_url, status_code=400,
+                                error="Code incorrect ou déjà utilisé.")
+    return await _open_session(request, principal, next_url)
 
 
 async def logout(request: Request) -> Response:
     """GET /logout: forget the session cookie and go back to the sign-in page."""
+    user: Principal | None = getattr(request.state, "user", None)
+    platform = request.app.state.platform
+    if user is not None:
+        if user.token_id and user.expires_at:  # the cookie may have been copied: end it
+            await run_in_threadpool(revoke_access, platform.engine, user.token_id,
+                                    user.expires_at)
+        await run_in_threadpool(signin_for(platform).signed_out, user)
     response = RedirectResponse("/login", status_code=303, headers={"Cache-Control": "no-store"})
     response.delete_cookie(SESSION_COOKIE, path="/", secure=_is_https(request),
                            httponly=True, samesite="lax")
@@ -311,7 +452,15 @@ def routes() -> list[BaseRoute]:
         Route("/fhir/.well-known/smart-configuration", smart_configuration, methods=["GET"]),
         Route("/login", login_form, methods=["GET"]),
         Route("/login", login_submit, methods=["POST"]),
+        Route("/login/totp", totp_form, methods=["GET"]),
+        Route("/login/totp", totp_submit, methods=["POST"]),
         Route("/logout", logout, methods=["GET"]),
+        Route("/oauth/authorize", oauth.authorize, methods=["GET"]),
+        Route("/oauth/authorize", oauth.authorize_decision, methods=["POST"]),
+        Route("/oauth/revoke", oauth.revoke, methods=["POST"]),
+        Route("/oauth/userinfo", oauth.userinfo, methods=["GET"]),
+        Route("/.well-known/openid-configuration", oauth.openid_configuration,
+              methods=["GET"]),
     ]
 
 

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import RowMapping
@@ -50,6 +51,10 @@ class Client:
     allowed_scopes: ScopeSet
     created: datetime
     disabled: bool = False
+    #: Where the authorization code grant may redirect (exact match).
+    redirect_uris: tuple[str, ...] = ()
+    #: A public client (browser or mobile app) has no secret and must use PKCE.
+    public: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +72,29 @@ def _client(row: RowMapping) -> Client:
         allowed_scopes=ScopeSet.parse(row["allowed_scopes"]),
         created=datetime.fromtimestamp(row["created"] / 1e6, UTC),
         disabled=bool(row["disabled"]),
+        redirect_uris=tuple((row["redirect_uris"] or "").split()),
+        public=bool(row["public"]),
     )
 
 
-def create_client(engine: Engine, name: str, scopes: str | Iterable[str]) -> NewClient:
-    """Register a client allowed to request ``scopes``; returns it with its secret."""
+def _check_redirect_uri(uri: str) -> None:
+    """RFC 6749 §3.1.2: absolute, no fragment; https, or http on the loopback only."""
+    parts = urlsplit(uri)
+    if parts.fragment or not parts.netloc or any(ch.isspace() for ch in uri):
+        raise ClientError(f"redirect URI {uri!r} must be absolute, without fragment or spaces")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ClientError(f"redirect URI {uri!r}: http is allowed on the loopback only")
+    if parts.scheme not in ("http", "https"):
+        raise ClientError(f"redirect URI {uri!r} must use https")
+
+
+def create_client(engine: Engine, name: str, scopes: str | Iterable[str], *,
+                  redirect_uris: Iterable[str] = (), public: bool = False) -> NewClient:
+    """Register a client allowed to request ``scopes``; returns it with its secret.
+
+    A public client gets no secret (``NewClient.secret`` is empty): it authenticates
+    nothing and proves possession with PKCE, and may not use client credentials.
+    """
     name = name.strip()
     if not name or len(name) > 200:
         raise ClientError("a client name is 1 to 200 characters")
@@ -81,15 +104,25 @@ def create_client(engine: Engine, name: str, scopes: str | Iterable[str]) -> New
         raise ClientError(str(exc)) from None
     if not allowed:
         raise ClientError("a client needs at least one allowed scope")
+    uris = tuple(dict.fromkeys(redirect_uris))
+    for uri in uris:
+        _check_redirect_uri(uri)
+    if public and not uris:
+        raise ClientError("a public client needs at least one redirect URI")
+    if public and any(s.context == "system" for s in allowed.resource_scopes):
+        raise ClientError("a public client cannot hold system/ scopes")
     client_id = "c_" + secrets.token_hex(10)
-    secret = secrets.token_urlsafe(32)
+    secret = "" if public else secrets.token_urlsafe(32)
     created = time.time_ns() // 1000
     with engine.begin() as conn:
         conn.execute(insert(oauth_client).values(
-            client_id=client_id, name=name, secret_hash=passwords.hash_secret(secret),
+            client_id=client_id, name=name,
+            secret_hash=passwords.hash_secret(secret or secrets.token_urlsafe(32)),
             allowed_scopes=str(allowed), created=created, disabled=False,
+            redirect_uris=" ".join(uris), public=public,
         ))
-    client = Client(client_id, name, allowed, datetime.fromtimestamp(created / 1e6, UTC))
+    client = Client(client_id, name, allowed, datetime.fromtimestamp(created / 1e6, UTC),
+                    redirect_uris=uris, public=public)
     return NewClient(client, secret)
 
 
@@ -116,7 +149,7 @@ def authenticate_client(engine: Engine, client_id: str, secret: str) -> Client |
                 select(oauth_client).where(oauth_client.c.client_id == client_id)
             ).mappings().first()
     matches = passwords.verify_secret(row["secret_hash"] if row else None, secret)
-    if row is None or not matches or row["disabled"]:
+    if row is None or not matches or row["disabled"] or row["public"]:
         return None
     return _client(row)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import os
 import struct
 import threading
@@ -80,6 +81,10 @@ class MasterKey(ABC):
     def unwrap(self, wrapped: bytes) -> bytes:
         """Decrypt a data key wrapped by ``wrap``; raises ``SealError`` if it does not open."""
 
+    @abstractmethod
+    def derive(self, label: str) -> bytes:
+        """A 32-byte key for one purpose (the audit chain's MAC), bound to this key."""
+
 
 class LocalMasterKey(MasterKey):
     """A master key held by the process itself (file or environment), AES-256-GCM wrap."""
@@ -88,11 +93,15 @@ class LocalMasterKey(MasterKey):
         if len(secret) != 32:
             raise ValueError("a master key is 32 bytes (AES-256)")
         self._aead = AESGCM(secret)
+        self._secret = secret
         self.key_id = "local:" + hashlib.sha256(b"hygie master key id" + secret).hexdigest()[:16]
 
     def wrap(self, key: bytes) -> bytes:
         nonce = os.urandom(12)
         return nonce + self._aead.encrypt(nonce, key, _WRAP_AAD)
+
+    def derive(self, label: str) -> bytes:
+        return hmac.new(self._secret, label.encode(), hashlib.sha256).digest()
 
     def unwrap(self, wrapped: bytes) -> bytes:
         try:

@@ -33,6 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hygie.platform import Platform
+from hygie.security.audit import CLIENT_ADDRESS
 from hygie.security.model import Principal
 from hygie.security.responses import auth_param, error_response, is_fhir_path
 from hygie.security.tokens import InvalidToken, TokenService, tokens_for
@@ -44,6 +45,8 @@ SESSION_COOKIE = "hygie_session"
 #: and discovery documents, static files, and the FHIR CapabilityStatement.
 ALWAYS_PUBLIC = (
     "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/authorize",
     "/.well-known/",
     "/login",
     "/logout",
@@ -117,21 +120,40 @@ class AuthMiddleware:
                     principal = None  # an expired session simply means: sign in again
 
         path: str = scope["path"]
-        if not self.is_public(path):
-            if principal is None:
-                await self._deny(scope, receive, send, authorization is not None, failure, accept)
-                return
-            if from_cookie and scope.get("method") in _UNSAFE_METHODS \
-                    and origin is not None and not self._same_origin(scope, origin):
-                response = error_response(path, 403, "forbidden",
-                                          "cross-origin request refused for a browser session")
-                await response(scope, receive, send)
-                return
+        client = scope.get("client")
+        address = CLIENT_ADDRESS.set(client[0] if client else None)
+        try:
+            if failure is not None:
+                self._record_failure(failure)
+            if not self.is_public(path):
+                if principal is None:
+                    await self._deny(scope, receive, send, authorization is not None, failure,
+                                     accept)
+                    return
+                if from_cookie and scope.get("method") in _UNSAFE_METHODS \
+                        and origin is not None and not self._same_origin(scope, origin):
+                    response = error_response(
+                        path, 403, "forbidden",
+                        "cross-origin request refused for a browser session")
+                    await response(scope, receive, send)
+                    return
 
-        state: dict[str, Any] = dict(scope.get("state") or {})
-        state["principal"] = principal
-        state["user"] = principal if from_cookie else None
-        await self.app({**scope, "state": state}, receive, send)
+            state: dict[str, Any] = dict(scope.get("state") or {})
+            state["principal"] = principal
+            state["user"] = principal if from_cookie else None
+            await self.app({**scope, "state": state}, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(address)
+
+    def _record_failure(self, failure: str) -> None:
+        """An invalid token presented: a failed access for the audit trail."""
+        parts = self.platform.parts.get("security")
+        if parts is None:
+            return
+        from hygie.security.audit_sink import record_security_event
+
+        record_security_event(parts.audit_writer, what="authentication",
+                              outcome="4", description=f"token refused: {failure}", wait=False)
 
     def _same_origin(self, scope: Scope, origin: str) -> bool:
         if origin == self._base_origin:

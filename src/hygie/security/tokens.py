@@ -45,6 +45,10 @@ from hygie.security.scopes import ScopeError, ScopeSet
 #: JOSE ``typ`` of access tokens (RFC 9068 §2.1) and of browser session tokens.
 ACCESS_TOKEN_TYPE = "at+jwt"
 SESSION_TOKEN_TYPE = "hygie-session+jwt"
+#: A sign-in half done: the password was right, the second factor is still due.
+PENDING_TOKEN_TYPE = "hygie-mfa+jwt"
+#: Lifetime of a half-done sign-in, in seconds.
+PENDING_LIFETIME_S = 300
 
 #: Longest token accepted for verification; anything longer is refused unparsed.
 MAX_TOKEN_LENGTH = 8192
@@ -124,12 +128,14 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.session_audience = audience.rstrip("/") + "/session"
+        self.pending_audience = audience.rstrip("/") + "/mfa"
         self.access_lifetime_s = access_lifetime_s
         self.session_lifetime_s = session_lifetime_s
         self.leeway_s = leeway_s
         self.clock = clock
         self._caches = {ACCESS_TOKEN_TYPE: _ExpiringLRU(cache_size),
-                        SESSION_TOKEN_TYPE: _ExpiringLRU(cache_size)}
+                        SESSION_TOKEN_TYPE: _ExpiringLRU(cache_size),
+                        PENDING_TOKEN_TYPE: _ExpiringLRU(1000)}
         self._checks: list[Callable[[Principal], None]] = []
         self._jwt = jwt.PyJWT()
 
@@ -144,6 +150,33 @@ class TokenService:
         """Sign a browser session token (the ``hygie_session`` cookie) for a user."""
         return self._issue(principal, SESSION_TOKEN_TYPE, self.session_audience,
                            lifetime_s or self.session_lifetime_s)
+
+    def issue_pending(self, principal: Principal) -> IssuedToken:
+        """Sign the proof that the password was right, while the second factor is due."""
+        return self._issue(principal, PENDING_TOKEN_TYPE, self.pending_audience,
+                           PENDING_LIFETIME_S)
+
+    def verify_pending(self, token: str) -> Principal:
+        """The principal of a half-done sign-in; raises ``InvalidToken`` otherwise."""
+        return self._verify(token, PENDING_TOKEN_TYPE, self.pending_audience)
+
+    def issue_id_token(self, principal: Principal, *, client_id: str, nonce: str | None,
+                       lifetime_s: int | None = None) -> str:
+        """An OpenID Connect ID token (OIDC Core §2) for ``client_id``, signed ES256."""
+        now = int(self.clock())
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "sub": principal.subject, "aud": client_id, "iat": now,
+            "exp": now + (lifetime_s or self.access_lifetime_s), "auth_time": now,
+        }
+        if nonce:
+            claims["nonce"] = nonce
+        if principal.fhir_user:
+            claims["fhirUser"] = principal.fhir_user
+        if principal.display:
+            claims["name"] = principal.display
+        signing = self.keys.signing_key()
+        return self._jwt.encode(claims, signing.key, algorithm=self.keys.algorithm,
+                                headers={"kid": signing.kid, "typ": "JWT"})
 
     def _issue(self, principal: Principal, typ: str, audience: str,
                lifetime_s: int) -> IssuedToken:
