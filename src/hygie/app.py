@@ -25,6 +25,7 @@ from starlette.staticfiles import StaticFiles
 from hygie.config import Settings, load_settings
 from hygie.devices import api as devices_api
 from hygie.epidemic import api as epidemic_api
+from hygie.imaging import api as imaging_api
 from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
 from hygie.security import api as security_api
@@ -48,7 +49,7 @@ NAV = [
     NavEntry("Mobilisation", "/mobilization", built=False),
     NavEntry("Réanimation", "/devices"),
     NavEntry("Rendez-vous", "/scheduling", built=False),
-    NavEntry("Imagerie", "/imaging", built=False),
+    NavEntry("Imagerie", "/imaging"),
     NavEntry("Mobilité", "/mobility"),
     NavEntry("Épidémie", "/epidemic"),
     NavEntry("Traçage", "/tracing"),
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/epidemic", routes=epidemic_api.routes()),
         Mount("/mobility", routes=mobility_api.routes()),
         Mount("/tracing", routes=tracing_api.routes()),
+        Mount("/imaging", routes=imaging_api.routes()),
     ]
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ import click
 from hygie.config import load_settings
 from hygie.devices import cli as devices_cli
 from hygie.epidemic import cli as epidemic_cli
+from hygie.imaging import cli as imaging_cli
 from hygie.mobility import cli as mobility_cli
 from hygie.security import cli as security_cli
 from hygie.store import cli as store_cli
@@ -127,6 +128,7 @@ main.add_command(store_cli.migrate)
 main.add_command(store_cli.import_command)
 main.add_command(devices_cli.group)
 main.add_command(epidemic_cli.group)
+main.add_command(imaging_cli.group)
 main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)
 for _group in security_cli.GROUPS:  # hygie token / client / user
