@@ -14,15 +14,23 @@ from hygie.devices import cli as devices_cli
 from hygie.epidemic import cli as epidemic_cli
 from hygie.imaging import cli as imaging_cli
 from hygie.mobility import cli as mobility_cli
+from hygie.platform import OPEN_HOOKS
 from hygie.security import cli as security_cli
+from hygie.security import operations_cli as security_operations_cli
+from hygie.security.installation import install as install_security
 from hygie.store import cli as store_cli
 from hygie.tracing import cli as tracing_cli
 
 
 @click.group()
 @click.version_option(package_name="hygie")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Hygie: e-health platform for a hospital territory in a health crisis."""
+    # every platform a command opens stores, reads and audits through the security layer
+    if install_security not in OPEN_HOOKS:
+        OPEN_HOOKS.append(install_security)
+        ctx.call_on_close(lambda: OPEN_HOOKS.remove(install_security))
 
 
 @main.command()
@@ -35,10 +43,12 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
 
     from hygie.platform import open_platform
     from hygie.store.migrations import upgrade
+    from hygie.store.server import open_store
 
     settings = load_settings()
     platform = open_platform(settings)
     upgrade(platform.engine)
+    open_store(platform).repository.optimize()  # type: ignore[attr-defined]
     platform.close()
     uvicorn.run(
         "hygie.app:create_app",
@@ -133,3 +143,5 @@ main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)
 for _group in security_cli.GROUPS:  # hygie token / client / user
     main.add_command(_group)
+for _command in security_operations_cli.COMMANDS:  # audit, keys, backup, restore, research
+    main.add_command(_command)

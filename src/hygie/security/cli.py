@@ -112,15 +112,23 @@ def client_group() -> None:
 @client_group.command("create")
 @click.argument("name")
 @click.option("--scope", "scope", multiple=True, required=True, help=_SCOPE_HELP)
-def client_create(name: str, scope: tuple[str, ...]) -> None:
+@click.option("--redirect-uri", "redirect_uris", multiple=True,
+              help="Redirect URI for the authorization code grant, repeatable.")
+@click.option("--public", is_flag=True,
+              help="A browser or mobile app: no secret, PKCE instead.")
+def client_create(name: str, scope: tuple[str, ...], redirect_uris: tuple[str, ...],
+                  public: bool) -> None:
     """Register a client; prints its id and secret (shown only this once)."""
     allowed = _scopes(scope)
     with _platform() as platform:
-        new = _run(lambda: clients.create_client(platform.engine, name, allowed),
+        new = _run(lambda: clients.create_client(platform.engine, name, allowed,
+                                                 redirect_uris=redirect_uris, public=public),
                    clients.ClientError)
     click.echo(f"client_id: {new.client.client_id}")
-    click.echo(f"client_secret: {new.secret}")
-    click.echo("Keep the secret now: it is stored hashed and cannot be shown again.", err=True)
+    if new.secret:
+        click.echo(f"client_secret: {new.secret}")
+        click.echo("Keep the secret now: it is stored hashed and cannot be shown again.",
+                   err=True)
 
 
 @client_group.command("list")
@@ -193,6 +201,21 @@ def user_disable(username: str) -> None:
     with _platform() as platform:
         _run(lambda: users.disable_user(platform.engine, username), users.UnknownAccount)
     click.echo(f"user {username} disabled")
+
+
+@user_group.command("totp-reset")
+@click.argument("username")
+def user_totp_reset(username: str) -> None:
+    """Forget an account's second factor: it enrols again at its next sign-in."""
+    from sqlalchemy import update
+
+    with _platform() as platform, platform.engine.begin() as conn:
+        done = conn.execute(update(app_user).where(
+            app_user.c.username == users.normalize_username(username)).values(
+            totp_secret=None, totp_confirmed=False, totp_last_step=0)).rowcount
+    if not done:
+        raise click.ClickException(f"no account {username!r}")
+    click.echo(f"second factor of {username} reset: enrolment at the next sign-in")
 
 
 #: The groups ``hygie.cli`` adds to the ``hygie`` command.

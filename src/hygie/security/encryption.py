@@ -9,7 +9,8 @@ Envelope encryption, as KMS products and NIST SP 800-57 describe it:
   created on first use). Keep that file out of the database backups: a backup is only
   readable with it.
 * **data keys** (AES-256) are rows of ``data_key``, stored wrapped by the master key.
-  One is active and seals new writes; the others still open what they sealed.
+  One is active and seals new writes; the others still open what they sealed. Before
+  the first rotation, key 0 is derived from the master key and stored nowhere.
 * a sealed body is ``MAGIC (4 bytes) | data key id (4, big-endian) | nonce (12) |
   ciphertext + GCM tag (16)``. The authenticated data is the row's ``Type/id/version``,
   so a body copied onto another row, or an old version replayed as the current one,
@@ -45,6 +46,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from hygie.config import Settings
 from hygie.security.tables import data_key
@@ -192,10 +194,15 @@ class BodyVault:
         self._lock = threading.Lock()
 
     def _load(self) -> None:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(data_key).order_by(data_key.c.id)).all()
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(data_key).order_by(data_key.c.id)).all()
+        except SQLAlchemyError:
+            rows = []  # no key table yet (a database being migrated): key 0 only
         keys = dict(self._keys)
-        active = None
+        if 0 not in keys:
+            keys[0] = DataKey(0, AESGCM(self.master.derive("hygie data key 0")), False)
+        active = keys[0]
         for row in rows:
             known = keys.get(row.id)
             aead = known.aead if known else AESGCM(self.master.unwrap(bytes(row.wrapped)))
@@ -207,13 +214,15 @@ class BodyVault:
         self._loaded_at = self.clock()
 
     def active_key(self) -> DataKey:
-        """The data key that seals new writes (created when the table has none)."""
+        """The data key that seals new writes.
+
+        Until the first rotation it is key 0, derived from the master key and stored
+        nowhere, so that sealing never has to write (it runs inside the store's write
+        transaction, where a second writer would wait on the first).
+        """
         if self._active is None or self.clock() - self._loaded_at > self.refresh_s:
             with self._lock:
                 self._load()
-                if self._active is None:
-                    create_data_key(self.engine, self.master)
-                    self._load()
         assert self._active is not None
         return self._active
 
