@@ -26,7 +26,7 @@ import orjson
 from sqlalchemy import Engine, delete, select, update
 
 from hygie.imaging import tables
-from hygie.imaging.errors import NotFound
+from hygie.imaging.errors import NotFound, StoredFileUnreadable
 from hygie.imaging.files import InstanceFiles
 from hygie.imaging.model import InstanceRecord, StoreOutcome
 
@@ -380,6 +380,9 @@ class Archive:
             return self.files.read(row.file_key)
         except FileNotFoundError as exc:
             raise NotFound(f"the file of instance {row.sop_instance_uid} is missing") from exc
+        except ValueError as exc:  # SealError: altered, or not the file of this key
+            raise StoredFileUnreadable(
+                f"the stored file of instance {row.sop_instance_uid} does not open") from exc
 
     def iter_files(self, rows: Iterable[Any]) -> Iterator[bytes]:
         for row in rows:

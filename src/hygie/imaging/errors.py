@@ -11,6 +11,7 @@ Exception tree::
      +-- Conflict                the instance clashes with what is stored (409)
      +-- NotAVolume              the series is not a regular stack of slices (422)
      +-- MissingExtra            an optional dependency is not installed (501)
+     +-- StoredFileUnreadable    a stored file does not open: altered or misplaced (500)
 """
 
 from __future__ import annotations
@@ -75,3 +76,10 @@ class MissingExtra(ImagingError):
     """Raised when an optional dependency is missing; install ``hygie[imaging]``."""
 
     status, title, slug = 501, "Optional dependency missing", "missing-extra"
+
+
+class StoredFileUnreadable(ImagingError):
+    """Raised when a stored file fails to open (sealed file altered or moved): restore it
+    from a backup; the index still knows which instance it was."""
+
+    status, title, slug = 500, "Stored file unreadable", "stored-file-unreadable"

@@ -2,11 +2,11 @@
 
 Everything the imaging service writes or reads as a file goes through an
 ``InstanceFiles``: ``write`` (durable when it returns), ``read`` and ``delete``, by
-key. The default, ``LocalInstanceFiles``, keeps plain files under
-``<var_dir>/imaging/files``. Encryption at rest plugs in here: a sealing
-implementation wraps ``write``/``read`` (seal before the bytes reach the disk, open
-after they come back) and nothing else in the service changes, because nothing else
-touches the disk.
+key. ``LocalInstanceFiles`` keeps files under ``<var_dir>/imaging/files``;
+``SealedInstanceFiles`` wraps it to encrypt at rest like the rest of the store (the
+platform's ``encrypt_at_rest``): each file is sealed by the security package's vault
+(AES-256-GCM under a wrapped data key) with its key as authenticated data, so a file
+copied under another name does not open. Nothing else in the service touches the disk.
 
 Writes go to a temporary name, are flushed with ``fsync`` and then renamed, so a file
 under its final name is always complete; the archive records the key in the index
@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["InstanceFiles", "LocalInstanceFiles", "files_for_settings"]
+__all__ = ["Codec", "InstanceFiles", "LocalInstanceFiles", "SealedInstanceFiles"]
 
 
 class InstanceFiles(Protocol):
@@ -74,6 +74,32 @@ class LocalInstanceFiles:
         self._path(key).unlink(missing_ok=True)
 
 
-def files_for_settings(var_dir: Path) -> InstanceFiles:
-    """The platform's instance storage (plain files until sealing is configured)."""
-    return LocalInstanceFiles(var_dir / "imaging" / "files")
+class Codec(Protocol):
+    """What sealing needs: the store's body codec (``security.encryption.BodyVault``)."""
+
+    def seal(self, body: bytes, context: str) -> bytes:
+        """Encrypt ``body``, binding it to ``context``."""
+
+    def open(self, stored: bytes, context: str) -> bytes:
+        """Decrypt what ``seal`` produced for the same context (plain bytes pass)."""
+
+
+class SealedInstanceFiles:
+    """Files sealed on write and opened on read; plain files written before still read."""
+
+    def __init__(self, inner: InstanceFiles, codec: Codec) -> None:
+        self.inner = inner
+        self.codec = codec
+
+    @staticmethod
+    def context(key: str) -> str:
+        return f"imaging/{key}"
+
+    def write(self, key: str, data: bytes) -> None:
+        self.inner.write(key, self.codec.seal(data, self.context(key)))
+
+    def read(self, key: str) -> bytes:
+        return self.codec.open(self.inner.read(key), self.context(key))
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)

@@ -114,11 +114,19 @@ class LungMasks:
         return self.right | self.left
 
 
-def _ball(radius_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
-    r = [max(1, int(np.ceil(radius_mm / s))) for s in spacing]
-    z, y, x = np.ogrid[-r[0]:r[0] + 1, -r[1]:r[1] + 1, -r[2]:r[2] + 1]
-    return ((z * spacing[0]) ** 2 + (y * spacing[1]) ** 2 + (x * spacing[2]) ** 2
-            <= radius_mm ** 2)
+def closing(mask: np.ndarray, radius_mm: float, spacing: tuple[float, float, float]
+            ) -> np.ndarray:
+    """Morphological closing by a ball of ``radius_mm``, through two distance maps.
+
+    A dilation is "within r of the mask" and an erosion "farther than r from the
+    background": two Euclidean distance transforms, whose cost does not grow with the
+    radius as a structuring element's does.
+    """
+    pad = [int(np.ceil(radius_mm / s)) + 1 for s in spacing]
+    padded = np.pad(mask, [(p, p) for p in pad])
+    dilated = ndi.distance_transform_edt(~padded, sampling=spacing) <= radius_mm
+    closed = ndi.distance_transform_edt(dilated, sampling=spacing) > radius_mm
+    return closed[tuple(slice(p, -p) for p in pad)]
 
 
 def _bbox(mask: np.ndarray, margin: int, shape: tuple[int, ...]) -> tuple[slice, ...]:
@@ -185,7 +193,7 @@ def _airways(coarse: np.ndarray, inside_air: np.ndarray, grid: Grid,
 
 def segment_lungs(hu: np.ndarray, spacing: tuple[float, float, float], *,
                   superior_last: bool = True, patient_x_sign: float = 1.0,
-                  closing_mm: float = 15.0, work_mm: float = 1.4) -> LungMasks:
+                  closing_mm: float = 25.0, work_mm: float = 1.4) -> LungMasks:
     """Segment the lungs of a chest CT (HU, shape (slices, rows, columns)).
 
     ``superior_last`` says whether the slice index grows towards the head;
@@ -254,10 +262,7 @@ def _refine(w: np.ndarray, lung_c: np.ndarray, airway_w: np.ndarray, coarse: Gri
     """One lung on the work grid: threshold boundary, filled holes, pleural closing."""
     box_c = _bbox(lung_c, 2 + int(np.ceil(closing_mm / min(coarse.spacing))), lung_c.shape)
     sub_c = lung_c[box_c]
-    ball = _ball(closing_mm, coarse.spacing)
-    pad = [(max(ball.shape) // 2,) * 2] * 3
-    closed_c = ndi.binary_closing(np.pad(sub_c, pad), ball)[
-        tuple(slice(p[0], -p[0]) for p in pad)]
+    closed_c = closing(sub_c, closing_mm, coarse.spacing)
     added_c = closed_c & ~ndi.binary_dilation(sub_c)
     f = coarse.factors
     box_w = tuple(slice(s.start * k, s.stop * k) for s, k in zip(box_c, f, strict=True))

@@ -13,7 +13,7 @@ from typing import Any
 
 from hygie.imaging import fhir_records
 from hygie.imaging.archive import Archive
-from hygie.imaging.files import InstanceFiles, LocalInstanceFiles
+from hygie.imaging.files import InstanceFiles, LocalInstanceFiles, SealedInstanceFiles
 from hygie.imaging.jobs import JobQueue
 from hygie.imaging.model import ImagingSettings
 from hygie.platform import Platform
@@ -22,6 +22,21 @@ from hygie.store.interactions import StoreContext
 __all__ = ["ImagingService"]
 
 _BUILD_LOCK = threading.Lock()
+#: Where the security package puts the store's body codec (``store.access.PARTS``).
+_CODEC_PART = "store.codec"
+
+
+def _instance_files(platform: Platform, settings: ImagingSettings) -> InstanceFiles:
+    """Plain files, sealed with the store's vault when encryption at rest is on."""
+    plain = LocalInstanceFiles(platform.settings.var_dir / "imaging" / "files",
+                               fsync=settings.fsync)
+    codec = platform.parts.get(_CODEC_PART)
+    if codec is None and getattr(platform.settings, "encrypt_at_rest", False):
+        # A CLI or a test without the web app: the same vault, from the same master key.
+        from hygie.security.encryption import BodyVault, load_master_key
+
+        codec = BodyVault(platform.engine, load_master_key(platform.settings))
+    return SealedInstanceFiles(plain, codec) if codec is not None else plain
 
 
 class ImagingService:
@@ -31,8 +46,7 @@ class ImagingService:
                  files: InstanceFiles | None = None) -> None:
         self.platform = platform
         self.settings = settings or ImagingSettings.from_extra(platform.settings.extra)
-        self.files = files or LocalInstanceFiles(
-            platform.settings.var_dir / "imaging" / "files", fsync=self.settings.fsync)
+        self.files = files or _instance_files(platform, self.settings)
         self._store: StoreContext | None = None
         self.jobs = JobQueue(platform.engine, stable_s=self.settings.stable_s,
                              run=self._run_job)
