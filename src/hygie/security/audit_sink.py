@@ -13,6 +13,7 @@ Writes wait until their event is committed; reads and searches do not.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -28,6 +29,8 @@ from hygie.store.outcomes import FhirError
 MAX_ENTITIES = 200
 
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+log = logging.getLogger("hygie.security.audit")
 
 
 def interaction_of(req: FhirRequest) -> tuple[str, str]:
@@ -101,8 +104,8 @@ def _resources(response: FhirResponse) -> Iterable[dict[str, Any]]:
         return
     for entry in body.get("entry") or []:
         inner = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(inner, orjson.Fragment):
-            inner = orjson.loads(inner.contents)
+        if isinstance(inner, orjson.Fragment):  # stored bytes, passed through unparsed
+            inner = orjson.loads(orjson.dumps(inner))
         if isinstance(inner, dict):
             yield inner
         elif isinstance(entry, dict) and isinstance(entry.get("response"), dict):
@@ -121,6 +124,14 @@ class FhirAudit:
 
     def record(self, request: FhirRequest, response: FhirResponse | None,
                error: FhirError | None) -> None:
+        try:
+            self._record(request, response, error)
+        except Exception as exc:  # an unexpected body must not turn an answer into a 500
+            log.error("audit event not built for a %s interaction: %s",
+                      interaction_of(request)[0], type(exc).__name__)
+
+    def _record(self, request: FhirRequest, response: FhirResponse | None,
+                error: FhirError | None) -> None:
         code, action = interaction_of(request)
         if code == "capabilities":
             return  # the public CapabilityStatement is nobody's data
