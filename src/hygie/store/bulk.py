@@ -382,6 +382,9 @@ class ImportReport:
 
 _WORKER_REPO: SqlRepository | None = None
 
+#: An import that writes this many resources refreshes the planner's statistics after.
+ANALYZE_AFTER = 10_000
+
 
 def _worker_init(database_url: str) -> None:
     """Each import worker opens its own engine on the same database."""
@@ -468,6 +471,8 @@ def import_ndjson(
     if workers <= 1 or url.database in (None, "", ":memory:"):
         for chunk in chunks:
             count(*_import_chunk(chunk, repository), len(chunk))
+        if report.written >= ANALYZE_AFTER:
+            repository.optimize(full=True)
         return report
     import multiprocessing
 
@@ -485,6 +490,8 @@ def import_ndjson(
         for future, n in pending:
             count(*future.result(), n)
     report.errors.sort()
+    if report.written >= ANALYZE_AFTER:
+        repository.optimize(full=True)
     return report
 
 

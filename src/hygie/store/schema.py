@@ -51,7 +51,9 @@ INDEX_STRING_LENGTH = 255
 resource = Table(
     "resource",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("res_type", String(64), nullable=False),
     Column("res_id", String(64), nullable=False),
     Column("version", Integer, nullable=False),

@@ -225,6 +225,25 @@ class SqlRepository(Repository):
         )
         self._writing().execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
 
+    def optimize(self, *, full: bool = False) -> None:
+        """Refresh the planner's statistics on the store's tables.
+
+        Without statistics SQLite assumes an index on ``res_type`` is selective and
+        walks a whole type instead of the few matches of a search filter; one ANALYZE
+        after a bulk load (or when none was ever run) fixes its plans. ``full`` forces
+        it; otherwise SQLite only runs what ``PRAGMA optimize`` judges useful.
+        """
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                analysed = conn.exec_driver_sql(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'").first()
+                conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
+                conn.exec_driver_sql("ANALYZE" if full or not analysed else "PRAGMA optimize")
+            else:
+                tables = ", ".join(["resource", *(t.name for t in INDEX_TABLES.values())])
+                conn.exec_driver_sql(f"ANALYZE {tables}")
+            conn.commit()
+
     # --- reads ---------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> StoredResource:

@@ -392,17 +392,19 @@ def driver_rank(item: Filter) -> int:
         or item.modifier in ("not", "text", "contains")
     ):
         return 9
-    if item.code == "_id":
+    if item.code == "_id" or item.code.endswith("identifier"):
         return 0
     if item.type == "reference" or (item.type == "string" and item.modifier == "exact"):
         return 0
-    if item.type == "token":
-        explicit = all(isinstance(v, TokenValue) and v.system and v.code for v in item.values)
-        return 0 if explicit else 1
     if item.type == "uri" and item.modifier is None:
         return 0
+    if item.type == "token":
+        # A code names a concept, and a common one (a LOINC vital sign) matches a
+        # good share of a table: a reference to one patient is the better driver.
+        explicit = all(isinstance(v, TokenValue) and v.system and v.code for v in item.values)
+        return 2 if explicit else 3
     if item.type in ("string", "uri"):
-        return 2
+        return 4
     return 9
 
 
