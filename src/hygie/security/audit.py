@@ -4,7 +4,8 @@ Each record of ``audit_log`` holds one R4 AuditEvent (https://hl7.org/fhir/R4/au
 as canonical JSON, its sequence number, the hash of the record before it, and its own
 hash::
 
-    hash(n) = HMAC-SHA256(audit key, hash(n-1) | n | recorded | event bytes)
+    hash(n) = HMAC-SHA256(audit key, hash(n-1) | n | recorded | action | outcome | agent
+                                     | event bytes)
 
 The key is derived from the master key, which lives outside the database: someone who
 can write to the database but not read the key file cannot rewrite the chain after
@@ -178,11 +179,20 @@ def login_subtype(code: str) -> tuple[str, str, str]:
 # --- the chain -------------------------------------------------------------------------------
 
 
-def chain_hash(key: bytes, prev_hash: str, seq: int, recorded: int, event: bytes) -> str:
-    """The hash of one record (see the module docstring)."""
-    mac = hmac.new(key, f"{prev_hash}|{seq}|{recorded}|".encode(), hashlib.sha256)
+def chain_hash(key: bytes, prev_hash: str, seq: int, row: Any, event: bytes) -> str:
+    """The hash of one record (see the module docstring); ``row`` has the columns."""
+    head = f"{prev_hash}|{seq}|{row.recorded}|{row.action}|{row.outcome}|{row.agent or ''}|"
+    mac = hmac.new(key, head.encode(), hashlib.sha256)
     mac.update(event)
     return mac.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Columns:
+    recorded: int
+    action: str
+    outcome: str
+    agent: str | None
 
 
 class AuditChain:
@@ -213,10 +223,12 @@ class AuditChain:
                     recorded = time.time_ns() // 1000
                     record.event["id"] = str(seq)
                     data = orjson.dumps(record.event, option=orjson.OPT_SORT_KEYS)
-                    digest = chain_hash(self.key, prev, seq, recorded, data)
-                    rows.append({"seq": seq, "recorded": recorded, "action": record.action[:32],
-                                 "outcome": record.outcome, "agent": (record.agent or "")[:128]
-                                 or None, "event": data, "prev_hash": prev, "hash": digest})
+                    columns = _Columns(recorded, record.action[:32], record.outcome,
+                                       (record.agent or "")[:128] or None)
+                    digest = chain_hash(self.key, prev, seq, columns, data)
+                    rows.append({"seq": seq, "recorded": recorded, "action": columns.action,
+                                 "outcome": columns.outcome, "agent": columns.agent,
+                                 "event": data, "prev_hash": prev, "hash": digest})
                     links += [{"patient_id": p[:64], "seq": seq} for p in sorted(record.patients)]
                     prev = digest
                 conn.execute(insert(audit_log), rows)
@@ -296,11 +308,11 @@ def verify(chain: AuditChain) -> VerifyReport:
             missing = (f"record {expected_seq}" if row.seq == expected_seq + 1
                        else f"records {expected_seq} to {row.seq - 1}")
             report.problems.append(f"{missing} removed (the chain jumps to record {row.seq})")
-        genuine = chain_hash(chain.key, row.prev_hash, row.seq, row.recorded, data) == row.hash
+        genuine = chain_hash(chain.key, row.prev_hash, row.seq, row, data) == row.hash
         if not genuine:
             origin = by_hash.get(row.prev_hash)
             moved = origin is not None and chain_hash(
-                chain.key, row.prev_hash, origin + 1, row.recorded, data) == row.hash
+                chain.key, row.prev_hash, origin + 1, row, data) == row.hash
             if moved and origin is not None:
                 report.problems.append(f"record {row.seq} was written as record {origin + 1}: "
                                        "the records were reordered")
