@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test serve lint browser clean
+.PHONY: demo test serve lint browser speech clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) speech
 	$(BIN)/hygie demo
 
 serve: $(STAMP)
@@ -28,7 +28,17 @@ browser:
 	      || echo "chromium could not be installed: browser tests will skip"; \
 	  else echo "chromium missing (sudo apt-get install chromium): browser tests will skip"; fi; }
 
-test: $(STAMP) browser
+# Spoken phone messages use Debian's espeak-ng; installed like chromium above.
+speech:
+	@command -v espeak-ng >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q espeak-ng >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+	           apt-get install -y -q espeak-ng >/dev/null; }; } \
+	      || echo "espeak-ng could not be installed: phone call tests will skip"; \
+	  else echo "espeak-ng missing (sudo apt-get install espeak-ng): phone call tests will skip"; fi; }
+
+test: $(STAMP) browser speech
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)

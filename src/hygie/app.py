@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from hygie.channels import api as channels_api
+from hygie.channels.runtime import start_with_app as start_channels
 from hygie.config import Settings, load_settings
 from hygie.devices import api as devices_api
 from hygie.epidemic import api as epidemic_api
@@ -53,11 +55,13 @@ NAV = [
     NavEntry("Mobilité", "/mobility"),
     NavEntry("Épidémie", "/epidemic"),
     NavEntry("Traçage", "/tracing"),
+    NavEntry("Messagerie", "/channels"),
 ]
 
 #: Paths anyone may call without a token.
 PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico", "/openapi.json",
-                *("/tracing" + p for p in tracing_api.PUBLIC_PATHS)]
+                *("/tracing" + p for p in tracing_api.PUBLIC_PATHS),
+                *("/channels" + p for p in channels_api.PUBLIC_PATHS)]
 
 
 def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
@@ -106,12 +110,15 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/mobility", routes=mobility_api.routes()),
         Mount("/tracing", routes=tracing_api.routes()),
         Mount("/imaging", routes=imaging_api.routes()),
+        Mount("/channels", routes=channels_api.routes()),
     ]
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         platform.parts["bulk_exports"].resume()
+        stop_channels = start_channels(platform)
         yield
+        stop_channels()
 
     app = Starlette(
         routes=routes,

@@ -5,10 +5,12 @@ This is one of the two modules that know every service (with ``app.py``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import click
 
+from hygie.channels import cli as channels_cli
 from hygie.config import load_settings
 from hygie.devices import cli as devices_cli
 from hygie.epidemic import cli as epidemic_cli
@@ -50,6 +52,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     upgrade(platform.engine)
     open_store(platform).repository.optimize()  # type: ignore[attr-defined]
     platform.close()
+    os.environ.setdefault("HYGIE_CHANNELS_AUTOSTART", "1")  # simulators and dispatcher
     uvicorn.run(
         "hygie.app:create_app",
         factory=True,
@@ -136,6 +139,7 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
 
 main.add_command(store_cli.migrate)
 main.add_command(store_cli.import_command)
+main.add_command(channels_cli.group)
 main.add_command(devices_cli.group)
 main.add_command(epidemic_cli.group)
 main.add_command(imaging_cli.group)

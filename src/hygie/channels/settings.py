@@ -21,7 +21,10 @@ from hygie.config import Settings
 class ChannelSettings:
     """Transport, queue and limit settings of the channels package."""
 
-    #: Start the loopback SMSC and SMTP sink with the server (demo and tests).
+    #: Start the channels with the web app (``hygie serve`` turns it on; an app built
+    #: by a test does not send anything unless asked).
+    autostart: bool = False
+    #: Start the loopback SMSC, mail sink and SIP phone with the server (demo).
     simulator: bool = True
     #: Run the outbox dispatcher inside ``hygie serve`` (else: ``hygie channels worker``).
     worker: bool = True

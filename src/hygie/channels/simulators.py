@@ -1,0 +1,83 @@
+"""The loopback simulators a platform starts for itself (demo, first run).
+
+With ``simulator = true`` (the default), ``hygie serve`` starts the loopback SMSC, the
+mail sink and a SIP phone that presses 1, each as its own process on the ports the
+settings name, and the dispatcher talks to them: nobody needs an operator to try the
+platform, and nothing leaves the machine. What they received is shown on the
+``/channels/simulator`` page. A simulator whose port is already taken (another
+instance running) is not started again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from hygie.channels.settings import ChannelSettings
+from hygie.config import Settings
+
+log = logging.getLogger("hygie.channels")
+
+
+def simulator_dir(settings: Settings) -> Path:
+    return Path(settings.var_dir) / "channels" / "simulator"
+
+
+def _listening(host: str, port: int, udp: bool = False) -> bool:
+    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def start_simulators(settings: Settings, cs: ChannelSettings) -> list[subprocess.Popen[bytes]]:
+    """Start the simulators the settings point at; return the processes started."""
+    folder = simulator_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    started: list[subprocess.Popen[bytes]] = []
+    commands: list[list[str]] = []
+    if _loopback(cs.smpp_host) and not _listening("127.0.0.1", cs.smpp_port):
+        commands.append(["hygie.channels.smsc", "--port", str(cs.smpp_port), "--control-port",
+                         "0", "--system-id", cs.smpp_system_id, "--password", cs.smpp_password,
+                         "--dlr-delay-ms", "1500", "--record", str(folder / "sms.jsonl")])
+    if _loopback(cs.smtp_host) and not _listening("127.0.0.1", cs.smtp_port):
+        commands.append(["hygie.channels.mailsink", "--port", str(cs.smtp_port),
+                         "--dir", str(folder / "mail")])
+    host, _, port = cs.sip_trunk.rpartition(":")
+    if _loopback(host) and port.isdigit() and not _listening("127.0.0.1", int(port), udp=True):
+        try:
+            import pjsua2  # noqa: F401
+        except ImportError:
+            log.info("no SIP phone simulator: the hygie[voice] extra is not installed")
+        else:
+            commands.append(["hygie.channels.sipua", "--port", port, "--digits", "1",
+                             "--delay", "2", "--record", str(folder / "calls.jsonl")])
+    for args in commands:
+        started.append(subprocess.Popen([sys.executable, "-m", *args], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        log.info("started the %s simulator", args[0].rsplit(".", 1)[1])
+    return started
+
+
+def stop_simulators(processes: list[subprocess.Popen[bytes]]) -> None:
+    for proc in processes:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
