@@ -226,14 +226,15 @@ def _value(value_type: str, value: Any, unit: str | None, period_ms: float | Non
             "data": " ".join(str(number(v)) for v in value)}}
     if value_type in ("ST", "TX"):
         return {"valueString": value}
+    if not value["code"]:
+        return {"valueCodeableConcept": {"text": value.get("display") or ""}}
     coding: Json = {"code": value["code"]}
     if value.get("display"):
         coding["display"] = value["display"]
-    if value.get("system"):
-        system = value["system"]
-        coding["system"] = MDC_SYSTEM if system == "MDC" else f"urn:hl7v2:{system}"
-    return {"valueCodeableConcept": {"coding": [coding], "text": value.get("display")
-                                     or value["code"]}}
+    if value.get("system") == "MDC":
+        coding["system"] = MDC_SYSTEM
+    return {"valueCodeableConcept": {"coding": [coding],
+                                     "text": value.get("display") or value["code"]}}
 
 
 def provisional_patient(patient_id: str, identifier: PatientId, system: str,

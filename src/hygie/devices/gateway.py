@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -41,6 +42,12 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
     with contextlib.suppress(OSError):
         os.nice(dsettings.mapper_nice)
     parent = os.getppid()
+    # One mapper at a time: a mapper left by a killed gateway finishes its batch and
+    # exits (its parent is gone) before the new gateway's mapper starts writing.
+    folder = journal_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = (folder / "mapper.lock").open("wb")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     platform = open_platform(settings)
     mapper = Mapper(platform.engine, open_store(platform).repository, dsettings)
     try:
@@ -63,6 +70,7 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
         pass
     finally:
         platform.close()
+        lock.close()
 
 
 class MapperProcess:

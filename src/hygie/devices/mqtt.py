@@ -26,8 +26,9 @@ log = logging.getLogger("hygie.devices")
 
 def incoming_for(topic: str, payload: bytes, settings: DevicesSettings) -> Incoming:
     """The journal entry of one MQTT message (checked, or marked rejected)."""
-    parts = topic.split("/")
-    topic_device = parts[2] if len(parts) == 4 else ""
+    pattern, parts = settings.mqtt_topic.split("/"), topic.split("/")
+    slot = pattern.index("+") if "+" in pattern else -1
+    topic_device = parts[slot] if slot >= 0 and len(parts) == len(pattern) else ""
     if len(payload) > settings.max_payload_bytes:
         error: dict[str, object] | None = {
             "text": f"payload larger than {settings.max_payload_bytes} bytes", "path": ""}

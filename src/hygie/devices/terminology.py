@@ -109,6 +109,7 @@ _DIMENSIONS: list[tuple[int, str, str]] = [
     (263762, "MDC_DIM_MILLI_L", "mL"),
     (263872, "MDC_DIM_X_G", "g"),
     (263875, "MDC_DIM_KILO_G", "kg"),
+    (264306, "MDC_DIM_MILLI_G_PER_ML", "mg/mL"),
     (264320, "MDC_DIM_SEC", "s"),
     (264338, "MDC_DIM_MILLI_SEC", "ms"),
     (264352, "MDC_DIM_MIN", "min"),
@@ -116,6 +117,7 @@ _DIMENSIONS: list[tuple[int, str, str]] = [
     (264928, "MDC_DIM_RESP_PER_MIN", "/min"),
     (265216, "MDC_DIM_X_L_PER_MIN", "L/min"),
     (265266, "MDC_DIM_MILLI_L_PER_HR", "mL/h"),
+    (265619, "MDC_DIM_MICRO_G_PER_KG_PER_MIN", "ug/kg/min"),
     (265987, "MDC_DIM_KILO_PASCAL", "kPa"),
     (266016, "MDC_DIM_MMHG", "mm[Hg]"),
     (266048, "MDC_DIM_CM_H2O", "cm[H2O]"),
@@ -132,7 +134,7 @@ _UNIT_BY_MNEMONIC.update({"MDC_DIM_PER_SEC": "/s", "MDC_DIM_HZ": "Hz"})
 UCUM_CODES = frozenset({
     "1", "%", "L", "mL", "g", "kg", "s", "ms", "min", "h", "/min", "/s", "Hz", "L/min",
     "mL/h", "mL/min", "kPa", "mm[Hg]", "cm[H2O]", "mV", "uV", "Cel", "[degF]", "{beats}/min",
-    "{breaths}/min", "mg/dL", "mmol/L", "kg/m2", "cm",
+    "{breaths}/min", "mg/dL", "mg/mL", "ug/kg/min", "mmol/L", "kg/m2", "cm",
 })
 #: Spellings seen in the field for UCUM codes (case-insensitive UCUM, printable forms).
 _UCUM_ALIASES = {

@@ -1,0 +1,176 @@
+"""The journal and the mapper on each engine: FHIR resources, patients, devices, board."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from hygie.devices.fhir import DEVICES_CODES, observation_id
+from hygie.devices.ingest import Mapper
+from hygie.devices.journal import Incoming, Journal
+from hygie.devices.model import DevicesSettings
+from hygie.devices.receipt import read_header
+from hygie.devices.tables import bed, bed_value
+from hygie.platform import Platform
+from hygie.store.interactions import StoreContext
+from hygie.store.outcomes import FhirError
+from tests.devices.corpus import monitor, obx, pump, replace_segment, ventilator, waveform
+
+
+def journal(platform: Platform, *messages: str, encoding: str = "utf-8") -> list[int]:
+    items = []
+    for message in messages:
+        raw = message.encode(encoding)
+        header, _ = read_header(raw)
+        items.append(Incoming("hl7", header.sender, header.control_id, header.codec, raw))
+    return [a.journal_id for a in Journal(platform.engine).append(items)]
+
+
+def mapper(platform: Platform, store: StoreContext) -> Mapper:
+    return Mapper(platform.engine, store.repository, DevicesSettings())  # type: ignore[arg-type]
+
+
+def search(store: StoreContext, res_type: str, *query: tuple[str, str]) -> list[dict]:
+    page = store.repository.search(res_type, [*query, ("_count", "200")])
+    return [m.resource for m in page.matches]
+
+
+def test_monitor_message_becomes_devices_observations_and_provisional_patient(
+        platform: Platform, store: StoreContext) -> None:
+    journal(platform, monitor("M1"))
+    outcomes = mapper(platform, store).run_once()
+    assert [(o.status, o.observations) for o in outcomes] == [("stored", 8)]
+    [patient] = search(store, "Patient")
+    assert patient["identifier"] == [{"system": "https://hygie.example/fhir/sid/ipp",
+                                      "value": "0000000007"}]
+    assert patient["meta"]["tag"][0]["code"] == "provisional"
+    assert patient["name"] == [{"use": "temp", "family": "MARTIN", "given": ["Claire"]}]
+    [flag] = search(store, "Flag", ("subject", f"Patient/{patient['id']}"))
+    assert flag["code"]["coding"][0] == {"system": DEVICES_CODES, "code": "provisional-identity",
+                                         "display": "Provisional identity"}
+    devices = {d["id"]: d for d in search(store, "Device")}
+    mds = devices["eui64-0012a1fffe000a01"]
+    assert mds["identifier"][0]["value"] == "0012A1FFFE000A01"
+    assert mds["type"]["coding"][0]["code"] == "69965"
+    assert mds["patient"]["reference"] == f"Patient/{patient['id']}"
+    assert devices["eui64-0012a1fffe000a01-1"]["parent"]["reference"] == \
+        "Device/eui64-0012a1fffe000a01"
+    assert devices["eui64-0012a1fffe000a01-1-1"]["parent"]["reference"] == \
+        "Device/eui64-0012a1fffe000a01-1"
+    hr = search(store, "Observation", ("code", "http://loinc.org|8867-4"))
+    assert len(hr) == 1
+    assert hr[0]["valueQuantity"] == {"value": 88, "unit": "/min",
+                                      "system": "http://unitsofmeasure.org", "code": "/min"}
+    assert hr[0]["device"]["reference"] == "Device/eui64-0012a1fffe000a01-1-1"
+    assert hr[0]["category"][0]["coding"][0]["code"] == "vital-signs"
+    assert hr[0]["referenceRange"][0]["high"]["value"] == 120
+    assert hr[0]["effectiveDateTime"] == "2026-03-21T07:15:00Z"
+    by_mdc = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|150035"))
+    assert by_mdc[0]["interpretation"][0]["coding"][0]["code"] == "L"
+    assert len(search(store, "Observation", ("subject", f"Patient/{patient['id']}"))) == 8
+
+
+def test_known_patient_is_found_by_ipp_and_bed_location_linked(
+        platform: Platform, store: StoreContext) -> None:
+    repo = store.repository
+    known = repo.create({"resourceType": "Patient", "identifier": [
+        {"system": "https://hygie.example/fhir/sid/ipp", "value": "0000000042"}],
+        "name": [{"family": "DURAND", "given": ["Paul"]}]}).stored.res_id
+    repo.update("Location", "ch-jeanne-sorel-icu-101-a", {
+        "resourceType": "Location", "id": "ch-jeanne-sorel-icu-101-a", "name": "Lit 101-A"})
+    journal(platform, monitor("K1", ipp="0000000042"), ventilator("K2", ipp="0000000042"))
+    assert [o.status for o in mapper(platform, store).run_once()] == ["stored", "stored"]
+    assert [p["id"] for p in search(store, "Patient")] == [known]
+    assert search(store, "Flag") == []
+    assert len(search(store, "Observation", ("subject", f"Patient/{known}"))) == 8 + 7
+    mds = repo.read("Device", "eui64-0012a1fffe000a01").resource
+    assert mds["location"] == {"reference": "Location/ch-jeanne-sorel-icu-101-a"}
+    peep = search(store, "Observation", ("code", "http://loinc.org|76248-4"))
+    assert peep[0]["valueQuantity"]["code"] == "cm[H2O]"
+    setting = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|16929196"))
+    assert setting[0]["code"]["coding"][1]["code"] == "20112-9"
+    with platform.engine.connect() as conn:
+        row = conn.execute(select(bed)).one()
+        values = {v.metric: v for v in conn.execute(select(bed_value))}
+    assert (row.label, row.patient_id, row.provisional) == ("icu 101 a", known, False)
+    assert row.location_id == "ch-jeanne-sorel-icu-101-a"
+    assert values["hr"].value == 88 and not values["hr"].abnormal
+    assert values["temp"].abnormal and values["art_mean"].abnormal  # 38.9 °C; flagged L
+    assert values["peep"].value == 8
+
+
+def test_pump_and_waveform(platform: Platform, store: StoreContext) -> None:
+    journal(platform, pump(), waveform())
+    assert [o.status for o in mapper(platform, store).run_once()] == ["stored", "stored"]
+    [strip] = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|131330"))
+    sampled = strip["valueSampledData"]
+    assert sampled["period"] == 4 and sampled["dimensions"] == 1
+    assert sampled["data"] == "0.12 0.15 0.9 1.4 0.3 -0.2 0.05 0.1"
+    assert strip["component"][0]["valueQuantity"]["value"] == 250
+    [drug] = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|184330"))
+    assert drug["valueString"] == "Noradrénaline"
+    [status] = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|184508"))
+    assert status["valueCodeableConcept"] == {"text": "pump-status-infusing"}
+    [rate] = search(store, "Observation", ("code", "urn:iso:std:iso:11073:10101|157784"))
+    assert rate["valueQuantity"]["code"] == "mL/h"
+    assert rate["device"]["reference"] == "Device/eui64-0012a3fffe000c03-1-1"
+
+
+def test_bad_message_is_rejected_alone_with_its_location(
+        platform: Platform, store: StoreContext) -> None:
+    bad = replace_segment(monitor("B1"), "OBX|5|", obx(
+        5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", "9x7", "%"))
+    ids = journal(platform, monitor("G1"), bad, monitor("G2", hr="91"))
+    outcomes = mapper(platform, store).run_once()
+    assert [o.status for o in outcomes] == ["stored", "rejected", "stored"]
+    error = outcomes[1].error
+    assert error is not None
+    assert (error["segment"], error["sequence"], error["field"], error["code"]) == \
+        ("OBX", 5, 5, 102)
+    assert Journal(platform.engine).outcome(ids[1]).status == "rejected"
+    assert len(search(store, "Observation")) == 16
+
+
+def test_duplicates_are_stored_once_and_remapping_writes_nothing(
+        platform: Platform, store: StoreContext) -> None:
+    first = journal(platform, monitor("D1"), monitor("D1"))
+    assert first[0] == first[1]
+    m = mapper(platform, store)
+    m.run_once()
+    again = Journal(platform.engine).append([Incoming(
+        "hl7", *(lambda h: (h.sender, h.control_id, h.codec))(read_header(
+            monitor("D1").encode())[0]), monitor("D1").encode())])
+    assert again[0].duplicate and again[0].status == "stored"
+    # the store committed but the journal did not (a crash between the two)
+    from hygie.devices.tables import message
+    with platform.engine.begin() as conn:
+        conn.execute(message.update().values(status="pending"))
+    assert [o.status for o in m.run_once()] == ["stored"]
+    observations = search(store, "Observation")
+    assert len(observations) == 8
+    assert {o["meta"]["versionId"] for o in observations} == {"1"}
+    sender = read_header(monitor("D1").encode())[0].sender
+    assert store.repository.read("Observation", observation_id(sender, "D1", 4)).version == 1
+
+
+def test_devices_are_written_again_only_when_they_change(
+        platform: Platform, store: StoreContext) -> None:
+    journal(platform, monitor("V1"), monitor("V2"))
+    m = mapper(platform, store)
+    m.run_once()
+    assert store.repository.read("Device", "eui64-0012a1fffe000a01").version == 1
+    journal(platform, monitor("V3", ipp="0000000099"))  # the monitor moved to another patient
+    Mapper(platform.engine, store.repository, DevicesSettings()).run_once()  # type: ignore[arg-type]
+    moved = store.repository.read("Device", "eui64-0012a1fffe000a01")
+    assert moved.version == 2
+    assert moved.resource["patient"]["reference"].startswith("Patient/prov-")
+    with pytest.raises(FhirError):
+        store.repository.read("Device", "eui64-ffffffffffffffff")
+
+
+def test_latin1_message_names(platform: Platform, store: StoreContext) -> None:
+    journal(platform, monitor("L1", charset="8859/1", family="LEFÈVRE", given="Hélène"),
+            encoding="latin-1")
+    assert mapper(platform, store).run_once()[0].status == "stored"
+    [patient] = search(store, "Patient")
+    assert patient["name"][0] == {"use": "temp", "family": "LEFÈVRE", "given": ["Hélène"]}
