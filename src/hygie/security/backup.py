@@ -14,7 +14,7 @@ bodies inside are still sealed by their data keys; the search indexes, which kee
 values in clear, are protected by this outer layer. The master key is not in the backup:
 keep it (or the KMS) separately.
 
-The **content hash** is a SHA-256 over every table, sorted by name, and every row,
+The **content hash** is a SHA-256 over every table, parents before children, and every row,
 sorted by primary key, in a canonical JSON form. ``restore`` checks that the restored
 database has the hash the backup recorded.
 
@@ -115,7 +115,7 @@ def content_hash(engine: Engine) -> str:
     """The content hash of a database (see the module docstring)."""
     digest = hashlib.sha256()
     with _snapshot(engine) as conn:
-        for table in sorted(_tables(conn), key=lambda t: t.name):
+        for table in _tables(conn):
             for _ in _hash_table(digest, table.name, [c.name for c in table.columns],
                                  _ordered_rows(conn, table), [0]):
                 pass
@@ -245,7 +245,7 @@ def backup(engine: Engine, path: Path, master: MasterKey,
         sealed = _SealedWriter(raw, master)
         with gzip.GzipFile(fileobj=sealed, mode="wb", compresslevel=6) as out, \
                 _snapshot(engine) as conn:
-            tables = sorted(_tables(conn), key=lambda t: t.name)
+            tables = _tables(conn)
             out.write(orjson.dumps({"format": "hygie-backup", "version": FORMAT_VERSION,
                                     "created": time.time_ns() // 1000,
                                     "dialect": engine.dialect.name,
@@ -259,7 +259,7 @@ def backup(engine: Engine, path: Path, master: MasterKey,
                     out.write(orjson.dumps(row) + b"\n")
                     if progress is not None and count[0] % 1000 == 0:
                         progress(1000)
-                report.tables[table.name] = count[0]
+                report.tables[str(table.name)] = count[0]
             report.content_hash = digest.hexdigest()
             out.write(orjson.dumps({"end": True, "content_hash": report.content_hash,
                                     "rows": report.tables}) + b"\n")
@@ -321,13 +321,13 @@ def restore(engine: Engine, path: Path, master: MasterKey,
                 flush()
                 table = targets[item["table"]]
                 columns = [table.c[name] for name in item["columns"]]
-                report.tables[table.name] = 0
+                report.tables[str(table.name)] = 0
             elif isinstance(item, dict) and item.get("end"):
                 flush()
                 expected = item["content_hash"]
             elif table is not None:
                 batch.append({c.name: _decode(v, c) for c, v in zip(columns, item, strict=True)})
-                report.tables[table.name] += 1
+                report.tables[str(table.name)] += 1
                 if len(batch) >= 1000:
                     flush()
         if expected is None:
