@@ -16,10 +16,11 @@ with:
 * **quasi-identifiers kept, generalised as needed**: sex, year of birth (after the
   shift), and the département (first two digits of the postal code). With ``min_k``,
   birth years are widened to 5- then 10-year bands, then the département is dropped,
-  until every combination is shared by at least ``min_k`` patients; patients still in a
-  smaller group are left out. The report says what k the extract reached, what was
-  generalised and how many patients were suppressed (Sweeney 2002; the CNIL's guidance
-  on anonymisation asks for such a measure of re-identification risk).
+  until at most 5 % of the patients are in combinations shared by fewer than ``min_k``;
+  those few are left out, so that every combination exported is shared by ``min_k``.
+  The report says what k the extract reached, what was generalised and how many
+  patients were suppressed (Sweeney 2002; the CNIL's guidance on anonymisation asks
+  for such a measure of re-identification risk).
 
 The transformation walks JSON generically rather than per resource type, so any type of
 the patient compartment is handled the same way.
@@ -169,9 +170,12 @@ def _band(year: str | None, width: int) -> str | None:
     return f"{start}-{start + width - 1}"
 
 
-def k_anonymise(keys: dict[str, tuple[str | None, str | None, str | None]], min_k: int
+def k_anonymise(keys: dict[str, tuple[str | None, str | None, str | None]], min_k: int,
+                max_suppressed: float = 0.05
                 ) -> tuple[dict[str, tuple[str | None, ...]], KAnonymityReport]:
-    """Generalise (sex, birth year, département) per patient until classes reach ``min_k``.
+    """Generalise (sex, birth year, département) per patient until at most
+    ``max_suppressed`` of the patients are in classes smaller than ``min_k``; those are
+    then left out, so every class exported has at least ``min_k`` patients.
 
     Returns the kept quasi-identifiers of the patients exported, and the report.
     """
@@ -185,7 +189,8 @@ def k_anonymise(keys: dict[str, tuple[str | None, str | None, str | None]], min_
         chosen = {pid: (sex, _band(year, width), dept if with_dept else None)
                   for pid, (sex, year, dept) in keys.items()}
         sizes = Counter(chosen.values())
-        if min_k <= 1 or not sizes or min(sizes.values()) >= min_k:
+        suppressed = sum(n for n in sizes.values() if n < min_k)
+        if min_k <= 1 or suppressed <= max_suppressed * len(keys):
             break
     if label != ladder[0][2]:
         report.generalisation = [label]
@@ -271,7 +276,7 @@ def export(patients: Iterable[dict[str, Any]], resources: Iterator[dict[str, Any
     finally:
         for handle in handles.values():
             handle.close()
-    (folder / "k-anonymity.json").write_bytes(orjson.dumps(report.__dict__,
-                                                           option=orjson.OPT_INDENT_2))
+    options = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS
+    (folder / "k-anonymity.json").write_bytes(orjson.dumps(report.__dict__, option=options))
     return ExportResult(folder, files, report)
 
