@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from hygie.channels.smpp import IncomingPdu
 
 
-def _address(raw: str, region: str) -> str:
+def sender_address(raw: str, region: str) -> str:
+    """E.164 form of a sender, or what was given when it is not a number."""
     try:
         return normalize_phone(raw, region)
     except InvalidAddress:
@@ -39,7 +40,7 @@ def store_deliveries(engine: Engine, inbox: Inbox, items: Sequence[IncomingPdu],
     replies: list[tuple[str, str]] = []
     parts: list[tuple[str, Any]] = []
     for item in items:
-        sender = _address(item.source_addr, region)
+        sender = sender_address(item.source_addr, region)
         if item.is_receipt:
             r = read_receipt(item.short_message, receipted_message_id=item.receipted_message_id,
                              message_state=item.message_state,

@@ -151,7 +151,11 @@ class Inbox:
                        if w.strip()}
 
     def receive_sms(self, items: Sequence[tuple[str, str]]) -> list[str]:
-        """Store SMS replies (sender in E.164, text) in one transaction; return ids."""
+        """Store SMS replies (sender as written, text) in one transaction; return ids."""
+        from hygie.channels.inbound_sms import sender_address
+
+        region = self.settings.phone_region
+        items = [(sender_address(sender, region), text) for sender, text in items]
         with write_transaction(self.engine) as conn:
             return self.store_sms(conn, items, self.clock())
 

@@ -351,8 +351,8 @@ class Outbox:
             answers: list[tuple[Envelope, Receipt]] = []
             for env, receipt in results:
                 row = current.get(env.message_id)
-                if row is None or row.status != Status.SENDING:
-                    continue  # another worker took it back after our lease passed
+                if row is None or row.status != Status.SENDING or row.attempts != env.attempt:
+                    continue  # our lease passed and the message was taken back
                 status = receipt.status
                 if receipt.parts:
                     status = self._sms_outcome(env, receipt, row, part_rows, now)
@@ -374,7 +374,9 @@ class Outbox:
                 elif status is Status.ANSWERED:
                     answers.append((env, receipt))  # store_answer moves it, once
                 else:
-                    changes.append((env.message_id, status, receipt.error or receipt.detail))
+                    why = receipt.error or next((p.error for p in receipt.parts if p.error),
+                                                None)
+                    changes.append((env.message_id, status, why or receipt.detail))
             if part_rows:
                 conn.execute(insert(t.sms_part), part_rows)
             if refs:

@@ -1,0 +1,195 @@
+"""The durable outbox on both engines: idempotency, claims, retries, timelines, opt-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from hygie.channels import (
+    Channel,
+    IdempotencyConflict,
+    InvalidAddress,
+    InvalidMessage,
+    MessageNotFound,
+    OutboundMessage,
+    Receipt,
+    Status,
+)
+from hygie.channels.model import PartOutcome
+from hygie.channels.service import Channels
+from hygie.platform import Platform
+
+
+def sms(key: str, to: str = "06 12 34 56 78", text: str = "Bonjour", **kw: object
+        ) -> OutboundMessage:
+    return OutboundMessage(idempotency_key=key, owner="followup:42", channel=Channel.SMS,
+                           recipient=to, text=text, **kw)  # type: ignore[arg-type]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_enqueue_is_idempotent_and_normalizes(platform: Platform,
+                                              make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform)
+    first = ch.enqueue(sms("k1"))
+    again = ch.enqueue(sms("k1"))
+    assert first.id == again.id
+    assert first.recipient == "+33612345678"
+    assert first.status is Status.QUEUED
+    assert [e.status for e in first.timeline] == ["queued"]
+    with pytest.raises(IdempotencyConflict):
+        ch.enqueue(sms("k1", text="Autre texte"))
+    with pytest.raises(IdempotencyConflict):
+        ch.enqueue_many([sms("k2"), sms("k2")])
+    assert ch.get_by_key("k1").id == first.id
+    with pytest.raises(MessageNotFound):
+        ch.get("0" * 32)
+
+
+@pytest.mark.parametrize("bad", [
+    sms("", text="x"), sms("k", text=""), sms("k", to="pas un numéro"),
+    OutboundMessage("k", "o", Channel.EMAIL, "nobody", "x", subject="s"),
+    OutboundMessage("k", "o", Channel.EMAIL, "a@b.fr", "x"),
+    sms("k", text="x" * 5000),
+])
+def test_bad_messages_are_refused(sqlite_platform: Platform,
+                                  make_channels: Callable[..., Channels],
+                                  bad: OutboundMessage) -> None:
+    ch = make_channels(sqlite_platform)
+    with pytest.raises(InvalidMessage):
+        ch.enqueue(bad)
+    assert ch.outbox.counts() == {}
+
+
+def test_invalid_address_is_an_invalid_message() -> None:
+    assert issubclass(InvalidAddress, InvalidMessage)
+
+
+def test_claim_lease_and_record(platform: Platform,
+                                make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform, max_attempts=2)
+    clock = Clock()
+    ch.outbox.clock = clock
+    ids = ch.enqueue_many([sms(f"k{i}", to=f"+3361234567{i}") for i in range(3)])
+    claimed = ch.outbox.claim(Channel.SMS, "w1", 10)
+    assert sorted(e.message_id for e in claimed) == sorted(ids)
+    assert ch.outbox.claim(Channel.SMS, "w2", 10) == []  # held under lease
+    ok, retry, bad = claimed
+    ch.outbox.record([
+        (ok, Receipt(Status.SUBMITTED, parts=(PartOutcome(1, "accepted", "s1"),))),
+        (retry, Receipt(Status.SUBMITTED, parts=(PartOutcome(1, "retry", error="throttled"),),
+                        retry_after_s=5)),
+        (bad, Receipt(Status.SUBMITTED, parts=(PartOutcome(1, "rejected", error="0x0B"),))),
+    ])
+    assert ch.get(ok.message_id).status is Status.SUBMITTED
+    assert ch.get(bad.message_id).status is Status.FAILED
+    assert ch.get(bad.message_id).error == "0x0B"
+    assert ch.get(retry.message_id).status is Status.QUEUED
+    assert ch.outbox.claim(Channel.SMS, "w1", 10) == []  # not due yet
+    clock.now += 5_000
+    again = ch.outbox.claim(Channel.SMS, "w1", 10)
+    assert [e.message_id for e in again] == [retry.message_id] and again[0].attempt == 2
+    ch.outbox.record([(again[0], Receipt(Status.QUEUED, error="SMSC unreachable"))])
+    failed = ch.get(retry.message_id)
+    assert failed.status is Status.FAILED and "gave up after 2 tries" in (failed.error or "")
+    assert [e.status for e in ch.get(ok.message_id).timeline] == ["queued", "submitted"]
+
+
+def test_a_late_record_after_the_lease_changes_nothing(
+        platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform, lease_s=1.0)
+    clock = Clock()
+    ch.outbox.clock = clock
+    ch.enqueue(OutboundMessage("m", "mobilization:1", Channel.EMAIL, "a@hopital.fr", "x",
+                               subject="s"))
+    [env] = ch.outbox.claim(Channel.EMAIL, "w1", 5)
+    clock.now += 2_000
+    assert ch.outbox.settle_in_doubt() == 1  # the worker vanished: back to the queue
+    [env2] = ch.outbox.claim(Channel.EMAIL, "w2", 5)
+    ch.outbox.record([(env, Receipt(Status.FAILED, error="late"))])  # stale worker
+    assert ch.get(env.message_id).status is Status.SENDING
+    ch.outbox.record([(env2, Receipt(Status.SUBMITTED))])
+    assert ch.get(env.message_id).status is Status.SUBMITTED
+
+
+def test_expiry_and_opt_out(platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform)
+    clock = Clock()
+    ch.outbox.clock = clock
+    ch.inbox.clock = clock
+    ch.enqueue(sms("exp", ttl_s=60))
+    clock.now += 61_000
+    assert ch.outbox.claim(Channel.SMS, "w", 10) == []
+    assert ch.get_by_key("exp").status is Status.FAILED
+    ch.inbox.receive_sms([("+33612345678", "stop")])
+    assert ch.inbox.is_opted_out("+33612345678")
+    refused = ch.enqueue(sms("after-stop"))
+    assert refused.status is Status.FAILED and "STOP" in (refused.error or "")
+    mail = ch.enqueue(OutboundMessage("mail", "o:1", Channel.EMAIL, "a@b.fr", "x", subject="s"))
+    assert mail.status is Status.QUEUED  # STOP by SMS stops SMS only
+    ch.inbox.receive_sms([("+33612345678", "START")])
+    assert not ch.inbox.is_opted_out("+33612345678")
+    assert ch.enqueue(sms("after-start")).status is Status.QUEUED
+
+
+def test_multipart_retry_sends_only_missing_parts(
+        platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform)
+    clock = Clock()
+    ch.outbox.clock = clock
+    record = ch.enqueue(sms("long", text="x" * 400))
+    assert record.parts == 3
+    [env] = ch.outbox.claim(Channel.SMS, "w", 1)
+    ch.outbox.record([(env, Receipt(Status.SUBMITTED, total_parts=3, retry_after_s=1, parts=(
+        PartOutcome(1, "accepted", "a"), PartOutcome(2, "accepted", "b"),
+        PartOutcome(3, "retry")),))])
+    clock.now += 1_000
+    [env] = ch.outbox.claim(Channel.SMS, "w", 1)
+    assert env.done_parts == {1, 2}
+    ch.outbox.record([(env, Receipt(Status.SUBMITTED, total_parts=3,
+                                    parts=(PartOutcome(3, "accepted", "c"),)))])
+    assert ch.get(record.id).status is Status.SUBMITTED
+
+
+def test_answers_route_to_the_owner_and_survive_a_missing_handler(
+        platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform)
+    asked = ch.enqueue(sms("q", expected_answers=["OUI", "NON"]))
+    [env] = ch.outbox.claim(Channel.SMS, "w", 1)
+    ch.outbox.record([(env, Receipt(Status.SUBMITTED, parts=(PartOutcome(1, "accepted", "i"),)))])
+    ch.inbox.receive_sms([("0612345678", "oui merci"), ("+33700000000", "qui est-ce ?")])
+    got = []
+    assert ch.inbox.deliver_pending() == 0  # no handler yet: kept
+    ch.register_handler("followup:", got.append)
+    assert ch.inbox.deliver_pending() == 1
+    [answer] = got
+    assert (answer.owner, answer.value, answer.text, answer.message_id) == (
+        "followup:42", "OUI", "oui merci", asked.id)
+    record = ch.get(asked.id)
+    assert record.status is Status.ANSWERED and record.answer == "OUI"
+    kinds = {i.sender: i.kind for i in ch.recent_inbound()}
+    assert kinds == {"+33612345678": "reply", "+33700000000": "unrouted"}
+    assert ch.inbox.deliver_pending() == 0  # handled once
+
+
+def test_a_failing_handler_leaves_the_answer_pending(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(sqlite_platform)
+    ch.enqueue(sms("q", expected_answers=[]))
+    ch.inbox.receive_sms([("+33612345678", "J'ai de la fièvre")])
+
+    def broken(_answer: object) -> None:
+        raise RuntimeError("service down")
+
+    ch.register_handler("followup:", broken)
+    assert ch.inbox.deliver_pending() == 0
+    got = []
+    ch.register_handler("followup:4", got.append)  # the longest prefix wins
+    assert ch.inbox.deliver_pending() == 1 and got[0].value is None
