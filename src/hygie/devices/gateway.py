@@ -154,13 +154,16 @@ async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = 
     supervisor = asyncio.get_running_loop().create_task(mapper.supervise())
     listener = await server.start(dsettings.mllp_host, dsettings.mllp_port)
     port = listener.sockets[0].getsockname()[1]
+    folder = journal_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    ready = folder / "mqtt.subscribed"
+    ready.unlink(missing_ok=True)
     ingest = None
     if mqtt:
         loop = asyncio.get_running_loop()
-        ingest = MqttIngest(journal, dsettings, lambda: loop.call_soon_threadsafe(mapper.wake))
+        ingest = MqttIngest(journal, dsettings, lambda: loop.call_soon_threadsafe(mapper.wake),
+                            on_subscribed=lambda: ready.write_text(dsettings.mqtt_topic))
         ingest.start()
-    folder = journal_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
     (folder / "mllp.port").write_text(str(port))
     announce(f"MLLP listening on {dsettings.mllp_host}:{port}"
              + (f"; MQTT {dsettings.mqtt_host}:{dsettings.mqtt_port} {dsettings.mqtt_topic}"

@@ -51,8 +51,10 @@ class MqttIngest:
     """Subscribes to the home-device topic; see the module docstring."""
 
     def __init__(self, journal: Journal, settings: DevicesSettings,
-                 wake_mapper: Callable[[], None]) -> None:
+                 wake_mapper: Callable[[], None],
+                 on_subscribed: Callable[[], None] | None = None) -> None:
         self.journal = journal
+        self.on_subscribed = on_subscribed
         self.settings = settings
         self.wake_mapper = wake_mapper
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
@@ -60,6 +62,7 @@ class MqttIngest:
                                   protocol=mqtt.MQTTv311, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.received = 0
 
     def start(self) -> None:
@@ -74,6 +77,11 @@ class MqttIngest:
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
                     reason: object, _properties: object) -> None:
         client.subscribe(self.settings.mqtt_topic, qos=1)
+
+    def _on_subscribe(self, _client: mqtt.Client, _userdata: object, _mid: int,
+                      _reasons: object, _properties: object) -> None:
+        if self.on_subscribed is not None:
+            self.on_subscribed()
 
     def _on_message(self, client: mqtt.Client, _userdata: object,
                     msg: mqtt.MQTTMessage) -> None:
