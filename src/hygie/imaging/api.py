@@ -209,6 +209,7 @@ async def retrieve(request: Request) -> Response:
         "multipart/related", "application/dicom", None))
     syntax = wado.choose_instance_syntax(accepts)
     rows = await run_in_threadpool(_rows, svc, request)
+    wado.check_syntax(rows, syntax)
     boundary = new_boundary()
     parts = iter_multipart(wado.iter_instances(svc.archive, rows, syntax), boundary)
     return StreamingResponse(

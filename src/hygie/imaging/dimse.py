@@ -91,6 +91,7 @@ class DimseServer:
         """Listen in the background (pynetdicom's threads)."""
         from pynetdicom import evt
 
+        _ = self.service.store  # opened here, not in an association's thread
         handlers = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -250,7 +251,8 @@ def _response(identifier: Any, item: dict[str, Any], level: str) -> Any:
     """A C-FIND response: the keys of the request, filled from the match."""
     from pydicom.dataset import Dataset
 
-    found = Dataset.from_json({k: v for k, v in item.items() if k != "00081190"})
+    found = Dataset.from_json({k: v for k, v in item.items()
+                               if k != "00081190" and "BulkDataURI" not in v})
     out = Dataset()
     out.QueryRetrieveLevel = level
     if "SpecificCharacterSet" in found:

@@ -82,6 +82,15 @@ def choose_instance_syntax(accepts: list[Accept]) -> str | None:
     raise NotAcceptable('instances are served as multipart/related; type="application/dicom"')
 
 
+def check_syntax(rows: list[Any], syntax: str) -> None:
+    """Refuse, before streaming starts, a syntax some instance cannot be served in."""
+    if syntax in ("*", EXPLICIT_LE):
+        return
+    if any(row.transfer_syntax_uid != syntax for row in rows):
+        raise NotAcceptable(f"transcoding to {syntax} is not offered; ask for "
+                            f"{EXPLICIT_LE} or transfer-syntax=*")
+
+
 def transcode(archive: Archive, row: Any, syntax: str) -> tuple[str, bytes]:
     """The instance's file in ``syntax`` (``*``: as stored); (syntax, bytes)."""
     stored = row.transfer_syntax_uid
