@@ -39,7 +39,7 @@ def test_reminder_times_follow_paris_wall_clock_across_dst() -> None:
 
 def test_reminders_are_persisted_sent_once_and_follow_moves(service: SchedulingService) -> None:
     booking = service.book(_slot(service, date(2021, 3, 3), "10:00"), ALICE)
-    jobs = pending_jobs(service.engine.connect(), booking.id)
+    jobs = _jobs(service, booking.id)
     assert [j["which"] for j in jobs] == ["day-before", "two-hours"]
     # A new service on the same database (a restart) runs them when they are due.
     restarted = SchedulingService(service.platform, service.options)
@@ -53,12 +53,11 @@ def test_reminders_are_persisted_sent_once_and_follow_moves(service: SchedulingS
     assert len(mails) == 1 and "03/03/2021 à 10:00" in mails[0]
     # Moving cancels the remaining reminder and plans new ones.
     moved = service.move(booking.id, _slot(service, date(2021, 3, 5), "11:00"))
-    states = [(j["which"], j["status"]) for j in pending_jobs(service.engine.connect(),
-                                                              moved.id)]
+    states = [(j["which"], j["status"]) for j in _jobs(service, moved.id)]
     assert ("two-hours", "cancelled") in states
     assert states.count(("day-before", "due")) == 1 and states.count(("two-hours", "due")) == 1
     service.cancel(moved.id)
-    assert all(j["status"] != "due" for j in pending_jobs(service.engine.connect(), moved.id))
+    assert all(j["status"] != "due" for j in _jobs(service, moved.id))
 
 
 def test_a_freed_slot_is_offered_to_the_waiting_list(service: SchedulingService) -> None:
@@ -119,6 +118,11 @@ def test_bookings_become_appointments_in_the_store(service: SchedulingService) -
     assert again["participant"][0]["actor"]["reference"] == patient_ref
     found = repo.search("Appointment", [("patient", patient_ref), ("status", "booked")])
     assert [m.res_id for m in found.matches] == [second.id]
+
+
+def _jobs(service: SchedulingService, booking_id: str) -> list[dict]:
+    with service.engine.connect() as conn:
+        return pending_jobs(conn, booking_id)
 
 
 def _token(service: SchedulingService, phone: str) -> str:
