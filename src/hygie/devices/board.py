@@ -84,7 +84,12 @@ def board_state(engine: Engine, repository: Repository, stale_after_s: int = 120
     return views
 
 
+#: How people write the UCUM units of the board.
+_UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "cm[H2O]": "cmH₂O"}
+
+
 def columns() -> list[dict[str, str]]:
-    """The board's columns: metric key, label, unit."""
-    return [{"key": k, "label": METRICS_BY_KEY[k].label, "unit": METRICS_BY_KEY[k].ucum}
+    """The board's columns: metric key, label, unit as shown."""
+    return [{"key": k, "label": METRICS_BY_KEY[k].label,
+             "unit": _UNIT_DISPLAY.get(METRICS_BY_KEY[k].ucum, METRICS_BY_KEY[k].ucum)}
             for k in BOARD_KEYS]

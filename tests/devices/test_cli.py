@@ -1,0 +1,49 @@
+"""``hygie devices simulate`` against a running gateway, and ``hygie devices status``."""
+
+from __future__ import annotations
+
+import os
+
+from click.testing import CliRunner
+
+from hygie.cli import main
+from hygie.devices.journal import Journal
+from hygie.devices.simulator import make_devices, monitor_message, ventilator_message
+from hygie.platform import Platform
+from hygie.store.interactions import StoreContext
+from tests.devices.conftest import Gateway
+
+
+def test_simulated_icu_reaches_the_store(gateway: Gateway, platform: Platform,
+                                         store: StoreContext) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["devices", "simulate", "--port", str(gateway.port),
+                                  "--monitors", "4", "--ventilators", "2", "--interval", "0.1",
+                                  "--count", "3"])
+    assert result.exit_code == 0, result.output
+    assert "sent 18, acknowledged 18, negative 0" in result.output
+    assert Journal(platform.engine).counts() == {"stored": 18}
+    page = store.repository.search("Observation", [("_count", "0"), ("_total", "accurate")])
+    assert page.total == 4 * 3 * 10 + 2 * 3 * 6
+    env = {"HYGIE_DATABASE_URL": platform.settings.database_url,
+           "HYGIE_VAR_DIR": str(platform.settings.var_dir)}
+    status = runner.invoke(main, ["devices", "status"], env={**os.environ, **env})
+    assert status.exit_code == 0
+    assert "stored: 18" in status.output and "pending: 0" in status.output
+
+
+def test_simulator_messages_follow_pcd01() -> None:
+    devices = make_devices(30, 5)
+    monitors = [d for d in devices if d.kind == "monitor"]
+    assert len(monitors) == 30 and len(devices) == 35
+    # the demo territory's ICU beds first, then the extra beds opened in the crisis
+    assert monitors[0].facility == "ch-jeanne-sorel" and monitors[0].room == "101"
+    assert monitors[16].facility == "ch-deux-rives"
+    assert monitors[-1].unit == "icu-ext"
+    text = monitor_message(monitors[0], "C1", "20260321081500+0100").decode()
+    segments = text.split("\r")
+    assert [s[:3] for s in segments[:4]] == ["MSH", "PID", "PV1", "OBR"]
+    assert sum(1 for s in segments if s.startswith("OBX") and s.split("|")[11] == "R") == 10
+    assert "IHE_PCD_001" in segments[0]
+    vent = ventilator_message(devices[1], "C2", "20260321081500+0100").decode()
+    assert "MDC_VENT_PRESS_AWAY_END_EXP_POS" in vent
