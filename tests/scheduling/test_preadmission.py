@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import date, time
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from hygie.scheduling.engine import SchedulingService
 from hygie.scheduling.errors import InvalidInput, InvalidState, PayloadTooLarge
 from hygie.scheduling.ins import INS_NIR_SYSTEM, nir_problem
 from hygie.scheduling.model import PARIS, Patient
-from tests.scheduling.conftest import last_sms
+from tests.scheduling.conftest import last_sms, staff_token
 
 #: A well-formed NIR (woman born in May 1980 in Indre-et-Loire), key computed by hand.
 NIR = "2800537261123"
@@ -139,3 +140,40 @@ def test_review_can_send_a_file_back(service: SchedulingService) -> None:
     desk.upload(secret, "identity", "CNI", PNG)
     desk.submit(secret)
     assert desk.listing("submitted")[0]["id"] == file_id
+
+
+def test_preadmission_over_http(client: Any, platform: Any, service: SchedulingService) -> None:
+    _booking_id, secret = _invite(service)
+    base = f"/scheduling/public/api/preadmission/{secret}"
+    assert client.get(base).json()["status"] == "invited"
+    assert client.put(base, json={"answers": "nope"}).status_code == 400
+    saved = client.put(base, json={"answers": ANSWERS})
+    assert saved.status_code == 200 and saved.json()["warnings"] == []
+    sent = client.post(base + "/documents", data={"kind": "identity", "title": "CNI"},
+                       files={"file": ("cni.png", PNG, "image/png")})
+    assert sent.status_code == 201, sent.text
+    disguised = client.post(base + "/documents", data={"kind": "other"},
+                            files={"file": ("x.pdf", b"MZ\x90\x00", "application/pdf")})
+    assert disguised.status_code == 400
+    big = client.post(base + "/documents", data={"kind": "other"},
+                      files={"file": ("big.pdf", PDF + b"0" * (6 * 1024 * 1024),
+                                      "application/pdf")})
+    assert big.status_code == 413
+    assert client.post(base + "/submit").status_code == 200
+    staff = {"Authorization": f"Bearer {staff_token(platform)}"}
+    files = client.get("/scheduling/api/preadmissions?status=submitted", headers=staff).json()
+    file_id = files["files"][0]["id"]
+    detail = client.get(f"/scheduling/api/preadmissions/{file_id}", headers=staff).json()
+    doc = client.get(f"/scheduling/api/preadmissions/{file_id}/documents/"
+                     f"{detail['documents'][0]['id']}", headers=staff)
+    assert doc.content == PNG and doc.headers["content-security-policy"] == "sandbox"
+    reader = {"Authorization": f"Bearer {staff_token(platform, 'system/*.rs')}"}
+    assert client.post(f"/scheduling/api/preadmissions/{file_id}/validate",
+                       headers=reader).status_code == 403
+    done = client.post(f"/scheduling/api/preadmissions/{file_id}/validate", headers=staff)
+    assert done.status_code == 200 and done.json()["encounter"].startswith("Encounter/")
+    invited = client.post("/scheduling/api/preadmissions", headers=staff, json={
+        "site": "ch-jeanne-sorel", "planned": "2021-04-12", "family": "Roux",
+        "given": "Jean", "birth_date": "1960-01-01", "phone": "07 81 22 33 44"})
+    assert invited.status_code == 201
+    assert "/scheduling/preadmission/" in last_sms(platform, "+33781223344")

@@ -470,8 +470,11 @@ async def api_waitlist(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     """The service's routes, mounted under /scheduling by app.py."""
+    from hygie.scheduling import preadmission_api
+
     return [
         *pages.routes(),
+        *preadmission_api.routes(),
         Route("/public/api/options", public_options),
         Route("/public/api/slots", public_slots),
         Route("/public/api/verify", public_verify, methods=["POST"]),
