@@ -39,6 +39,9 @@ class Status(enum.StrEnum):
     ANSWERED = "answered"
 
 
+#: Receipt detail of a call that was picked up (by a person or a voicemail).
+CALL_CONNECTED = "call connected"
+
 #: Statuses a message never leaves.
 FINAL_STATUSES = frozenset({Status.FAILED, Status.ANSWERED})
 

@@ -40,6 +40,7 @@ from hygie.channels import tables as t
 from hygie.channels.addresses import normalize_address
 from hygie.channels.errors import IdempotencyConflict, InvalidMessage, MessageNotFound
 from hygie.channels.model import (
+    CALL_CONNECTED,
     Channel,
     Envelope,
     Event,
@@ -354,6 +355,8 @@ class Outbox:
                 if row is None or row.status != Status.SENDING or row.attempts != env.attempt:
                     continue  # our lease passed and the message was taken back
                 status = receipt.status
+                if receipt.detail == CALL_CONNECTED:
+                    changes.append((env.message_id, Status.DELIVERED, "appel décroché"))
                 if receipt.parts:
                     status = self._sms_outcome(env, receipt, row, part_rows, now)
                 if receipt.provider_ref:
@@ -598,7 +601,7 @@ class Outbox:
                 else:
                     requeue.append(r.id)
             if new_parts:
-                rows = [p for p in new_parts if p.get("status") == "in_doubt"]
+                rows = [p for p in new_parts if p.get("status") != "dropped"]
                 if rows:
                     conn.execute(insert(t.sms_part), rows)
             if requeue:

@@ -29,13 +29,11 @@ from typing import Any
 import pjsua2 as pj
 
 from hygie.channels.errors import ConfigurationError
-from hygie.channels.model import Envelope, Receipt, Status
+from hygie.channels.model import CALL_CONNECTED, Envelope, Receipt, Status
 from hygie.channels.settings import ChannelSettings
 
 log = logging.getLogger("hygie.channels.sip")
 
-#: Receipt detail telling the outbox that the call was picked up.
-CALL_CONNECTED = "call connected"
 #: SIP final responses meaning "the trunk or network, not the person": retried.
 _RETRY_CODES = {408, 500, 502, 503, 504}
 
