@@ -119,8 +119,9 @@ def patient_principal(pid: str) -> Principal:
 
 
 def make_platform(database_url: str, var_dir: Path, **settings: Any) -> Platform:
+    settings.setdefault("base_url", BASE)
     platform = open_platform(load_settings(database_url=database_url, var_dir=var_dir,
-                                           base_url=BASE, **settings))
+                                           **settings))
     upgrade(platform.engine)
     return platform
 

@@ -257,8 +257,8 @@ def _login_page(request: Request, *, next_url: str, error: str | None = None,
     response = render(request, "security/login.html", {
         "csrf_token": csrf, "next_url": next_url, "error": error, "username": username,
     }, status_code=status_code)
-    response.headers.update({"Cache-Control": "no-store", "X-Frame-Options": "DENY",
-                             "Content-Security-Policy": "frame-ancestors 'none'"})
+    # framing and the content policy are set for every page by protection.py
+    response.headers.update({"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
     response.set_cookie(CSRF_COOKIE, csrf, max_age=3600, path="/login",
                         secure=_is_https(request), httponly=True, samesite="strict")
     return response

@@ -61,7 +61,8 @@ def json_depth_exceeds(body: bytes, limit: int) -> bool:
     for _ in range(limit):
         if not skeleton:
             return False
-        shorter = skeleton.replace(b"{}", b"").replace(b"[]", b"")
+        # one level per pass: a pair emptied now is only seen empty at the next pass
+        shorter = skeleton.replace(b"{}", b"\0").replace(b"[]", b"\0").replace(b"\0", b"")
         if len(shorter) == len(skeleton):
             return False  # unbalanced: the JSON parser will say what is wrong
         skeleton = shorter
