@@ -23,9 +23,9 @@ BASE = "http://testserver"
 NOW = int(datetime(2021, 3, 1, 8, 0, tzinfo=UTC).timestamp())
 
 
-def make_platform(database_url: str, var_dir: Path) -> Platform:
+def make_platform(database_url: str, var_dir: Path, base_url: str = BASE) -> Platform:
     platform = open_platform(load_settings(database_url=database_url, var_dir=var_dir,
-                                           base_url=BASE))
+                                           base_url=base_url))
     upgrade(platform.engine)
     open_store(platform)
     return platform
