@@ -30,6 +30,7 @@ from hygie.epidemic import api as epidemic_api
 from hygie.imaging import api as imaging_api
 from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
+from hygie.scheduling import api as scheduling_api
 from hygie.security import api as security_api
 from hygie.security import pages as security_pages
 from hygie.security.installation import install as install_security
@@ -50,7 +51,7 @@ NAV = [
     NavEntry("Suivi à domicile", "/followup", built=False),
     NavEntry("Mobilisation", "/mobilization", built=False),
     NavEntry("Réanimation", "/devices"),
-    NavEntry("Rendez-vous", "/scheduling", built=False),
+    NavEntry("Rendez-vous", "/scheduling"),
     NavEntry("Imagerie", "/imaging"),
     NavEntry("Mobilité", "/mobility"),
     NavEntry("Épidémie", "/epidemic"),
@@ -61,7 +62,8 @@ NAV = [
 #: Paths anyone may call without a token.
 PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico", "/openapi.json",
                 *("/tracing" + p for p in tracing_api.PUBLIC_PATHS),
-                *("/channels" + p for p in channels_api.PUBLIC_PATHS)]
+                *("/channels" + p for p in channels_api.PUBLIC_PATHS),
+                *("/scheduling" + p for p in scheduling_api.PUBLIC_PATHS)]
 
 
 def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/tracing", routes=tracing_api.routes()),
         Mount("/imaging", routes=imaging_api.routes()),
         Mount("/channels", routes=channels_api.routes()),
+        Mount("/scheduling", routes=scheduling_api.routes()),
     ]
 
     @asynccontextmanager

@@ -17,6 +17,7 @@ from hygie.epidemic import cli as epidemic_cli
 from hygie.imaging import cli as imaging_cli
 from hygie.mobility import cli as mobility_cli
 from hygie.platform import OPEN_HOOKS
+from hygie.scheduling import cli as scheduling_cli
 from hygie.security import cli as security_cli
 from hygie.security import operations_cli as security_operations_cli
 from hygie.security.installation import install as install_security
@@ -145,6 +146,7 @@ main.add_command(epidemic_cli.group)
 main.add_command(imaging_cli.group)
 main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)
+main.add_command(scheduling_cli.group)
 for _group in security_cli.GROUPS:  # hygie token / client / user
     main.add_command(_group)
 for _command in security_operations_cli.COMMANDS:  # audit, keys, backup, restore, research
