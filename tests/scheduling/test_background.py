@@ -130,3 +130,17 @@ def _token(service: SchedulingService, phone: str) -> str:
     body = _messages(service, phone)[-1][1]
     code = re.search(r"\b(\d{6})\b", body).group(1)  # type: ignore[union-attr]
     return service.confirm_code(phone, code)
+
+
+def test_messages_are_handed_to_the_channels_outbox_once(service: SchedulingService) -> None:
+    from hygie.channels import channels_for
+
+    service.book(_slot(service, date(2021, 3, 8), "09:20"), ALICE)
+    assert service.run_once()["handed"] == 1
+    assert service.run_once()["handed"] == 0
+    with service.engine.connect() as conn:
+        row = conn.execute(select(t.message)).one()
+    assert row.status == "handed"
+    record = channels_for(service.platform).get_by_key(f"scheduling:message:{row.id}")
+    assert record.recipient == ALICE.phone and record.id == row.reference
+    assert "rendez-vous confirmé le 08/03/2021 à 09:20" in record.text

@@ -408,7 +408,7 @@ class SchedulingService:
         ran = jobs.run_due(self.engine, {"reminder": self._run_reminder,
                                          "offer-expiry": self._run_offer_expiry}, self.clock())
         projected = self.project()
-        sent = messages.hand_over(self.engine, messages.channels_transport())
+        sent = messages.hand_over(self.engine, messages.channels_transport(self.platform))
         return {"jobs": ran, "projected": projected, "handed": sent}
 
     def project(self) -> int:

@@ -4,22 +4,26 @@ to the platform's channels.
 ``queue`` writes the message in the same transaction as what caused it (a booking, a
 verification request, a reminder job), so a message exists exactly when its cause was
 committed. ``hand_over`` is the one delivery step: it passes queued messages to the
-``channels`` package's durable outbox, which speaks SMPP and SMTP, and records the
-reference it gives. While that package is not installed the messages stay queued, and
-they leave on the first pass after it is.
+``channels`` package's durable outbox (its public ``OutboundMessage`` and
+``channels_for``), which speaks SMPP and SMTP and tracks delivery receipts, and records
+the id it gives. A message that the outbox refuses stays queued and is tried again on
+the next pass.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from hygie.scheduling import tables as t
 from hygie.scheduling.transactions import writing
+
+if TYPE_CHECKING:
+    from hygie.platform import Platform
 
 log = logging.getLogger("hygie.scheduling")
 
@@ -46,27 +50,28 @@ def queue(conn: Connection, channel: str, recipient: str, body: str, purpose: st
         created_utc=now, status="queued")).inserted_primary_key[0])
 
 
-def channels_transport() -> Transport | None:
-    """The channels package's enqueue function, or None while it is not installed."""
-    try:
-        channels = importlib.import_module("hygie.channels")
-    except ImportError:
-        return None
-    enqueue = getattr(channels, "enqueue", None)
-    if enqueue is None:
-        return None
+def channels_transport(platform: Platform) -> Transport:
+    """Hand messages to the platform's channels outbox (``hygie.channels``).
+
+    The idempotency key is the message's id here, so a hand-over repeated after a
+    crash (enqueued there, not yet marked here) sends nothing twice.
+    """
+    from hygie.channels import Channel, OutboundMessage, channels_for
+
+    channels = channels_for(platform)
 
     def send(message: Message) -> str:
-        kwargs = {"subject": message.subject} if message.channel == "email" else {}
-        return str(enqueue(message.channel, message.recipient, message.body, **kwargs))
+        record = channels.enqueue(OutboundMessage(
+            idempotency_key=f"scheduling:message:{message.id}", owner="scheduling",
+            channel=Channel(message.channel), recipient=message.recipient, text=message.body,
+            subject=message.subject))
+        return str(record.id)
 
     return send
 
 
-def hand_over(engine: Engine, transport: Transport | None, limit: int = 500) -> int:
+def hand_over(engine: Engine, transport: Transport, limit: int = 500) -> int:
     """Pass queued messages to ``transport``; returns how many left. Failures stay queued."""
-    if transport is None:
-        return 0
     with engine.connect() as conn:
         rows = conn.execute(select(t.message).where(t.message.c.status == "queued")
                             .order_by(t.message.c.id).limit(limit)).all()
