@@ -120,7 +120,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         platform.parts["bulk_exports"].resume()
         stop_channels = start_channels(platform)
+        stop_scheduling = scheduling_api.start_with_app(platform)
         yield
+        stop_scheduling()
         stop_channels()
 
     app = Starlette(

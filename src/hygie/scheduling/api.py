@@ -468,6 +468,12 @@ async def api_waitlist(request: Request) -> Response:
                                       for r in rows]})
 
 
+def start_with_app(platform: Any) -> Callable[[], None]:
+    """Start the background worker when the server starts (reminders and offers are
+    persisted, so they resume after a restart); returns the function that stops it."""
+    return SchedulingService.for_platform(platform).stop_worker
+
+
 def routes() -> list[BaseRoute]:
     """The service's routes, mounted under /scheduling by app.py."""
     from hygie.scheduling import preadmission_api
