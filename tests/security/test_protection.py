@@ -182,3 +182,19 @@ def test_cross_site_form_posts_are_refused(territory: tuple[Any, Platform]) -> N
     evil = http.post("/security/urgence", data={"patient": "bruno", "reason": "x" * 20},
                      headers={"Origin": "https://evil.example"})
     assert evil.status_code == 403
+
+
+def test_record_pages_keep_to_the_boundaries_and_are_audited(
+        territory: tuple[Any, Platform]) -> None:
+    app, platform = territory
+    http = _session(app, platform, staff("sud", {"physician"}, "ch-sud"))
+    assert 'data-patient="bruno"' in http.get("/record", params={"name": "marchetti"}).text
+    hidden = http.get("/record", params={"name": "lefebvre"})
+    assert hidden.status_code == 200 and 'data-patient="' not in hidden.text
+    assert http.get("/record/patient/bruno").status_code == 200
+    assert http.get("/record/patient/anne").status_code == 403
+    platform.parts["security"].audit_writer.close()  # reads are appended within 50 ms
+    history = _session(app, platform, patient_principal("anne")).get("/security/acces/anne")
+    assert "refusé" in history.text  # Dr Sud's attempt on Anne's record is in her history
+    bruno = _session(app, platform, patient_principal("bruno")).get("/security/acces/bruno")
+    assert "consultation" in bruno.text and "sud" in bruno.text

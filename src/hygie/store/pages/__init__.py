@@ -33,7 +33,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from hygie.store import outcomes
-from hygie.store.interactions import StoreContext
+from hygie.store.interactions import FhirRequest, FhirResponse, StoreContext
 from hygie.store.pages import record, vitals
 from hygie.store.pages.display import (
     GENDERS,
@@ -94,6 +94,16 @@ class PageError(Exception):
         self.status = status
         self.title = title
         self.message = message
+
+
+def _audit(ctx: StoreContext, caller: Caller, path: tuple[str, ...],
+           resources: Iterable[Json] = (), *, error: outcomes.FhirError | None = None,
+           query: Iterable[tuple[str, str]] = ()) -> None:
+    """Report a page's read to the audit sink as the FHIR read it amounts to."""
+    request = FhirRequest("GET", path, list(query), principal=caller)
+    response = None if error else FhirResponse(200, resource={
+        "resourceType": "Bundle", "entry": [{"resource": r} for r in resources]})
+    ctx.audit.record(request, response, error)
 
 
 def _store(request: Request) -> StoreContext:
@@ -256,14 +266,17 @@ async def search_page(request: Request) -> Response:
     start_text = params.get("start", "1")
     start = int(start_text) if start_text.isdigit() and 0 < len(start_text) < 9 else 1
     query += [("_count", str(PAGE_SIZE)), ("_total", "accurate"), ("_sort", "family,given")]
-    repo = _store(request).repository
+    ctx = _store(request)
     try:
-        page = await run_in_threadpool(repo.search, "Patient", query,
-                                       cursor=params.get("cursor") or None)
+        restrict = ctx.access.search_restriction(caller, "Patient")
+        page = await run_in_threadpool(ctx.repository.search, "Patient", query,
+                                       cursor=params.get("cursor") or None, restrict=restrict)
     except outcomes.FhirError as exc:
+        _audit(ctx, caller, ("Patient",), error=exc, query=query)
         context["error"] = ("La recherche n'a pas pu aboutir : "
                             + (exc.issues[0].diagnostics if exc.issues else "erreur"))
         return render(request, "store/search.html", context, status_code=400)
+    _audit(ctx, caller, ("Patient",), [m.resource for m in page.matches], query=query)
     rows = [patient_row(m.resource) for m in page.matches]
     context.update(searched=True, rows=rows, total=page.total, start=start,
                    end=start + len(rows) - 1)
@@ -331,9 +344,12 @@ def load_record(ctx: StoreContext, patient_id: str, caller: Caller,
     """Everything the record page shows, read in one go (runs in the thread pool)."""
     repo = ctx.repository
     try:
+        ctx.access.check_resource(caller, "Patient", patient_id)  # boundaries beyond scopes
         patient = repo.read("Patient", patient_id).resource
     except outcomes.FhirError as exc:
+        _audit(ctx, caller, ("Patient", patient_id), error=exc)
         raise _fhir_error(exc, "Dossier") from exc
+    _audit(ctx, caller, ("Patient", patient_id), [patient])
     allowed = [t for t in SECTIONS if caller.may(t, "s")]
     grouped: dict[str, list[Json]] = {t: [] for t in SECTIONS}
     if allowed:
@@ -394,9 +410,12 @@ def load_attachment(ctx: StoreContext, patient_id: str, doc_id: str, index: int,
     """(content, media type, file name) of one attachment of one of the patient's documents."""
     repo = ctx.repository
     try:
+        ctx.access.check_resource(caller, "DocumentReference", doc_id)
         document = repo.read("DocumentReference", doc_id).resource
     except outcomes.FhirError as exc:
+        _audit(ctx, caller, ("DocumentReference", doc_id), error=exc)
         raise _fhir_error(exc, "Document") from exc
+    _audit(ctx, caller, ("DocumentReference", doc_id), [document])
     contents = document.get("content") or []
     if not _about(document, patient_id) or not 0 <= index < len(contents):
         raise PageError(404, "Document introuvable", "Ce document n'est pas dans ce dossier.")
