@@ -4,6 +4,7 @@ who called them), served by TestClient or by a real uvicorn for the browser."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -159,3 +160,38 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+# --- logs of the whole run, for the personal-data check -------------------------------------
+
+
+class _KeepLogs(logging.Handler):
+    """Keeps every log record of the test run (message and traceback), in memory."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(self.format(record))
+        except Exception:  # a record that cannot be formatted is still kept, raw
+            self.lines.append(repr(record.msg))
+
+
+#: Installed when this folder is collected, i.e. before any test of the run starts, so
+#: that it sees the logs of every package's tests, not only of these.
+RUN_LOGS = _KeepLogs()
+logging.getLogger().addHandler(RUN_LOGS)
+for _name in ("hygie", "uvicorn", "uvicorn.error", "uvicorn.access", "starlette"):
+    if logging.getLogger(_name).getEffectiveLevel() > logging.INFO:
+        logging.getLogger(_name).setLevel(logging.INFO)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log check runs last, over the logs of everything that ran before it."""
+    last = [i for i in items if i.nodeid.endswith("::test_no_personal_data_in_the_logs")]
+    for item in last:
+        items.remove(item)
+        items.append(item)
