@@ -24,6 +24,7 @@ from hygie.security import audit
 from hygie.security.audit import AuditRecord, AuditWriter
 from hygie.store.interactions import FhirRequest, FhirResponse
 from hygie.store.outcomes import FhirError
+from hygie.store.sql_repository import in_transaction
 
 #: Most resources named one by one in the event of a search or a bundle.
 MAX_ENTITIES = 200
@@ -179,7 +180,11 @@ class FhirAudit:
             entities=entities, emergency=emergency)
         record = AuditRecord(event, frozenset(patients), code, outcome,
                              getattr(principal, "subject", None))
-        self.writer.submit(record, wait=error is None and request.method in _WRITES)
+        # a write waits for its record, unless it is an entry of a Bundle still inside its
+        # transaction: that one holds the write lock the audit writer needs (the Bundle's
+        # own record, written once it commits, waits instead)
+        durable = error is None and request.method in _WRITES and not in_transaction()
+        self.writer.submit(record, wait=durable)
 
 
 def record_login(writer: AuditWriter, *, username: str, outcome: str, description: str,

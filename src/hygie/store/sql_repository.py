@@ -105,6 +105,15 @@ _INDEX_INSERT_COLUMNS = {
 }
 
 
+def in_transaction() -> bool:
+    """True when the caller runs inside a repository transaction (``transaction()``).
+
+    Work that must not wait on the database's write lock (an audit record that another
+    thread appends) asks this first.
+    """
+    return bool(_CONNECTION.get())
+
+
 def _row_to_stored(row: Any, codec: BodyCodec | None = None) -> StoredResource:
     body = bytes(row.body) if row.body is not None else None
     if body is not None and codec is not None:
