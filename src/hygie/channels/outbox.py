@@ -535,16 +535,20 @@ class Outbox:
                     changes.append((mid, Status.DELIVERED, None))
         self.set_status(conn, changes, now)
 
-    def settle_in_doubt(self) -> int:
+    def settle_in_doubt(self, receipts_since_ms: int | None = None) -> int:
         """Take back messages whose worker died or whose link broke mid-send.
 
         Each part that may have been written is looked up among the delivery receipts
         by (recipient, user_message_reference): found, it was accepted and is not sent
-        again; not found after ``in_doubt_grace_s``, it is sent again. Returns how
-        many messages went back to the queue or moved on.
+        again; not found after ``in_doubt_grace_s``, it is sent again. The grace counts
+        from ``receipts_since_ms`` when that is later (the SMSC keeps the receipts of a
+        session that died and delivers them on the next bind: pass the time of that
+        bind, or None while unbound). Returns how many messages went back to the
+        queue or moved on.
         """
         now = self.clock()
         grace = int(self.settings.in_doubt_grace_s * 1000)
+        receipts_from = now if receipts_since_ms is None else receipts_since_ms
         moved = 0
         with write_transaction(self.engine) as conn:
             stale = conn.execute(select(t.message).where(
@@ -589,7 +593,7 @@ class Outbox:
                     if proof is not None:
                         self._resolve_part(conn, r.id, n, "submitted", proof, new_parts)
                         parts[n] = _Obj({"status": "submitted"})
-                    elif now - p.sent_ms >= grace:
+                    elif now - max(p.sent_ms, receipts_from) >= grace:
                         self._resolve_part(conn, r.id, n, None, None, new_parts)
                         parts[n] = _Obj({"status": "retry"})
                     else:

@@ -153,6 +153,9 @@ class SmppSender:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         self.binds = 0
+        #: UTC milliseconds of the current session's bind (None while unbound): from
+        #: then on the SMSC delivers the receipts it kept (see Outbox.settle_in_doubt).
+        self.bound_since_ms: int | None = None
 
     # --- session -----------------------------------------------------------------
     def start(self) -> SmppSender:
@@ -207,11 +210,13 @@ class SmppSender:
         if resp.is_error():
             raise smpp_errors.PDUError(f"bind refused: {resp.status}")
         self.binds += 1
+        self.bound_since_ms = int(time.time() * 1000)
         self._bound.set()
         log.info("SMPP bound (transceiver) to %s:%s", s.smpp_host, s.smpp_port)
 
     def _drop(self) -> None:
         self._bound.clear()
+        self.bound_since_ms = None
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):  # the socket is being thrown away

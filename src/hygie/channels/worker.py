@@ -67,7 +67,9 @@ class Dispatcher:
         now = time.monotonic()
         if now - self._last_settle >= 1.0:
             self._last_settle = now
-            work += outbox.settle_in_doubt()
+            sms = self.senders.get(Channel.SMS)
+            since = getattr(sms, "bound_since_ms", None) if sms is not None else 0
+            work += outbox.settle_in_doubt(receipts_since_ms=since)
         if now - self._last_rescan >= 5.0:
             self._last_rescan = now
             self._receipt_cursor = 0  # look again at receipts that overtook their part
