@@ -19,8 +19,9 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from hygie.scheduling import tables as t
 from hygie.scheduling.errors import (
@@ -30,7 +31,7 @@ from hygie.scheduling.errors import (
     SlotUnavailable,
 )
 from hygie.scheduling.model import Booking, BookingStatus, Patient, SlotStatus
-from hygie.scheduling.slots import booked_starts, cap_allows, site_caps
+from hygie.scheduling.slots import Cap, booked_starts, cap_allows
 from hygie.scheduling.transactions import advisory_lock
 
 SecretFor = Callable[[str], str]
@@ -41,8 +42,8 @@ def token_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _check_cap(conn: Connection, site_id: str, start: int, exclude: str | None) -> None:
-    cap = site_caps(conn, [site_id]).get(site_id)
+def _check_cap(conn: Connection, site_id: str, start: int, exclude: str | None,
+               cap: Cap | None) -> None:
     if cap is None:
         return
     bucket = start // cap.window_s
@@ -55,23 +56,57 @@ def _check_cap(conn: Connection, site_id: str, start: int, exclude: str | None) 
             "at this site: choose another time")
 
 
+#: The slot with what booking it needs to know, in one read: its agenda's zone, whether
+#: its type needs a pre-admission, and the site's arrival cap.
+_SLOT_FOR_BOOKING = (
+    select(t.slot, t.agenda.c.timezone, t.appointment_type.c.preadmission,
+           t.site_cap.c.max_arrivals, t.site_cap.c.window_min)
+    .join(t.agenda, t.agenda.c.id == t.slot.c.agenda_id)
+    .outerjoin(t.appointment_type, t.appointment_type.c.code == t.slot.c.type_code)
+    .outerjoin(t.site_cap, t.site_cap.c.site_id == t.slot.c.site_id)
+    .where(t.slot.c.id == bindparam("slot_id"))
+)
+_TAKE_FREE = (update(t.slot).where(t.slot.c.id == bindparam("slot_id"),
+                                   t.slot.c.status == SlotStatus.FREE)
+              .values(status=SlotStatus.BOOKED))
+_TAKE_HELD = (update(t.slot).where(t.slot.c.id == bindparam("slot_id"),
+                                   t.slot.c.status == SlotStatus.HELD,
+                                   t.slot.c.hold_entry == bindparam("entry"))
+              .values(status=SlotStatus.BOOKED, hold_until=None, hold_entry=None))
+_INSERT_BOOKING = insert(t.booking)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The slot a booking just took, with its agenda's zone and its type's needs."""
+
+    slot_id: int
+    agenda_id: str
+    site_id: str
+    type_code: str
+    start_utc: int
+    end_utc: int
+    timezone: str
+    preadmission: bool
+
+
 def _claim(conn: Connection, slot_id: int, now: int, hold_entry: int | None,
-           exclude: str | None) -> object:
-    row = conn.execute(select(t.slot).where(t.slot.c.id == slot_id)).first()
+           exclude: str | None) -> Claimed:
+    row = conn.execute(_SLOT_FOR_BOOKING, {"slot_id": slot_id}).first()
     if row is None:
         raise NotFound(f"no slot {slot_id}")
     if row.start_utc <= now:
         raise SlotUnavailable("this slot has already started")
-    _check_cap(conn, row.site_id, row.start_utc, exclude)
+    cap = Cap(row.max_arrivals, row.window_min * 60) if row.max_arrivals else None
+    _check_cap(conn, row.site_id, row.start_utc, exclude, cap)
     if hold_entry is None:
-        condition = t.slot.c.status == SlotStatus.FREE
+        done = conn.execute(_TAKE_FREE, {"slot_id": slot_id})
     else:
-        condition = (t.slot.c.status == SlotStatus.HELD) & (t.slot.c.hold_entry == hold_entry)
-    done = conn.execute(update(t.slot).where(t.slot.c.id == slot_id, condition).values(
-        status=SlotStatus.BOOKED, hold_until=None, hold_entry=None))
+        done = conn.execute(_TAKE_HELD, {"slot_id": slot_id, "entry": hold_entry})
     if done.rowcount != 1:
         raise SlotUnavailable("this slot is no longer free")
-    return row
+    return Claimed(slot_id, row.agenda_id, row.site_id, row.type_code, row.start_utc,
+                   row.end_utc, row.timezone, bool(row.preadmission))
 
 
 def _booking(row: object, secret: str | None = None) -> Booking:
@@ -87,25 +122,29 @@ def _booking(row: object, secret: str | None = None) -> Booking:
 
 
 def book(conn: Connection, slot_id: int, patient: Patient, *, source: str, now: int,
-         hold_entry: int | None = None, secret_for: SecretFor | None = None) -> Booking:
+         hold_entry: int | None = None,
+         secret_for: SecretFor | None = None) -> tuple[Booking, Claimed]:
     """Book ``slot_id`` for ``patient``; raises ``SlotUnavailable`` if someone was first.
 
     ``secret_for`` derives the secret of the patient's manage link from the booking id
     (so that reminders can repeat the link without the secret being stored); by
-    default it is random.
+    default it is random. Returns the booking and what the slot's agenda and type say.
     """
     slot = _claim(conn, slot_id, now, hold_entry, None)
     booking_id = uuid.uuid4().hex
     secret = secret_for(booking_id) if secret_for else secrets.token_urlsafe(24)
-    conn.execute(insert(t.booking).values(
-        id=booking_id, slot_id=slot_id, agenda_id=slot.agenda_id,  # type: ignore[attr-defined]
-        site_id=slot.site_id, type_code=slot.type_code,  # type: ignore[attr-defined]
-        start_utc=slot.start_utc, end_utc=slot.end_utc,  # type: ignore[attr-defined]
-        status=BookingStatus.BOOKED, family=patient.family, given=patient.given,
-        birth_date=patient.birth_date, phone=patient.phone, email=patient.email,
-        patient_ref=patient.patient_ref, manage_token=token_hash(secret), source=source,
-        created_utc=now, updated_utc=now, revision=1, projected_revision=0))
-    return get(conn, booking_id, secret)
+    conn.execute(_INSERT_BOOKING, {
+        "id": booking_id, "slot_id": slot_id, "agenda_id": slot.agenda_id,
+        "site_id": slot.site_id, "type_code": slot.type_code, "start_utc": slot.start_utc,
+        "end_utc": slot.end_utc, "status": BookingStatus.BOOKED, "family": patient.family,
+        "given": patient.given, "birth_date": patient.birth_date, "phone": patient.phone,
+        "email": patient.email, "patient_ref": patient.patient_ref,
+        "manage_token": token_hash(secret), "source": source, "created_utc": now,
+        "updated_utc": now, "revision": 1, "projected_revision": 0})
+    booking = Booking(booking_id, slot_id, slot.agenda_id, slot.site_id, slot.type_code,
+                      slot.start_utc, slot.end_utc, BookingStatus.BOOKED, patient, source,
+                      1, secret)
+    return booking, slot
 
 
 def get(conn: Connection, booking_id: str, secret: str | None = None) -> Booking:
@@ -157,9 +196,8 @@ def move(conn: Connection, booking_id: str, new_slot_id: int, now: int) -> tuple
                                       t.slot.c.status == SlotStatus.BOOKED)
                  .values(status=SlotStatus.FREE))
     conn.execute(update(t.booking).where(t.booking.c.id == booking_id).values(
-        slot_id=new_slot_id, agenda_id=slot.agenda_id,  # type: ignore[attr-defined]
-        site_id=slot.site_id, type_code=slot.type_code,  # type: ignore[attr-defined]
-        start_utc=slot.start_utc, end_utc=slot.end_utc,  # type: ignore[attr-defined]
+        slot_id=new_slot_id, agenda_id=slot.agenda_id, site_id=slot.site_id,
+        type_code=slot.type_code, start_utc=slot.start_utc, end_utc=slot.end_utc,
         updated_utc=now, revision=t.booking.c.revision + 1))
     return get(conn, booking_id), current.slot_id
 

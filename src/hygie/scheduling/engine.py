@@ -241,15 +241,14 @@ class SchedulingService:
 
     # --- booking ----------------------------------------------------------------------
 
-    def _after_booking(self, conn: Connection, booking: Booking, now: int) -> None:
+    def _after_booking(self, conn: Connection, booking: Booking, slot: bk.Claimed,
+                       now: int) -> None:
         """Reminders, confirmation SMS, and a pre-admission file when the type needs one."""
-        agenda = ag.get_agenda(conn, booking.agenda_id)
-        zone = ZoneInfo(agenda.timezone)
+        zone = ZoneInfo(slot.timezone)
         jobs.schedule_reminders(conn, booking.id, booking.start_utc, zone, now)
-        kind = ag.appointment_types(conn).get(booking.type_code)
-        if kind is not None and kind.preadmission:
+        if slot.preadmission:
             p = booking.patient
-            self.preadmission.invite_in(conn, site_id=agenda.site_id,
+            self.preadmission.invite_in(conn, site_id=slot.site_id,
                                         planned_start_utc=booking.start_utc, family=p.family,
                                         given=p.given, birth_date=p.birth_date, phone=p.phone,
                                         booking_id=booking.id)
@@ -273,9 +272,9 @@ class SchedulingService:
         _check_patient(patient)
         now = self.clock()
         with writing(self.engine) as conn:
-            booking = bk.book(conn, slot_id, patient, source=source, now=now,
-                              secret_for=self.manage_secret)
-            self._after_booking(conn, booking, now)
+            booking, slot = bk.book(conn, slot_id, patient, source=source, now=now,
+                                    secret_for=self.manage_secret)
+            self._after_booking(conn, booking, slot, now)
         return booking
 
     def book_verified(self, slot_id: int, patient: Patient, token: str) -> Booking:
@@ -361,11 +360,12 @@ class SchedulingService:
         now = self.clock()
         with writing(self.engine) as conn:
             row, patient = waitlist.offered_entry(conn, secret, now)
-            booking = bk.book(conn, row.offer_slot, patient, source="waitlist",  # type: ignore[attr-defined]
-                              now=now, hold_entry=row.id,  # type: ignore[attr-defined]
-                              secret_for=self.manage_secret)
+            booking, slot = bk.book(conn, row.offer_slot, patient,  # type: ignore[attr-defined]
+                                    source="waitlist", now=now,
+                                    hold_entry=row.id,  # type: ignore[attr-defined]
+                                    secret_for=self.manage_secret)
             waitlist.mark_booked(conn, row.id)  # type: ignore[attr-defined]
-            self._after_booking(conn, booking, now)
+            self._after_booking(conn, booking, slot, now)
         return booking
 
     def waitlist(self, status: str = "waiting") -> list[dict[str, Any]]:

@@ -28,11 +28,18 @@ DAY_BEFORE_AT = "18:00"
 SHORT_LEAD_S = 2 * 3600
 
 
+_INSERT_JOB = insert(t.job)
+
+
+def _job_row(kind: str, due_utc: int, payload: dict[str, Any],
+             booking_id: str | None) -> dict[str, Any]:
+    return {"kind": kind, "due_utc": due_utc, "booking_id": booking_id,
+            "payload": orjson.dumps(payload).decode(), "status": "due", "attempts": 0}
+
+
 def schedule(conn: Connection, kind: str, due_utc: int, payload: dict[str, Any],
-             booking_id: str | None = None) -> int:
-    return int(conn.execute(insert(t.job).values(
-        kind=kind, due_utc=due_utc, booking_id=booking_id, payload=orjson.dumps(payload).decode(),
-        status="due", attempts=0)).inserted_primary_key[0])
+             booking_id: str | None = None) -> None:
+    conn.execute(_INSERT_JOB, _job_row(kind, due_utc, payload, booking_id))
 
 
 def reminder_times(start_utc: int, zone: ZoneInfo) -> list[tuple[str, int]]:
@@ -45,12 +52,11 @@ def reminder_times(start_utc: int, zone: ZoneInfo) -> list[tuple[str, int]]:
 def schedule_reminders(conn: Connection, booking_id: str, start_utc: int, zone: ZoneInfo,
                        now: int) -> int:
     """Plan the reminders of a booking that are still ahead; returns how many."""
-    count = 0
-    for which, due in reminder_times(start_utc, zone):
-        if now < due < start_utc:
-            schedule(conn, "reminder", due, {"which": which, "start": start_utc}, booking_id)
-            count += 1
-    return count
+    rows = [_job_row("reminder", due, {"which": which, "start": start_utc}, booking_id)
+            for which, due in reminder_times(start_utc, zone) if now < due < start_utc]
+    if rows:
+        conn.execute(_INSERT_JOB, rows)
+    return len(rows)
 
 
 def cancel_for_booking(conn: Connection, booking_id: str) -> None:

@@ -42,12 +42,15 @@ class Message:
 Transport = Callable[[Message], str]
 
 
+_INSERT = insert(t.message)
+
+
 def queue(conn: Connection, channel: str, recipient: str, body: str, purpose: str, now: int,
-          subject: str | None = None) -> int:
+          subject: str | None = None) -> None:
     """Queue one SMS (``channel="sms"``) or e-mail in the caller's transaction."""
-    return int(conn.execute(insert(t.message).values(
-        channel=channel, recipient=recipient, subject=subject, body=body, purpose=purpose,
-        created_utc=now, status="queued")).inserted_primary_key[0])
+    conn.execute(_INSERT, {"channel": channel, "recipient": recipient, "subject": subject,
+                           "body": body, "purpose": purpose, "created_utc": now,
+                           "status": "queued"})
 
 
 def channels_transport(platform: Platform) -> Transport:
