@@ -11,6 +11,7 @@ from v2.5 on; ERR-1 (ELD) before.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -60,6 +61,11 @@ def err_segment(error: MessageRejected, header: Header) -> str:
     return sep.join(("ERR", eld))
 
 
+@functools.lru_cache(maxsize=4)
+def _timestamp(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%Y%m%d%H%M%S") + "+0000"
+
+
 def build_ack(header: Header | None, code: str, error: MessageRejected | None = None,
               text: str = "") -> bytes:
     """An ACK for ``header``'s message with MSA-1 ``code`` (AA, AE, AR, CA, CE, CR).
@@ -69,10 +75,12 @@ def build_ack(header: Header | None, code: str, error: MessageRejected | None = 
     """
     h = header or _DEFAULT
     sep = h.field_sep or "|"
-    encoding = h.encoding if len(h.encoding) >= 4 else "^~\\&"
-    h = dataclasses.replace(h, field_sep=sep, encoding=encoding)
+    encoding = h.encoding
+    if len(encoding) < 4 or not h.field_sep:
+        encoding = "^~\\&"
+        h = dataclasses.replace(h, field_sep=sep, encoding=encoding)
     comp = encoding[0]
-    now = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + "+0000"
+    now = _timestamp(int(time.time()))
     control = f"A{_PREFIX}{int(time.time()):x}{next(_COUNTER):06d}"
     version = h.version or "2.6"
     msh = sep.join((

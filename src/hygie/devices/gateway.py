@@ -24,6 +24,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
+from sqlalchemy import event
 
 from hygie.config import Settings
 from hygie.devices.journal import Journal, Outcome
@@ -145,6 +146,13 @@ async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = 
     from hygie.devices.mqtt import MqttIngest
 
     platform = open_platform(settings)
+    if platform.engine.dialect.name == "sqlite":
+        # Leave WAL checkpoints to the mapper's connections: a checkpoint (with its
+        # fsync) inside a journal commit would hold the acknowledgments of a whole batch.
+        @event.listens_for(platform.engine, "connect")
+        def _no_checkpoint(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
     journal = Journal(platform.engine)
     server_ref: list[MllpServer] = []
     mapper = MapperProcess(settings, dsettings, lambda o: server_ref[0].resolve(o))

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 from hygie.devices.acks import build_ack
 from hygie.devices.errors import APPLICATION_INTERNAL_ERROR, MessageRejected
@@ -40,46 +39,48 @@ START, END = b"\x0b", b"\x1c\r"
 
 
 class GroupCommit:
-    """Appends messages to the journal in batches, one commit at a time."""
+    """Appends messages to the journal in batches: one commit per turn of the event loop.
+
+    Frames that arrive in the same turn (from every connection) are committed together
+    at the end of it. The commit runs on the event loop's thread: a batch costs a
+    fraction of a millisecond on SQLite, while handing it to a worker thread costs
+    more than that in GIL hand-offs (the interpreter's switch interval is 5 ms), which
+    is what limited an earlier version to about a third of this throughput.
+    """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self._queue: list[tuple[Incoming, asyncio.Future[Appended]]] = []
-        self._running = False
-        self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._scheduled = False
 
     def submit(self, item: Incoming) -> asyncio.Future[Appended]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Appended] = loop.create_future()
         self._queue.append((item, future))
-        if not self._running:
-            self._running = True
-            self._task = loop.create_task(self._drain())
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._drain)
         return future
 
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _drain(self) -> None:
+        self._scheduled = False
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
         try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                try:
-                    results = await loop.run_in_executor(
-                        self._executor, self.journal.append, [item for item, _ in batch])
-                except Exception as exc:
-                    log.exception("journal commit failed for %d messages", len(batch))
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-        finally:
-            self._running = False
+            results = self.journal.append([item for item, _ in batch])
+        except Exception as exc:
+            log.exception("journal commit failed for %d messages", len(batch))
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        self._drain()
 
 
 class MllpServer:
@@ -92,7 +93,12 @@ class MllpServer:
         self.journal = journal
         self.wake_mapper = wake_mapper
         self._waiters: dict[int, list[Callable[[Outcome], None]]] = {}
+        self._wake_scheduled = False
         self.received = 0
+
+    def _wake(self) -> None:
+        self._wake_scheduled = False
+        self.wake_mapper()
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -134,8 +140,11 @@ class MllpServer:
             if header.wants_application_ack(True) or header.wants_application_ack(False):
                 self._waiters.setdefault(appended.journal_id, []).append(
                     lambda outcome: self._application_ack(outcome, header, conn))
-            if not appended.duplicate:
-                self.wake_mapper()
+            if not appended.duplicate and not self._wake_scheduled:
+                # one wake per batch, not per message: each wake is a syscall and a
+                # context switch to the mapper
+                self._wake_scheduled = True
+                asyncio.get_running_loop().call_soon(self._wake)
             return
         self._application_ack(Outcome(appended.journal_id, appended.status, appended.error),
                               header, conn)

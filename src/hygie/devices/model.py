@@ -167,7 +167,7 @@ class DevicesSettings:
     #: Time zone of HL7 times that carry no offset.
     local_timezone: str = "Europe/Paris"
     #: Messages the mapper writes to the store in one transaction.
-    mapper_batch: int = 20
+    mapper_batch: int = 10
     #: Niceness of the mapper process (the receipt path keeps priority under load).
     mapper_nice: int = 10
     #: Application (MSH-3) and facility (MSH-4) the gateway answers as.

@@ -39,11 +39,10 @@ def _field(fields: list[str], n: int) -> str:
     return fields[n - 1] if len(fields) >= n else ""
 
 
-def _fallback_header(fields: list[str], sep: str, encoding: str, codec: str,
-                     charset: str) -> Header:
-    return Header(sep, encoding, _field(fields, 3), _field(fields, 4), _field(fields, 5),
-                  _field(fields, 6), _field(fields, 9), _field(fields, 10), _field(fields, 11),
-                  _field(fields, 12), _field(fields, 15), _field(fields, 16), charset, codec)
+def _header(fields: list[str], sep: str, codec: str, charset: str) -> Header:
+    f = fields + [""] * (16 - len(fields))
+    return Header(sep, f[1], f[2], f[3], f[4], f[5], f[8], f[9], f[10], f[11], f[14], f[15],
+                  charset, codec)
 
 
 def _reject(text: str, field: int, code: int, header: Header | None,
@@ -64,40 +63,40 @@ def read_header(frame: bytes, default_charset: str = "ASCII") -> tuple[Header, s
         raise _reject("the message does not start with an MSH segment", 0,
                       REQUIRED_FIELD_MISSING, None)
     sep_byte = frame[3:4]
-    end = len(frame)
-    for terminator in (b"\r", b"\n"):
-        at = frame.find(terminator)
-        if 0 <= at < end:
-            end = at
-    raw_fields = frame[:end].split(sep_byte)
-    try:
-        ascii_fields = [f.decode("ascii") for f in raw_fields]
-    except UnicodeDecodeError:
-        ascii_fields = [f.decode("latin-1") for f in raw_fields]
     sep = sep_byte.decode("latin-1")
-    encoding = _field(ascii_fields, 2)
+    end = frame.find(b"\r")
+    if end < 0:
+        end = frame.find(b"\n")
+    line = frame[:end] if end >= 0 else frame
+    raw_fields = line.split(sep_byte)
+    encoding = raw_fields[1].decode("latin-1")
     rep_sep = encoding[1] if len(encoding) > 1 else "~"
-    charset_field = _field(ascii_fields, 18).split(rep_sep, 1)[0].strip()
+    charset_field = (raw_fields[17].decode("latin-1") if len(raw_fields) > 17 else "")
+    charset_field = charset_field.split(rep_sep, 1)[0].strip()
     codec = codec_for(charset_field, default_charset)
-    partial = _fallback_header(ascii_fields, sep, encoding, codec or "ascii",
-                               charset_field)
-    if len(encoding) < 4 or sep.isalnum() or sep in encoding:
-        raise _reject("MSH-2 must hold the four encoding characters", 2, TABLE_VALUE_NOT_FOUND,
-                      partial)
-    if codec is None:
-        why = REFUSED.get(charset_field.upper(), "not in HL7 table 0211")
-        raise _reject(f"character set {charset_field!r} is not supported ({why})", 18,
+    if len(encoding) < 4 or sep.isalnum() or sep in encoding or codec is None:
+        partial = _header([f.decode("latin-1") for f in raw_fields], sep, codec or "ascii",
+                          charset_field)
+        if codec is None:
+            why = REFUSED.get(charset_field.upper(), "not in HL7 table 0211")
+            raise _reject(f"character set {charset_field!r} is not supported ({why})", 18,
+                          TABLE_VALUE_NOT_FOUND, partial)
+        raise _reject("MSH-2 must hold the four encoding characters", 2,
                       TABLE_VALUE_NOT_FOUND, partial)
     try:
         text = frame.decode(codec)
     except UnicodeDecodeError as exc:
+        partial = _header([f.decode("latin-1") for f in raw_fields], sep, codec,
+                          charset_field)
         named = charset_field or f"{default_charset} (MSH-18 empty)"
         raise _reject(f"the message is not valid {named}: byte {exc.start} "
                       f"(0x{frame[exc.start]:02x}) cannot be decoded", 18,
                       TABLE_VALUE_NOT_FOUND, partial) from exc
-    fields = text[: text.find("\r")] if "\r" in text else text.split("\n", 1)[0]
-    values = fields.split(sep)
-    header = _fallback_header(values, sep, encoding, codec, charset_field)
+    text_end = text.find("\r")
+    if text_end < 0:
+        text_end = text.find("\n")
+    header = _header((text[:text_end] if text_end >= 0 else text).split(sep), sep, codec,
+                     charset_field)
     comp = encoding[0]
     control_id = header.control_id
     if not control_id:

@@ -102,14 +102,15 @@ def _header(device: SimDevice, control: str, when: str, accept: str, app: str) -
 
 
 def monitor_message(device: SimDevice, control: str, when: str, accept: str = "NE",
-                    app: str = "AL") -> bytes:
-    """A monitor's ORU^R01: MDS and VMD rows plus 10 metrics (HR, SpO2, pulse, RR, NIBP,
-    arterial pressure, temperature)."""
+                    app: str = "AL", hierarchy: bool = True) -> bytes:
+    """A monitor's ORU^R01: its MDS row (unless ``hierarchy`` is False) and 10 metrics
+    (HR, SpO2, pulse, RR, NIBP, arterial pressure, temperature)."""
     p, e = device.patient, device.eui64
     rows = _header(device, control, when, accept, app)
+    if hierarchy:
+        rows.append(_obx(1, "", "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC", "1.0.0.0", "",
+                         "", e, when, "X"))
     rows += [
-        _obx(1, "", "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC", "1.0.0.0", "", "", e, when,
-             "X"),
         _obx(2, "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", f"{p.hr:.0f}",
              "264864^MDC_DIM_BEAT_PER_MIN^MDC", e, when, ref="50-120"),
         _obx(3, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", f"{p.spo2:.0f}",
