@@ -416,11 +416,12 @@ class SchedulingService:
             agendas = {a.id: a for a in ag.list_agendas(conn)}
             kinds = ag.appointment_types(conn)
         total = 0
-        while True:
+        while not self._stop.is_set():  # a stopping worker leaves the rest to the next start
             n = projection.project_pending(self.engine, self.repository, agendas, kinds)
             total += n
             if n == 0:
-                return total
+                break
+        return total
 
     def start_worker(self) -> None:
         if self._thread is not None:

@@ -19,6 +19,7 @@ they change with every rule; the service serves them as FHIR ``Slot`` resources
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 
 from sqlalchemy import Engine, select, update
@@ -101,17 +102,31 @@ def appointment_resource(row: Any, agenda: Agenda, kind: AppointmentType | None,
     }
 
 
-def find_or_create_patient(repository: Repository, patient: Patient) -> str:
-    """The store's Patient for this person: matched on family name, birth date and
-    mobile number when there is one, else created."""
-    query = [("family:exact", patient.family), ("birthdate", patient.birth_date)]
+def _same_person(resource: dict[str, Any], patient: Patient) -> bool:
+    names = resource.get("name") or [{}]
+    family = {str(n.get("family", "")).casefold() for n in names}
+    given = {str(g).casefold() for n in names for g in n.get("given", [])}
+    return (resource.get("birthDate") == patient.birth_date
+            and patient.family.casefold() in family
+            and (bool(patient.phone) or patient.given.casefold() in given))
+
+
+def find_patient(repository: Repository, patient: Patient) -> str | None:
+    """The store's Patient for this person: same mobile number (or, without one, same
+    given name), family name and birth date. One index probe, then a check here."""
     if patient.phone:
-        query.append(("phone", patient.phone))
+        query = [("phone", patient.phone)]
     else:
-        query.append(("given:exact", patient.given))
-    page = repository.search("Patient", [*query, ("_count", "2")], strict=True)
-    if page.matches:
-        return f"Patient/{page.matches[0].res_id}"
+        query = [("family:exact", patient.family), ("birthdate", patient.birth_date)]
+    page = repository.search("Patient", [*query, ("_count", "50")], strict=True)
+    for match in page.matches:
+        if _same_person(match.resource, patient):
+            return f"Patient/{match.res_id}"
+    return None
+
+
+def new_patient(patient: Patient) -> dict[str, Any]:
+    """A Patient resource for a person the store does not know yet."""
     resource: dict[str, Any] = {
         "resourceType": "Patient", "active": True,
         "name": [{"use": "official", "family": patient.family, "given": [patient.given]}],
@@ -124,7 +139,21 @@ def find_or_create_patient(repository: Repository, patient: Patient) -> str:
         telecom.append({"system": "email", "value": patient.email, "use": "home"})
     if telecom:
         resource["telecom"] = telecom
-    return f"Patient/{repository.create(resource).stored.res_id}"
+    return resource
+
+
+def _known_here(conn: Any, patient: Patient) -> str | None:
+    """The Patient an earlier booking of the same person was written with, if any."""
+    if not patient.phone:
+        return None
+    rows = conn.execute(select(t.booking.c.patient_ref, t.booking.c.family,
+                               t.booking.c.given).where(
+        t.booking.c.phone == patient.phone, t.booking.c.birth_date == patient.birth_date,
+        t.booking.c.patient_ref.is_not(None)).limit(20))
+    for ref, family, _given in rows:
+        if family.casefold() == patient.family.casefold():
+            return str(ref)
+    return None
 
 
 def project_pending(engine: Engine, repository: Repository, agendas: dict[str, Agenda],
@@ -137,14 +166,25 @@ def project_pending(engine: Engine, repository: Repository, agendas: dict[str, A
     if not rows:
         return 0
     refs: dict[str, str] = {}
+    met: dict[tuple[str, ...], str] = {}
     prepared = []
-    for row in rows:
-        ref = row.patient_ref or find_or_create_patient(repository, Patient(
-            row.family, row.given, row.birth_date, row.phone, row.email))
-        refs[row.id] = ref
-        agenda = agendas[row.agenda_id]
-        prepared.append(repository.prepare(  # type: ignore[attr-defined]
-            appointment_resource(row, agenda, kinds.get(row.type_code), ref), row.id))
+    with engine.connect() as conn:
+        for row in rows:
+            person = Patient(row.family, row.given, row.birth_date, row.phone, row.email)
+            key = (row.phone or "", row.family.casefold(), row.birth_date,
+                   "" if row.phone else row.given.casefold())
+            ref = row.patient_ref or met.get(key) or _known_here(conn, person)
+            if ref is None:
+                ref = find_patient(repository, person)
+            if ref is None:  # written in the same batch as its Appointment
+                patient_id = uuid.uuid4().hex
+                prepared.append(repository.prepare(  # type: ignore[attr-defined]
+                    new_patient(person), patient_id))
+                ref = f"Patient/{patient_id}"
+            met[key] = refs[row.id] = ref
+            prepared.append(repository.prepare(  # type: ignore[attr-defined]
+                appointment_resource(row, agendas[row.agenda_id], kinds.get(row.type_code),
+                                     ref), row.id))
     repository.put_many(prepared)  # type: ignore[attr-defined]
     with writing(engine) as conn:
         for row in rows:

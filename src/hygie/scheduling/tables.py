@@ -151,6 +151,7 @@ booking = Table(
     Index("ix_sched_booking_agenda_start", "agenda_id", "start_utc"),
     Index("ix_sched_booking_manage", "manage_token", unique=True),
     Index("ix_sched_booking_pending", "projected_revision", "revision"),
+    Index("ix_sched_booking_phone", "phone", "birth_date"),
     Index(
         "uq_sched_booking_live_slot",
         "slot_id",

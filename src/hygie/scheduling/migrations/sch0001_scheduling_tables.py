@@ -69,6 +69,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sched_booking")),
     )
     with op.batch_alter_table("sched_booking", schema=None) as batch_op:
+        batch_op.create_index("ix_sched_booking_phone", ["phone", "birth_date"], unique=False)
         batch_op.create_index(
             "ix_sched_booking_agenda_start", ["agenda_id", "start_utc"], unique=False
         )
@@ -343,6 +344,7 @@ def downgrade() -> None:
     op.drop_table("sched_job")
     op.drop_table("sched_closure")
     with op.batch_alter_table("sched_booking", schema=None) as batch_op:
+        batch_op.drop_index("ix_sched_booking_phone")
         batch_op.drop_index(
             "uq_sched_booking_live_slot",
             sqlite_where=sa.text("status = 'booked'"),
