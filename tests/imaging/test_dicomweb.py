@@ -172,3 +172,16 @@ def test_scopes_are_enforced(client: TestClient, platform: Platform,
     r = client.post(f"/imaging/api/studies/{study}/assignments", json={"reader": "x"},
                     headers=reader)
     assert r.status_code == 403
+
+
+def test_stow_writes_the_imaging_study(client: TestClient, service: object,
+                                       tiny_files: list[bytes]) -> None:
+    study, _, _ = _uids(tiny_files)
+    assert _stow(client, tiny_files[:12]).status_code == 200
+    assert _stow(client, tiny_files[12:]).status_code == 200
+    assert service.archive.drain(30)  # type: ignore[attr-defined]
+    repo = service.store.repository  # type: ignore[attr-defined]
+    (found,) = repo.search("ImagingStudy", [("identifier", f"urn:dicom:uid|urn:oid:{study}")]
+                           ).matches
+    assert found.resource["numberOfInstances"] == 20
+    assert not service.archive.study_row(study).fhir_dirty  # type: ignore[attr-defined]

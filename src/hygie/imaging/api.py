@@ -120,22 +120,46 @@ async def _limited_body(request: Request, limit: int) -> bytes:
 
 @translated
 async def stow(request: Request) -> Response:
-    from hygie.imaging.archive import DATASET_MISMATCH
-    from hygie.imaging.multipart import parse_multipart
+    """Store instances as their parts arrive: each part is parsed and written in a
+    worker thread while the rest of the body is still being received; the index
+    commits once the body is complete and checked, then the response is sent."""
+    from hygie.imaging.archive import DATASET_MISMATCH, IO_POOL
+    from hygie.imaging.errors import UnsupportedMediaType
+    from hygie.imaging.multipart import MultipartStream
 
     _principal(request).require("ImagingStudy", "c")
     svc = _service(request)
-    body = await _limited_body(request, svc.settings.max_upload_bytes)
-    part_type, parts = parse_multipart(body, request.headers.get("content-type", ""))
+    archive = svc.archive
+    limit = svc.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    part_type, stream = MultipartStream.for_content_type(request.headers.get("content-type", ""))
     if part_type and part_type != "application/dicom":
-        from hygie.imaging.errors import UnsupportedMediaType
-
         raise UnsupportedMediaType(f"only type=\"application/dicom\" is stored, not {part_type}")
-    contents = [p.content for p in parts if p.content_type in ("", "application/dicom")]
-    skipped = len(parts) - len(contents)
     study_uid = request.path_params.get("study")
-    outcome = await run_in_threadpool(svc.archive.store, contents, study_uid=study_uid)
-    del body, parts, contents
+    futures = []
+    skipped = size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+            for part in stream.feed(chunk):
+                if part.content_type not in ("", "application/dicom"):
+                    skipped += 1
+                    continue
+                futures.append(IO_POOL.submit(archive.ingest, part.content, study_uid))
+        stream.close()
+    except BaseException:
+        done = await run_in_threadpool(lambda: [f.result() for f in futures])
+        await run_in_threadpool(archive.discard, done)
+        raise
+    ingested = await run_in_threadpool(lambda: [f.result() for f in futures])
+    outcome = await run_in_threadpool(lambda: archive.commit(ingested, sync=False))
+    archive.sync_later(outcome.studies)
+    if not outcome.stored and not outcome.failed and not skipped:
+        raise InvalidRequest("the request holds no DICOM instance")
     base = _base(request)
     response: dict[str, Any] = {}
     if study_uid or outcome.studies:
@@ -157,8 +181,6 @@ async def stow(request: Request) -> Response:
             "00081197": {"vr": "US", "Value": [reason]},
         } for c, s, reason, _ in failed]}
     status = 200 if not failed else (202 if outcome.stored else 409)
-    if not outcome.stored and not failed:
-        raise InvalidRequest("the request holds no DICOM instance")
     return Response(orjson.dumps(response), status_code=status, media_type=DICOM_JSON)
 
 
@@ -201,7 +223,7 @@ def _rows(svc: Any, request: Request) -> list[Any]:
 @translated
 async def retrieve(request: Request) -> Response:
     from hygie.imaging import wado
-    from hygie.imaging.multipart import iter_multipart, new_boundary
+    from hygie.imaging.multipart import iter_blocks, iter_multipart, new_boundary
 
     _may_read(request)
     svc = _service(request)
@@ -211,7 +233,7 @@ async def retrieve(request: Request) -> Response:
     rows = await run_in_threadpool(_rows, svc, request)
     wado.check_syntax(rows, syntax)
     boundary = new_boundary()
-    parts = iter_multipart(wado.iter_instances(svc.archive, rows, syntax), boundary)
+    parts = iter_blocks(iter_multipart(wado.iter_instances(svc.archive, rows, syntax), boundary))
     return StreamingResponse(
         iterate_in_threadpool(parts),
         media_type=f'multipart/related; type="application/dicom"; boundary={boundary}')

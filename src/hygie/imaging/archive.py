@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,8 @@ from hygie.imaging.files import InstanceFiles
 from hygie.imaging.model import InstanceRecord, StoreOutcome
 
 __all__ = ["BASE_PLACEHOLDER", "Archive", "parse_part10"]
+
+log = logging.getLogger("hygie.imaging")
 
 #: Stands for the DICOMweb base URL in stored metadata; replaced when served.
 BASE_PLACEHOLDER = "@@DICOMWEB@@"
@@ -50,6 +55,8 @@ _SERIES_TAGS = (
     "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime",
     "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime",
 )
+#: Threads that write and read files (I/O waits, decryption releases the GIL).
+IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="imaging-io")
 _CHEST_WORDS = ("CHEST", "THORAX", "LUNG", "THORAC", "POUMON", "PULM")
 
 
@@ -133,10 +140,12 @@ def metadata_json(ds: Any, study_uid: str, series_uid: str, sop_uid: str,
     return orjson.dumps(out)
 
 
-def file_key(study_uid: str, sop_uid: str) -> str:
-    """Two levels of folders from a hash of the study, then the instance's UID."""
-    digest = hashlib.sha1(study_uid.encode(), usedforsecurity=False).hexdigest()
-    return f"{digest[:2]}/{digest[2:10]}/{sop_uid}.dcm"
+def file_key(study_uid: str, series_uid: str, sop_uid: str) -> str:
+    """Folders from a hash of study and series, then the instance's UID: an instance
+    sent again under another series never lands on the stored file."""
+    digest = hashlib.sha1(f"{study_uid}/{series_uid}".encode(),
+                          usedforsecurity=False).hexdigest()
+    return f"{digest[:2]}/{digest[2:12]}/{sop_uid}.dcm"
 
 
 def is_chest_ct(ds: Any) -> bool:
@@ -153,9 +162,56 @@ def is_chest_ct(ds: Any) -> bool:
 
 @dataclass
 class _Parsed:
+    """One instance parsed and written, waiting to be indexed."""
+
     data: bytes
     ds: Any
     record: InstanceRecord
+    metadata: bytes
+
+
+#: A refused instance: (SOP Class UID, SOP Instance UID, failure reason, why).
+Failure = tuple[str, str, int, str]
+
+
+class _Coalescer:
+    """One background thread running ``run(key)`` for keys added, each once however
+    often it was added while waiting; errors are logged (the dirty flag remains)."""
+
+    def __init__(self, run: Callable[[str], None]) -> None:
+        self.run = run
+        self.pending: dict[str, None] = {}
+        self.busy = False
+        self.cv = threading.Condition()
+        self.thread: threading.Thread | None = None
+
+    def add(self, key: str) -> None:
+        with self.cv:
+            self.pending[key] = None
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._loop, daemon=True,
+                                               name="imaging-study-sync")
+                self.thread.start()
+            self.cv.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cv:
+                while not self.pending:
+                    self.busy = False
+                    self.cv.notify_all()
+                    self.cv.wait()
+                key = next(iter(self.pending))
+                del self.pending[key]
+                self.busy = True
+            try:
+                self.run(key)
+            except Exception:
+                log.exception("ImagingStudy rewrite failed; the study stays marked dirty")
+
+    def drain(self, timeout: float) -> bool:
+        with self.cv:
+            return self.cv.wait_for(lambda: not self.pending and not self.busy, timeout)
 
 
 class Archive:
@@ -171,6 +227,7 @@ class Archive:
         #: Queues one chest CT series for quantification (``jobs.JobQueue.enqueue``).
         self.enqueue = enqueue
         self._lock = threading.Lock()
+        self._later = _Coalescer(self.sync)
 
     # --- storing ---------------------------------------------------------------------
 
@@ -180,22 +237,40 @@ class Archive:
 
         ``study_uid``: the study named in the request URL (STOW-RS to /studies/{uid}),
         which every instance must belong to. ``sync=False`` leaves the ImagingStudy to
-        a later ``flush`` (a DIMSE association stores instance by instance).
+        ``sync_later`` or ``flush`` (a DIMSE association stores instance by instance).
         """
+        ingested = list(IO_POOL.map(lambda data: self.ingest(data, study_uid), items))
+        return self.commit(ingested, sync=sync)
+
+    def ingest(self, data: bytes, study_uid: str | None = None) -> _Parsed | Failure:
+        """First half of a store, for one file: parse it and write it (not indexed yet).
+
+        Safe to run in several threads at once; ``commit`` indexes what it returns.
+        """
+        try:
+            ds = parse_part10(data)
+        except InvalidInstance as exc:
+            return ("", "", exc.reason, str(exc))
+        sop = str(ds.SOPInstanceUID)
+        if study_uid is not None and str(ds.StudyInstanceUID) != study_uid:
+            return (str(ds.SOPClassUID), sop, DATASET_MISMATCH,
+                    "the instance belongs to another study")
+        parsed = self._prepare(data, ds)
+        error = self._write_file(parsed)
+        if error is not None:
+            return (parsed.record.sop_class_uid, sop, PROCESSING_FAILURE, error)
+        return parsed
+
+    def commit(self, ingested: Iterable[_Parsed | Failure], *, sync: bool = True
+               ) -> StoreOutcome:
+        """Second half of a store: index the written files in one transaction."""
         outcome = StoreOutcome()
         parsed: list[_Parsed] = []
-        for data in items:
-            try:
-                ds = parse_part10(data)
-            except InvalidInstance as exc:
-                outcome.failed.append(("", "", exc.reason, str(exc)))
-                continue
-            sop = str(ds.SOPInstanceUID)
-            if study_uid is not None and str(ds.StudyInstanceUID) != study_uid:
-                outcome.failed.append((str(ds.SOPClassUID), sop, DATASET_MISMATCH,
-                                       "the instance belongs to another study"))
-                continue
-            parsed.append(self._prepare(data, ds))
+        for item in ingested:
+            if isinstance(item, _Parsed):
+                parsed.append(item)
+            else:
+                outcome.failed.append(item)
         if parsed:
             accepted = self._write(parsed, outcome)
             outcome.stored.extend(p.record for p in accepted)
@@ -211,19 +286,25 @@ class Archive:
                     self.sync(uid)
         return outcome
 
+    def discard(self, ingested: Iterable[_Parsed | Failure]) -> None:
+        """Remove the files of ingested instances that will not be committed."""
+        for item in ingested:
+            if isinstance(item, _Parsed):
+                self.files.delete(item.record.file_key)
+
     def _prepare(self, data: bytes, ds: Any) -> _Parsed:
         study, series, sop = (str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
                               str(ds.SOPInstanceUID))
         ts = str(ds.file_meta.TransferSyntaxUID)
         record = InstanceRecord(
             sop_instance_uid=sop, sop_class_uid=str(ds.SOPClassUID), series_uid=series,
-            study_uid=study, transfer_syntax_uid=ts, file_key=file_key(study, sop),
+            study_uid=study, transfer_syntax_uid=ts, file_key=file_key(study, series, sop),
             size=len(data), number_of_frames=int(_int(ds, "NumberOfFrames") or 1),
             instance_number=_int(ds, "InstanceNumber"))
-        return _Parsed(data, ds, record)
+        return _Parsed(data, ds, record, metadata_json(ds, study, series, sop, ts))
 
     def _write(self, parsed: list[_Parsed], outcome: StoreOutcome) -> list[_Parsed]:
-        """Files first, then the index rows of the whole batch in one transaction."""
+        """The index rows of written files, the whole batch in one transaction."""
         sops = [p.record.sop_instance_uid for p in parsed]
         with self.engine.connect() as conn:
             known = {r.sop_instance_uid: r for r in conn.execute(
@@ -237,6 +318,7 @@ class Archive:
             old = known.get(rec.sop_instance_uid)
             if old is not None and (old.study_uid, old.series_uid) != (rec.study_uid,
                                                                       rec.series_uid):
+                self.files.delete(rec.file_key)  # written under its own key: not indexed
                 outcome.failed.append((rec.sop_class_uid, rec.sop_instance_uid,
                                        DATASET_MISMATCH,
                                        "this SOP Instance UID is stored in another series"))
@@ -244,13 +326,6 @@ class Archive:
             if rec.sop_instance_uid in seen:
                 continue
             seen.add(rec.sop_instance_uid)
-            try:
-                self.files.write(rec.file_key, p.data)
-            except OSError as exc:
-                outcome.failed.append((rec.sop_class_uid, rec.sop_instance_uid,
-                                       PROCESSING_FAILURE, f"the file could not be written: "
-                                       f"{exc.strerror}"))
-                continue
             accepted.append(p)
         if not accepted:
             return accepted
@@ -294,8 +369,7 @@ class Archive:
                 "number_of_frames": rec.number_of_frames,
                 "rows": _int(ds, "Rows"), "columns": _int(ds, "Columns"),
                 "file_key": rec.file_key, "size": rec.size,
-                "metadata": metadata_json(ds, rec.study_uid, rec.series_uid,
-                                          rec.sop_instance_uid, rec.transfer_syntax_uid),
+                "metadata": p.metadata,
                 "stored_at": stamp,
             })
         with self._lock, self.engine.connect() as conn, \
@@ -331,10 +405,27 @@ class Archive:
                              .values(modalities="\\".join(modalities)))
         return accepted
 
+    def _write_file(self, p: _Parsed) -> str | None:
+        try:
+            self.files.write(p.record.file_key, p.data)
+        except OSError as exc:
+            return f"the file could not be written: {exc.strerror}"
+        return None
+
     def sync(self, study_uid: str) -> None:
         """Rewrite the study's ImagingStudy now (when the FHIR side is wired)."""
         if self.sync_study is not None:
             self.sync_study(study_uid)
+
+    def sync_later(self, study_uids: Iterable[str]) -> None:
+        """Rewrite these ImagingStudy resources soon, in the background, coalescing a
+        burst of stores to the same study into as few rewrites as possible."""
+        for uid in study_uids:
+            self._later.add(uid)
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until no background rewrite is pending (tests, shutdown)."""
+        return self._later.drain(timeout)
 
     def flush(self) -> int:
         """Rewrite every ImagingStudy marked dirty; returns how many."""
@@ -384,9 +475,15 @@ class Archive:
             raise StoredFileUnreadable(
                 f"the stored file of instance {row.sop_instance_uid} does not open") from exc
 
-    def iter_files(self, rows: Iterable[Any]) -> Iterator[bytes]:
+    def iter_files(self, rows: Iterable[Any], window: int = 8) -> Iterator[bytes]:
+        """The files of ``rows`` in order, read (and opened) ``window`` ahead in threads."""
+        pending: deque[Future[bytes]] = deque()
         for row in rows:
-            yield self.read(row)
+            pending.append(IO_POOL.submit(self.read, row))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def dataset(self, row: Any) -> Any:
         """The full dataset (pixel data included) of one index row."""

@@ -19,7 +19,7 @@ from hygie.imaging import fhir_records
 from hygie.imaging.archive import Archive
 from hygie.imaging.lungs import LungMasks
 from hygie.imaging.model import Quantification
-from hygie.imaging.quantify import LesionMasks, classify, expand_to, measure, quantify
+from hygie.imaging.quantify import LesionMasks, classify, label_map, measure, quantify
 from hygie.imaging.segmentation import QUANT_SEGMENTS, create_seg, seg_bytes
 from hygie.imaging.volume import Volume, volume_from_datasets
 from hygie.store.interactions import StoreContext
@@ -84,8 +84,7 @@ def quantify_series(archive: Archive, store: StoreContext, series_uid: str, *,
     figures, masks = quantify_volume(volume, lung_weights)
     timings["quantify"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    full = expand_to(masks, volume.shape)
-    seg = create_seg(sources, [(QUANT_SEGMENTS[k], full[k]) for k in QUANT_SEGMENTS],
+    seg = create_seg(sources, label_map(masks, volume.shape), list(QUANT_SEGMENTS.values()),
                      series_number=QUANT_SERIES_NUMBER,
                      description="Quantification des lésions pulmonaires",
                      algorithm="Hygie lung-lesion quantification")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from hygie.imaging.errors import InvalidRequest, UnsupportedMediaType
 
-__all__ = ["Part", "content_type_params", "iter_multipart", "parse_multipart"]
+__all__ = ["MultipartStream", "Part", "content_type_params", "iter_blocks", "iter_multipart",
+           "parse_multipart"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +42,8 @@ def content_type_params(value: str) -> tuple[str, dict[str, str]]:
     return media.strip().lower(), params
 
 
-def parse_multipart(body: bytes, content_type: str) -> tuple[str, list[Part]]:
-    """The ``type`` parameter and the parts of a multipart/related body."""
+def _related(content_type: str) -> tuple[str, str]:
+    """(``type`` parameter, boundary) of a multipart/related Content-Type."""
     media, params = content_type_params(content_type)
     if media != "multipart/related":
         raise UnsupportedMediaType(
@@ -50,36 +51,92 @@ def parse_multipart(body: bytes, content_type: str) -> tuple[str, list[Part]]:
     boundary = params.get("boundary")
     if not boundary or len(boundary) > 200:
         raise InvalidRequest("the multipart/related Content-Type has no valid boundary")
-    delimiter = b"--" + boundary.encode("latin-1")
-    start = body.find(delimiter)
-    if start < 0:
-        raise InvalidRequest("the body does not contain the multipart boundary")
-    parts: list[Part] = []
-    position = start + len(delimiter)
-    while True:
-        if body[position:position + 2] == b"--":
-            break  # close delimiter
-        # Skip transport padding and the CRLF ending the delimiter line.
-        line_end = body.find(b"\r\n", position)
-        if line_end < 0:
-            raise InvalidRequest("a multipart delimiter line does not end with CRLF")
-        header_end = body.find(b"\r\n\r\n", line_end)
-        if header_end < 0:
-            raise InvalidRequest("a body part has no end of headers")
+    return params.get("type", "").lower(), boundary
+
+
+def parse_multipart(body: bytes, content_type: str) -> tuple[str, list[Part]]:
+    """The ``type`` parameter and the parts of a multipart/related body."""
+    part_type, boundary = _related(content_type)
+    stream = MultipartStream(boundary)
+    parts = stream.feed(body)
+    stream.close()
+    return part_type, parts
+
+
+class MultipartStream:
+    """Incremental parser: ``feed`` chunks as they arrive, get the parts completed so
+    far; ``close`` checks the body ended with the close delimiter. Each part is cut
+    once, when its end is seen, and the buffer keeps only the unfinished part."""
+
+    def __init__(self, boundary: str) -> None:
+        self.delimiter = b"--" + boundary.encode("latin-1")
+        self.buffer = bytearray()
+        self.started = False
+        self.done = False
+        self._search_from = 0
+
+    @classmethod
+    def for_content_type(cls, content_type: str) -> tuple[str, MultipartStream]:
+        part_type, boundary = _related(content_type)
+        return part_type, cls(boundary)
+
+    def feed(self, chunk: bytes) -> list[Part]:
+        if self.done:
+            return []
+        self.buffer += chunk
+        out: list[Part] = []
+        if not self.started:
+            start = self.buffer.find(self.delimiter)
+            if start < 0:
+                if len(self.buffer) > 4096:
+                    raise InvalidRequest("the body does not start with the multipart boundary")
+                return out
+            del self.buffer[:start + len(self.delimiter)]
+            self.started = True
+        while not self.done:
+            if len(self.buffer) < 2:
+                break
+            if self.buffer[:2] == b"--":
+                self.done = True
+                break
+            header_end = self.buffer.find(b"\r\n\r\n")
+            if header_end < 0:
+                if len(self.buffer) > 16384:
+                    raise InvalidRequest("a body part has no end of headers")
+                break
+            next_delim = self.buffer.find(b"\r\n" + self.delimiter,
+                                          max(header_end + 2, self._search_from))
+            if next_delim < 0:
+                # Resume the search where a delimiter could still begin.
+                self._search_from = max(header_end + 2,
+                                        len(self.buffer) - len(self.delimiter) - 2)
+                break
+            self._search_from = 0
+            view = memoryview(self.buffer)
+            out.append(self._part(bytes(view[:header_end]),
+                                  bytes(view[header_end + 4:next_delim])))
+            view.release()
+            del self.buffer[:next_delim + 2 + len(self.delimiter)]
+        return out
+
+    @staticmethod
+    def _part(head: bytes, content: bytes) -> Part:
+        lines = head.split(b"\r\n")
         headers: dict[str, str] = {}
-        if header_end > line_end:
-            for raw in body[line_end + 2:header_end].split(b"\r\n"):
-                name, sep, value = raw.decode("latin-1").partition(":")
-                if not sep:
-                    raise InvalidRequest(f"malformed body part header {raw[:80]!r}")
-                headers[name.strip().lower()] = value.strip()
-        content_start = header_end + 4
-        next_delim = body.find(b"\r\n" + delimiter, content_start)
-        if next_delim < 0:
+        for raw in lines[1:]:  # lines[0] ends the delimiter line (transport padding)
+            if not raw:
+                continue
+            name, sep, value = raw.decode("latin-1").partition(":")
+            if not sep:
+                raise InvalidRequest(f"malformed body part header {raw[:80]!r}")
+            headers[name.strip().lower()] = value.strip()
+        return Part(headers, content)
+
+    def close(self) -> None:
+        if not self.started:
+            raise InvalidRequest("the body does not contain the multipart boundary")
+        if not self.done:
             raise InvalidRequest("the multipart body is truncated (no closing boundary)")
-        parts.append(Part(headers, body[content_start:next_delim]))
-        position = next_delim + 2 + len(delimiter)
-    return params.get("type", "").lower(), parts
 
 
 def new_boundary() -> str:
@@ -94,3 +151,18 @@ def iter_multipart(items: Iterable[tuple[str, bytes]], boundary: str) -> Iterato
         yield content
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode("latin-1")
+
+
+def iter_blocks(chunks: Iterable[bytes], size: int = 4 << 20) -> Iterator[bytes]:
+    """The same bytes regrouped in blocks of about ``size``: a streaming response then
+    costs one hop to a worker thread and one socket write per block, not per part."""
+    pending: list[bytes] = []
+    length = 0
+    for chunk in chunks:
+        pending.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            yield b"".join(pending)
+            pending, length = [], 0
+    if pending:
+        yield b"".join(pending)

@@ -29,7 +29,8 @@ from hygie.imaging.lungs import Grid, LungMasks, segment_lungs
 from hygie.imaging.model import Quantification, ZoneResult
 from hygie.imaging.volume import Volume
 
-__all__ = ["CONSOLIDATION_HU", "GROUND_GLASS_HU", "LesionMasks", "quantify", "zone_score"]
+__all__ = ["CONSOLIDATION_HU", "GROUND_GLASS_HU", "LesionMasks", "label_map", "quantify",
+           "zone_score"]
 
 #: Attenuation ranges (HU, [low, high)) of the lesion classes.
 GROUND_GLASS_HU = (-750.0, -300.0)
@@ -174,7 +175,7 @@ def zone_bands(lung: np.ndarray, superior_last: bool = True) -> list[slice]:
 
 
 def expand_to(masks: LesionMasks, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """The masks on the original grid (nearest neighbour), for DICOM SEG."""
+    """The masks on the original grid (nearest neighbour)."""
     grid: Grid = masks.lungs.work
     return {
         "right lung": grid.expand(masks.lungs.right, shape),
@@ -182,3 +183,15 @@ def expand_to(masks: LesionMasks, shape: tuple[int, int, int]) -> dict[str, np.n
         "ground-glass": grid.expand(masks.ground_glass, shape),
         "consolidation": grid.expand(masks.consolidation, shape),
     }
+
+
+def label_map(masks: LesionMasks, shape: tuple[int, int, int]) -> np.ndarray:
+    """One label per voxel on the original grid: 1 right lung, 2 left lung (outside
+    opacities), 3 ground glass, 4 consolidation; the order of ``QUANT_SEGMENTS``."""
+    grid: Grid = masks.lungs.work
+    work = np.zeros(grid.shape, np.uint8)
+    work[masks.lungs.right] = 1
+    work[masks.lungs.left] = 2
+    work[masks.ground_glass] = 3
+    work[masks.consolidation] = 4
+    return grid.expand(work, shape)

@@ -130,8 +130,8 @@ class Readings:
         study_uid = str(headers[0].StudyInstanceUID)
         if self.reading(study_uid, reader) is None:
             raise NotFound("this study is not on your worklist")
-        seg = create_seg(headers, [(kind, labelmap == number)
-                                   for number, kind in sorted(ANNOTATION_LABELS.items())],
+        seg = create_seg(headers, labelmap,
+                         [kind for _, kind in sorted(ANNOTATION_LABELS.items())],
                          series_number=ANNOTATION_SERIES_NUMBER,
                          description=f"Annotations {reader}"[:64],
                          creator=_person_name(display or reader))

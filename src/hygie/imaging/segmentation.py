@@ -7,8 +7,10 @@ between a SEG and a volume's slices by their SOP Instance UIDs.
 * Reader annotations are a label map (one label per voxel): segment 1 ground glass,
   2 consolidation, 3 other lesion. Every annotation SEG describes the three segments,
   so a segment number always means the same label.
-* The quantification writes four possibly overlapping segments: right lung, left
-  lung, ground glass and consolidation.
+* The quantification writes four segments: right lung, left lung, ground glass and
+  consolidation. They do not overlap (a label map is both smaller and much faster to
+  encode than overlapping binary stacks): the lung segments hold the lung outside the
+  opacities, so a lung is its segment plus the opacities on its side.
 """
 
 from __future__ import annotations
@@ -77,24 +79,23 @@ def _description(number: int, kind: SegmentKind, algorithm: str | None) -> Any:
         display_color=hd.color.CIELabColor.from_rgb(*kind.rgb))
 
 
-def create_seg(sources: Sequence[Any], segments: Sequence[tuple[SegmentKind, np.ndarray]],
+def create_seg(sources: Sequence[Any], labelmap: np.ndarray, kinds: Sequence[SegmentKind],
                *, series_number: int, description: str, creator: str | None = None,
                algorithm: str | None = None) -> Any:
     """A binary SEG over ``sources`` (headers of the slices, in the volume's order).
 
-    Each mask has the volume's shape (slices, rows, columns). Empty frames are left
-    out. ``algorithm`` names the automatic method; without it the segments are manual
-    and ``creator`` is the reader.
+    ``labelmap`` (uint8, the volume's shape (slices, rows, columns)) holds segment
+    numbers: ``kinds[0]`` is segment 1, and so on. Empty frames are left out.
+    ``algorithm`` names the automatic method; without it the segments are manual and
+    ``creator`` is the reader.
     """
     import highdicom as hd
     from pydicom.uid import generate_uid
 
-    stack = np.stack([m.astype(bool) for _, m in segments], axis=-1)
-    descriptions = [_description(i + 1, kind, algorithm)
-                    for i, (kind, _) in enumerate(segments)]
-    seg = hd.seg.Segmentation(
+    descriptions = [_description(i + 1, kind, algorithm) for i, kind in enumerate(kinds)]
+    return hd.seg.Segmentation(
         source_images=list(sources),
-        pixel_array=stack,
+        pixel_array=np.ascontiguousarray(labelmap, dtype=np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=generate_uid(),
@@ -110,7 +111,6 @@ def create_seg(sources: Sequence[Any], segments: Sequence[tuple[SegmentKind, np.
         content_label="ANNOTATION" if algorithm is None else "QUANTIFICATION",
         omit_empty_frames=True,
     )
-    return seg
 
 
 def seg_bytes(seg: Any) -> bytes:

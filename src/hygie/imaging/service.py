@@ -66,6 +66,8 @@ class ImagingService:
             if found is None:
                 found = cls(platform, settings)
                 platform.parts["imaging"] = found
+                # Closers run newest first: stop the worker, then finish pending rewrites.
+                platform.closers.append(found.archive.drain)
                 if found.settings.quantify_on_arrival:
                     found.jobs.start()
                     platform.closers.append(found.jobs.stop)
