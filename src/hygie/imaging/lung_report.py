@@ -68,7 +68,7 @@ def quantify_volume(volume: Volume, lung_weights: str | None = None
                             (max(volume.spacing[0], 1.0), 1.4, 1.4))
     w = work.mean(volume.hu)
     lungs = LungMasks(work, work.mean(right) >= 0.5, work.mean(left) >= 0.5,
-                      np.zeros(work.shape, bool))
+                      np.zeros(work.shape, bool), w)
     masks = classify(w, lungs)
     return measure(w, masks, superior_last=volume.superior_is_up()), masks
 

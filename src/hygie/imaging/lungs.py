@@ -102,12 +102,14 @@ class Grid:
 
 @dataclass
 class LungMasks:
-    """Masks on the work grid: each lung (parenchyma with what it contains), airways."""
+    """Masks on the work grid: each lung (parenchyma with what it contains), airways;
+    ``values`` holds the work grid's mean HU, which lesion classification reuses."""
 
     work: Grid
     right: np.ndarray
     left: np.ndarray
     airways: np.ndarray
+    values: np.ndarray | None = None
 
     @property
     def lungs(self) -> np.ndarray:
@@ -223,7 +225,7 @@ def segment_lungs(hu: np.ndarray, spacing: tuple[float, float, float], *,
         parts = _split_at_midline(parts[0])
     if not parts:
         empty = np.zeros(work.shape, bool)
-        return LungMasks(work, empty, empty.copy(), empty.copy())
+        return LungMasks(work, empty, empty.copy(), empty.copy(), w)
     cx = [ndi.center_of_mass(p)[2] for p in parts]
     # Patient x grows with the column when patient_x_sign > 0: larger x is the left.
     order = np.argsort(np.asarray(cx) * patient_x_sign)
@@ -239,7 +241,7 @@ def segment_lungs(hu: np.ndarray, spacing: tuple[float, float, float], *,
         masks.append(_refine(w, lung_c, airway_w, coarse_grid, work, closing_mm))
     right, left = masks
     left &= ~right
-    return LungMasks(work, right, left, airway_w)
+    return LungMasks(work, right, left, airway_w, w)
 
 
 def _split_at_midline(mask: np.ndarray) -> list[np.ndarray]:

@@ -115,7 +115,7 @@ def quantify(volume: Volume, *, min_lesion_ml: float = 0.3) -> tuple[Quantificat
     x_sign = 1.0 if volume.row_dir[0] >= 0 else -1.0
     lungs = segment_lungs(volume.hu, volume.spacing, superior_last=superior_last,
                           patient_x_sign=x_sign)
-    w = lungs.work.mean(volume.hu)
+    w = lungs.values if lungs.values is not None else lungs.work.mean(volume.hu)
     masks = classify(w, lungs, min_lesion_ml=min_lesion_ml)
     return measure(w, masks, superior_last=superior_last), masks
 
