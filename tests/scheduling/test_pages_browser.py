@@ -246,3 +246,31 @@ def test_preadmission_filled_in_then_validated(
         browser.close()
     files = service.preadmission.listing("validated")
     assert files and files[0]["encounter"].startswith("Encounter/")
+
+
+def test_a_waiting_list_offer_is_claimed(live: tuple[str, Platform, SchedulingService]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, platform, service = live
+    slot = service.search(type_code="consultation")[3]
+    held = service.book(slot.id, Patient("Durand", "Alice", "1980-02-03"))
+    service.request_code("+33698765432")
+    code = re.search(r"\b(\d{6})\b", last_sms(platform, "+33698765432")).group(1)  # type: ignore[union-attr]
+    token = service.confirm_code("+33698765432", code)
+    service.join_waitlist(Patient("Leroy", "Bob", "1975-05-06"), token, "consultation",
+                          slot.start_utc - 3600, slot.start_utc + 3600)
+    service.cancel(held.id)
+    offer = re.search(r"(/scheduling/offer/\S+)", last_sms(platform, "+33698765432"))
+    assert offer
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        page = browser.new_page()
+        page.goto(url + offer.group(1))
+        page.wait_for_selector("#claim:not([hidden])")
+        assert "lundi 1 mars" in page.inner_text("#details")
+        page.click("#claim")
+        page.wait_for_selector("#manage-link")
+        assert "/scheduling/manage/" in (page.get_attribute("#manage-link", "href") or "")
+        page.goto(url + offer.group(1))
+        page.wait_for_selector("#error:has-text('expired or was already used')")
+        browser.close()

@@ -439,11 +439,14 @@ class SchedulingService:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            busy = False
             try:
-                self.run_once()
-            except Exception:  # logged without personal data; the next pass retries
-                log.exception("scheduling worker pass failed")
-            self._stop.wait(self.options.worker_interval_s)
+                busy = any(self.run_once().values())
+            except Exception as exc:  # the next pass retries
+                # The type only: messages of store or database errors may carry names.
+                log.error("scheduling worker pass failed: %s", type(exc).__name__)
+            if not busy:  # sleep only when there was nothing to do
+                self._stop.wait(self.options.worker_interval_s)
 
 
 def _check_patient(patient: Patient) -> None:

@@ -157,7 +157,7 @@ def _known_here(conn: Any, patient: Patient) -> str | None:
 
 
 def project_pending(engine: Engine, repository: Repository, agendas: dict[str, Agenda],
-                    kinds: dict[str, AppointmentType], limit: int = 500) -> int:
+                    kinds: dict[str, AppointmentType], limit: int = 100) -> int:
     """Write the bookings the store has not seen yet as Appointments; returns how many."""
     with engine.connect() as conn:
         rows = conn.execute(select(t.booking).where(
