@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 def sender_address(raw: str, region: str) -> str:
     """E.164 form of a sender, or what was given when it is not a number."""
+    if raw.isdigit() and 10 <= len(raw) <= 15 and raw[0] != "0":
+        return "+" + raw  # international form already (the common case, no parsing)
     try:
         return normalize_phone(raw, region)
     except InvalidAddress:

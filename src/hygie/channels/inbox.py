@@ -108,16 +108,37 @@ def store_answer(conn: Connection, message_id: str, owner: str, channel: Channel
 
 
 def _mark_answered(conn: Connection, answers: Sequence[tuple[str, str]], now: int) -> None:
-    """Give each message its first answer and move it to ``answered``."""
+    """Give each message its first answer and move it to ``answered`` (set-based: a
+    wave of replies is a few statements, not a few per reply)."""
+    first: dict[str, str] = {}
     for mid, text in answers:
-        conn.execute(update(t.message).where(t.message.c.id == mid, t.message.c.answer.is_(None))
-                     .values(answer=text[:2000]))
-        moved = conn.execute(update(t.message).where(
-            t.message.c.id == mid, t.message.c.status.in_([str(s) for s in _ANSWERABLE]))
-            .values(status=Status.ANSWERED, lease_ms=None, worker=None, updated_ms=now))
-        if moved.rowcount:
-            conn.execute(insert(t.event).values(message_id=mid, status=Status.ANSWERED,
-                                                at_ms=now, detail=None))
+        first.setdefault(mid, text[:2000])
+    ids = sorted(first)
+    answerable: list[str] = []
+    unanswered: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for mid, status, answer in conn.execute(select(
+                t.message.c.id, t.message.c.status, t.message.c.answer).where(
+                t.message.c.id.in_(chunk))):
+            if answer is None:
+                unanswered.add(mid)
+            if status in _ANSWERABLE:
+                answerable.append(mid)
+    by_text: dict[str, list[str]] = {}
+    for mid in sorted(unanswered):
+        by_text.setdefault(first[mid], []).append(mid)
+    for text, mids in by_text.items():
+        for i in range(0, len(mids), 500):
+            conn.execute(update(t.message).where(t.message.c.id.in_(mids[i:i + 500]))
+                         .values(answer=text))
+    for i in range(0, len(answerable), 500):
+        conn.execute(update(t.message).where(t.message.c.id.in_(answerable[i:i + 500]))
+                     .values(status=Status.ANSWERED, lease_ms=None, worker=None,
+                             updated_ms=now))
+    if answerable:
+        conn.execute(insert(t.event), [{"message_id": mid, "status": Status.ANSWERED,
+                                        "at_ms": now, "detail": None} for mid in answerable])
 
 
 @dataclass(frozen=True)

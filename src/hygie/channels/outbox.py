@@ -34,7 +34,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 
 from hygie.channels import tables as t
 from hygie.channels.addresses import normalize_address
@@ -312,11 +323,10 @@ class Outbox:
             if fail:
                 self._set_status(conn, [(mid, Status.FAILED, err) for mid, err in fail],
                                  {r.id: r.status for r in rows}, now)
-            if take:
-                conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+            for chunk in _chunks([r.id for r in take], 500):
+                conn.execute(update(t.message).where(t.message.c.id.in_(chunk))
                              .values(status=Status.SENDING, lease_ms=lease, worker=worker,
-                                     attempts=t.message.c.attempts + 1, updated_ms=now),
-                             [{"b_id": r.id} for r in take])
+                                     attempts=t.message.c.attempts + 1, updated_ms=now))
             done: dict[str, set[int]] = {}
             if channel is Channel.SMS and take:
                 retried = [r.id for r in take if r.attempts > 0]
@@ -428,7 +438,8 @@ class Outbox:
     def _set_status(self, conn: Connection, changes: Sequence[tuple[str, Status, str | None]],
                     current: dict[str, str], now: int) -> list[str]:
         """Move messages forward and write their timeline; return the ids moved."""
-        moved, updates, events = [], [], []
+        moved, events = [], []
+        final: dict[str, tuple[str, str | None]] = {}
         for mid, status, detail in changes:
             old = current.get(mid)
             if old is None or status not in _FORWARD.get(old, set()):
@@ -436,13 +447,19 @@ class Outbox:
             current[mid] = status
             moved.append(mid)
             error = ((detail or "")[:300] or None) if status is Status.FAILED else None
-            updates.append({"b_id": mid, "b_status": str(status), "b_err": error})
+            final[mid] = (str(status), error)
             events.append({"message_id": mid, "status": str(status), "at_ms": now,
                            "detail": (detail or "")[:300] or None})
-        if updates:
-            conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
-                         .values(status=bindparam("b_status"), error=bindparam("b_err"),
-                                 lease_ms=None, worker=None, updated_ms=now), updates)
+        # One UPDATE per (status, error): a batch mostly moves together.
+        groups: dict[tuple[str, str | None], list[str]] = {}
+        for mid, key in final.items():
+            groups.setdefault(key, []).append(mid)
+        for (status, error), ids in groups.items():
+            for chunk in _chunks(ids, 500):
+                conn.execute(update(t.message).where(t.message.c.id.in_(chunk))
+                             .values(status=status, error=error, lease_ms=None, worker=None,
+                                     updated_ms=now))
+        if events:
             conn.execute(insert(t.event), events)
         return moved
 
@@ -503,12 +520,21 @@ class Outbox:
                                          "b_err": None if status is Status.DELIVERED
                                          else f"{r.state} {r.error or ''}".strip()})
                     touched.add(p.message_id)
-            if part_updates:
-                conn.execute(update(t.sms_part).where(
-                    t.sms_part.c.message_id == bindparam("b_mid"),
-                    t.sms_part.c.part == bindparam("b_part"))
-                    .values(status=bindparam("b_status"), error=bindparam("b_err")),
-                    part_updates)
+            by_outcome: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
+            for u in part_updates:
+                by_outcome.setdefault((u["b_status"], u["b_err"]), []).append(
+                    (u["b_mid"], u["b_part"]))
+            for (status, error), keys in by_outcome.items():
+                if len(keys) == 1:
+                    (mid, part), = keys
+                    conn.execute(update(t.sms_part).where(
+                        t.sms_part.c.message_id == mid, t.sms_part.c.part == part)
+                        .values(status=status, error=error))
+                    continue
+                for chunk in _chunks(keys, 400):
+                    conn.execute(update(t.sms_part).where(
+                        tuple_(t.sms_part.c.message_id, t.sms_part.c.part).in_(chunk))
+                        .values(status=status, error=error))
             for chunk in _chunks(applied, 500):
                 conn.execute(update(t.receipt).where(t.receipt.c.id.in_(chunk))
                              .values(applied=True))

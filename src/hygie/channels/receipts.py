@@ -94,6 +94,14 @@ def read_receipt(short_message: bytes | str | None, *, receipted_message_id: str
                  message_state: int | None = None, network_error_code: bytes | None = None,
                  user_message_reference: int | None = None) -> DeliveryReceipt | None:
     """Combine TLVs and text into one receipt; None when neither names a message."""
+    if receipted_message_id and message_state in MESSAGE_STATES and (
+            message_state == 2 or network_error_code):
+        # Everything is in the TLVs: the text need not be read (the common case).
+        error = network_error_code.hex() if network_error_code else None
+        if error is not None and error.strip("0") == "":
+            error = None
+        return DeliveryReceipt(receipted_message_id.strip(), MESSAGE_STATES[message_state],
+                               error, user_message_reference)
     text = short_message.decode("latin-1") if isinstance(short_message, bytes) else (
         short_message or "")
     fields = parse_receipt_text(text)

@@ -109,9 +109,12 @@ class Dispatcher:
 
     def start(self) -> Dispatcher:
         for channel in self.senders:
-            self._threads.append(threading.Thread(
-                target=self._loop, args=(str(channel), lambda c=channel: self.send_once(c)),
-                name=f"channels-{channel}", daemon=True))
+            # Two SMS threads: one claims and records while the other's batch is on
+            # the wire, so the SMSC's window never sits empty.
+            for n in range(2 if channel is Channel.SMS else 1):
+                self._threads.append(threading.Thread(
+                    target=self._loop, args=(str(channel), lambda c=channel: self.send_once(c)),
+                    name=f"channels-{channel}-{n}", daemon=True))
         self._threads.append(threading.Thread(target=self._loop,
                                               args=("housekeeping", self.housekeeping_once),
                                               name="channels-housekeeping", daemon=True))
