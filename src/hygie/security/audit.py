@@ -30,17 +30,17 @@ import hashlib
 import hmac
 import logging
 import os
-import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, select, text
 
 from hygie.security.tables import audit_log, audit_patient
 from hygie.store.model import format_instant
@@ -76,16 +76,27 @@ SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
 
 @dataclass
 class AuditRecord:
-    """An event waiting to be appended: the AuditEvent and who it is about."""
+    """An event waiting to be appended: the AuditEvent and who it is about.
 
-    event: dict[str, Any]
+    ``build``, when given, makes ``(event, patients)`` in the writer thread, so that a
+    request only pays for queueing its facts, not for turning them into an AuditEvent.
+    """
+
+    event: dict[str, Any] | None
     patients: frozenset[str] = frozenset()
     action: str = ""
     outcome: str = SUCCESS
     agent: str | None = None
+    build: Callable[[], tuple[dict[str, Any], frozenset[str]]] | None = None
     #: Set once the record is committed (for callers that wait).
     done: threading.Event | None = None
     failed: bool = False
+
+    def materialise(self) -> dict[str, Any]:
+        if self.event is None:
+            assert self.build is not None
+            self.event, self.patients = self.build()
+        return self.event
 
 
 def agent_json(principal: Any, address: str | None) -> dict[str, Any]:
@@ -119,13 +130,13 @@ def agent_json(principal: Any, address: str | None) -> dict[str, Any]:
 def build_event(*, type_code: tuple[str, str, str], subtype: tuple[str, str, str] | None,
                 action: str, outcome: str, description: str | None, principal: Any,
                 entities: Iterable[dict[str, Any]] = (), emergency: bool = False,
-                address: str | None = None) -> dict[str, Any]:
+                address: str | None = None, recorded_us: int | None = None) -> dict[str, Any]:
     """An R4 AuditEvent; ``type_code`` and ``subtype`` are (system, code, display)."""
     event: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "type": {"system": type_code[0], "code": type_code[1], "display": type_code[2]},
         "action": action,
-        "recorded": format_instant(time.time_ns() // 1000),
+        "recorded": format_instant(recorded_us or time.time_ns() // 1000),
         "outcome": outcome,
         "agent": [agent_json(principal, address if address is not None
                              else CLIENT_ADDRESS.get())],
@@ -221,19 +232,30 @@ class AuditChain:
                 for record in records:
                     seq += 1
                     recorded = time.time_ns() // 1000
-                    record.event["id"] = str(seq)
-                    data = orjson.dumps(record.event, option=orjson.OPT_SORT_KEYS)
+                    event = record.materialise()
+                    event["id"] = str(seq)
+                    data = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
                     columns = _Columns(recorded, record.action[:32], record.outcome,
                                        (record.agent or "")[:128] or None)
                     digest = chain_hash(self.key, prev, seq, columns, data)
-                    rows.append({"seq": seq, "recorded": recorded, "action": columns.action,
-                                 "outcome": columns.outcome, "agent": columns.agent,
-                                 "event": data, "prev_hash": prev, "hash": digest})
-                    links += [{"patient_id": p[:64], "seq": seq} for p in sorted(record.patients)]
+                    rows.append((seq, recorded, columns.action, columns.outcome, columns.agent,
+                                 data, prev, digest))
+                    links += [(p[:64], seq) for p in sorted(record.patients)]
                     prev = digest
-                conn.execute(insert(audit_log), rows)
-                if links:
-                    conn.execute(insert(audit_patient), links)
+                # plain executemany: these rows are the audit's whole cost on the read path
+                dbapi = conn.connection.dbapi_connection
+                assert dbapi is not None
+                mark = "?" if self.is_sqlite else "%s"
+                cursor = dbapi.cursor()
+                try:
+                    cursor.executemany(
+                        f"INSERT INTO {audit_log.name} (seq, recorded, action, outcome, agent, "
+                        f"event, prev_hash, hash) VALUES ({', '.join([mark] * 8)})", rows)
+                    if links:
+                        cursor.executemany(f"INSERT INTO {audit_patient.name} (patient_id, seq) "
+                                           f"VALUES ({mark}, {mark})", links)
+                finally:
+                    cursor.close()
         self._write_head(seq, prev)
 
     def _write_head(self, seq: int, digest: str) -> None:
@@ -343,56 +365,71 @@ def verify(chain: AuditChain) -> VerifyReport:
 
 
 class AuditWriter:
-    """Appends queued records in batches from one background thread."""
+    """Appends queued records in batches from one background thread.
+
+    A record that nobody waits for does not wake the thread: it is written with the
+    others of the next ``flush_interval_s``. A record somebody waits for (a write, a
+    sign-in) wakes it at once, and the whole queue goes in the same transaction.
+    """
 
     def __init__(self, chain: AuditChain, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.chain = chain
         self.flush_interval_s = flush_interval_s
-        self._queue: queue.SimpleQueue[AuditRecord | None] = queue.SimpleQueue()
+        self._pending: deque[AuditRecord | threading.Event] = deque()
+        self._cond = threading.Condition()
+        self._urgent = False
         self._thread = threading.Thread(target=self._run, name="hygie-audit", daemon=True)
         self._started = False
-        self._lock = threading.Lock()
         self._closed = False
 
     def submit(self, record: AuditRecord, wait: bool = False) -> bool:
         """Queue ``record``; with ``wait``, return once committed (False if it failed)."""
-        if self._closed:
-            self.chain.append([record])
-            return True
-        if not self._started:
-            with self._lock:
+        if wait:
+            record.done = threading.Event()
+        with self._cond:
+            closed = self._closed
+            if not closed:
                 if not self._started:
                     self._thread.start()
                     self._started = True
-        if wait:
-            record.done = threading.Event()
-        self._queue.put(record)
+                self._pending.append(record)
+                if wait or len(self._pending) >= MAX_BATCH:
+                    self._urgent = True
+                    self._cond.notify()
+        if closed:  # after close (a command ending, a test): written here and now
+            self.chain.append([record])
+            return True
         if wait and record.done is not None:
             return record.done.wait(WAIT_TIMEOUT_S) and not record.failed
         return True
 
+    def flush(self, timeout: float = WAIT_TIMEOUT_S) -> bool:
+        """Wait until everything queued so far is written (False on timeout)."""
+        if not self._started or self._closed:
+            return True
+        marker = threading.Event()
+        with self._cond:
+            self._pending.append(marker)
+            self._urgent = True
+            self._cond.notify()
+        return marker.wait(timeout)
+
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            urgent = first.done is not None
-            deadline = time.monotonic() + (0 if urgent else self.flush_interval_s)
-            stop = False
-            while len(batch) < MAX_BATCH:
-                timeout = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=timeout) if timeout > 0 else \
-                        self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stop:
+            with self._cond:
+                if not self._urgent and not self._closed:
+                    self._cond.wait(self.flush_interval_s)
+                items = list(self._pending)
+                self._pending.clear()
+                self._urgent = False
+                closing = self._closed
+            batch = [i for i in items if isinstance(i, AuditRecord)]
+            for start in range(0, len(batch), MAX_BATCH):
+                self._write(batch[start:start + MAX_BATCH])
+            for item in items:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if closing:
                 return
 
     def _write(self, batch: list[AuditRecord]) -> None:
@@ -412,8 +449,9 @@ class AuditWriter:
                 record.done.set()
 
     def close(self) -> None:
-        """Write what is queued, then stop the thread."""
-        self._closed = True
+        """Write what is queued, then stop the thread; later records are written at once."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
         if self._started:
-            self._queue.put(None)
             self._thread.join(timeout=30)

@@ -14,6 +14,8 @@ Writes wait until their event is committed; reads and searches do not.
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +23,7 @@ from urllib.parse import urlencode
 import orjson
 
 from hygie.security import audit
-from hygie.security.audit import AuditRecord, AuditWriter
+from hygie.security.audit import CLIENT_ADDRESS, AuditRecord, AuditWriter
 from hygie.store.interactions import FhirRequest, FhirResponse
 from hygie.store.outcomes import FhirError
 from hygie.store.sql_repository import in_transaction
@@ -62,57 +64,28 @@ def interaction_of(req: FhirRequest) -> tuple[str, str]:
     return "vread", "R"
 
 
-def _walk_patients(value: Any, out: set[str], depth: int = 0) -> None:
-    if depth > 12:
-        return
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str):
-            _, _, tail = ref.rpartition("Patient/")
-            if tail and ("/" not in tail) and (ref.startswith("Patient/") or "/Patient/" in ref):
-                out.add(tail)
-        for v in value.values():
-            if isinstance(v, dict | list):
-                _walk_patients(v, out, depth + 1)
-    elif isinstance(value, list):
-        for v in value:
-            if isinstance(v, dict | list):
-                _walk_patients(v, out, depth + 1)
+#: ``"reference": ".../Patient/<id>"`` anywhere in a body: the patients it is about.
+_PATIENT_REFERENCE = re.compile(
+    rb'"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[^"]*)?"')
+#: The resources of a Bundle, by their full URL (``.../Type/id``).
+_FULL_URL = re.compile(rb'"fullUrl"\s*:\s*"[^"]*?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})"')
+#: Where a Bundle entry's response says a write went.
+_LOCATION = re.compile(rb'"location"\s*:\s*"(?:[^"]*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})')
 
 
 def patients_in(resource: dict[str, Any]) -> set[str]:
     """Ids of the patients a resource is about (itself, or the patients it references)."""
-    out: set[str] = set()
     if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
-        out.add(resource["id"])
-        return out
-    _walk_patients(resource, out)
-    return out
+        return {resource["id"]}
+    return {m.decode() for m in _PATIENT_REFERENCE.findall(orjson.dumps(resource))}
 
 
-def _resources(response: FhirResponse) -> Iterable[dict[str, Any]]:
-    """The resources a response carries (a Bundle's entries one by one)."""
-    body: Any = response.resource
-    if body is None and response.raw:
-        try:
-            body = orjson.loads(response.raw)
-        except orjson.JSONDecodeError:
-            return
-    if not isinstance(body, dict):
-        return
-    if body.get("resourceType") != "Bundle":
-        yield body
-        return
-    for entry in body.get("entry") or []:
-        inner = entry.get("resource") if isinstance(entry, dict) else None
-        if isinstance(inner, orjson.Fragment):  # stored bytes, passed through unparsed
-            inner = orjson.loads(orjson.dumps(inner))
-        if isinstance(inner, dict):
-            yield inner
-        elif isinstance(entry, dict) and isinstance(entry.get("response"), dict):
-            location = entry["response"].get("location")
-            if isinstance(location, str):
-                yield {"resourceType": "Reference", "location": location}
+def _body_bytes(response: FhirResponse) -> bytes:
+    if response.raw is not None:
+        return response.raw
+    if response.resource is None:
+        return b""
+    return orjson.dumps(response.resource)  # a searchset's entries are stored bytes as is
 
 
 class FhirAudit:
@@ -136,55 +109,76 @@ class FhirAudit:
         code, action = interaction_of(request)
         if code == "capabilities":
             return  # the public CapabilityStatement is nobody's data
+        if error is None:
+            outcome = audit.SUCCESS
+        else:
+            outcome = audit.SERIOUS_FAILURE if error.status >= 500 else audit.MINOR_FAILURE
+        recorded, address = time.time_ns() // 1000, CLIENT_ADDRESS.get()
+        principal = request.principal
+
+        def build() -> tuple[dict[str, Any], frozenset[str]]:
+            return self._event(request, response, error, code, action, outcome, recorded,
+                               address)
+
+        record = AuditRecord(None, action=code, outcome=outcome,
+                             agent=getattr(principal, "subject", None), build=build)
+        # a write waits for its record, unless it is an entry of a Bundle still inside its
+        # transaction: that one holds the write lock the audit writer needs (the Bundle's
+        # own record, written once it commits, waits instead)
+        durable = error is None and request.method in _WRITES and not in_transaction()
+        self.writer.submit(record, wait=durable)
+
+    def _event(self, request: FhirRequest, response: FhirResponse | None,
+               error: FhirError | None, code: str, action: str, outcome: str, recorded: int,
+               address: str | None) -> tuple[dict[str, Any], frozenset[str]]:
+        """The AuditEvent of one interaction, built in the writer thread."""
+        path = request.path
         entities: list[dict[str, Any]] = []
+        seen: set[str] = set()
         patients: set[str] = set()
-        if request.path and not request.path[0].startswith(("$", "_")) and len(request.path) > 1 \
-                and not request.path[1].startswith(("$", "_")):
-            entities.append(audit.entity(f"{request.path[0]}/{request.path[1]}"))
-            if request.path[0] == "Patient":
-                patients.add(request.path[1])
-        elif request.path and request.path[0] == "Patient" and len(request.path) > 1:
-            patients.add(request.path[1])
+
+        def name(reference: str) -> None:
+            if reference not in seen and len(entities) < MAX_ENTITIES:
+                seen.add(reference)
+                entities.append(audit.entity(reference))
+
+        if len(path) > 1 and not path[0].startswith(("$", "_")) \
+                and not path[1].startswith(("$", "_")):
+            name(f"{path[0]}/{path[1]}")
+        if path and path[0] == "Patient" and len(path) > 1 and not path[1].startswith("_"):
+            patients.add(path[1])
         if request.query and code.startswith(("search", "history", "operation")):
             entities.append(audit.entity(query=urlencode(request.query)))
         if response is not None:
-            seen = {e.get("what", {}).get("reference") for e in entities}
-            for resource in _resources(response):
-                patients |= patients_in(resource)
-                if resource.get("resourceType") == "Reference":
-                    ref = str(resource["location"]).split("/_history")[0]
-                    ref = "/".join(ref.split("/")[-2:])
-                elif resource.get("resourceType") in (None, "OperationOutcome", "Bundle"):
-                    continue
-                else:
-                    ref = f"{resource.get('resourceType')}/{resource.get('id')}"
-                if ref not in seen and len(entities) < MAX_ENTITIES:
-                    seen.add(ref)
-                    entities.append(audit.entity(ref))
-            if response.headers.get("Location") and code in ("create", "update", "patch"):
-                ref = "/".join(response.headers["Location"].split("/_history")[0]
-                               .split("/")[-2:])
-                if ref not in seen:
-                    entities.append(audit.entity(ref))
-        if error is None:
-            outcome, description = audit.SUCCESS, None
-        else:
-            outcome = audit.SERIOUS_FAILURE if error.status >= 500 else audit.MINOR_FAILURE
-            description = f"{error.status} " + "; ".join(i.diagnostics for i in error.issues)[:500]
+            body = _body_bytes(response)
+            patients |= {m.decode() for m in _PATIENT_REFERENCE.findall(body)}
+            for pattern in (_FULL_URL, _LOCATION):
+                for res_type, res_id in pattern.findall(body):
+                    reference = f"{res_type.decode()}/{res_id.decode()}"
+                    name(reference)
+                    if res_type == b"Patient":
+                        patients.add(res_id.decode())
+            location = response.headers.get("Location")
+            if location and code in ("create", "update", "patch"):
+                written = "/".join(location.split("/_history")[0].split("/")[-2:])
+                name(written)
+                if written.startswith("Patient/"):
+                    patients.add(written.removeprefix("Patient/"))
+        description = None
+        if error is not None:
+            description = f"{error.status} " + \
+                "; ".join(i.diagnostics for i in error.issues)[:500]
         principal = request.principal
         emergency = bool(self.emergency and principal is not None and patients
                          and self.emergency(principal, patients))
         event = audit.build_event(
             type_code=audit.REST, subtype=audit.interaction_subtype(code), action=action,
             outcome=outcome, description=description, principal=principal,
-            entities=entities, emergency=emergency)
-        record = AuditRecord(event, frozenset(patients), code, outcome,
-                             getattr(principal, "subject", None))
-        # a write waits for its record, unless it is an entry of a Bundle still inside its
-        # transaction: that one holds the write lock the audit writer needs (the Bundle's
-        # own record, written once it commits, waits instead)
-        durable = error is None and request.method in _WRITES and not in_transaction()
-        self.writer.submit(record, wait=durable)
+            entities=entities, emergency=emergency, address=address or "",
+            recorded_us=recorded)
+        if not address:
+            event["agent"][0].pop("network", None)
+        return event, frozenset(patients)
 
 
 def record_login(writer: AuditWriter, *, username: str, outcome: str, description: str,

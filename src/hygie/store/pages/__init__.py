@@ -102,7 +102,9 @@ def _audit(ctx: StoreContext, caller: Caller, path: tuple[str, ...],
     """Report a page's read to the audit sink as the FHIR read it amounts to."""
     request = FhirRequest("GET", path, list(query), principal=caller)
     response = None if error else FhirResponse(200, resource={
-        "resourceType": "Bundle", "entry": [{"resource": r} for r in resources]})
+        "resourceType": "Bundle", "entry": [
+            {"fullUrl": f"{ctx.base_url}/{r.get('resourceType')}/{r.get('id')}", "resource": r}
+            for r in resources]})
     ctx.audit.record(request, response, error)
 
 

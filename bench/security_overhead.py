@@ -1,0 +1,206 @@
+"""What encryption at rest and the audit trail cost: FHIR reads and writes, on vs off.
+
+Run: ``.venv/bin/python bench/security_overhead.py [--resources 2000] [--seconds 3]``.
+
+Two platforms side by side, each on its own SQLite file with the same data: one with
+``encrypt_at_rest`` and ``audit`` on (every body sealed with AES-256-GCM, every
+interaction an AuditEvent appended to the keyed hash chain), its peer with both off.
+Requests go through the whole ASGI application in-process (edge protection,
+authentication with a cached token, access rules, the FHIR interactions, the store),
+driven without an HTTP client so that the figures are the server's own. The secured
+side's timing includes writing the audit records its requests queued (``flush``), so
+nothing is left out of the clock. Rounds alternate between the two sides and the best
+of each is kept, since other work on the machine varies.
+
+Figures (``name: value unit (ratio x vs peer)``):
+
+* ``read``: ``GET /fhir/Observation/{id}`` by a service token;
+* ``search``: ``GET /fhir/Observation?subject=Patient/{id}`` (a page of one patient);
+* ``write``: ``POST /fhir/Observation``;
+* ``read_bounded``: the read by a practitioner of a hospital, whose reach is checked in
+  SQL on every read (peer: the same read by a service, both secured).
+
+The goal of the issue is an overhead of at most 15 % for reads and writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hygie.app import create_app
+from hygie.config import load_settings
+from hygie.platform import Platform, open_platform
+from hygie.security.model import Kind, Principal
+from hygie.security.scopes import ScopeSet
+from hygie.security.tokens import issue_service_token, tokens_for
+from hygie.store.migrations import upgrade
+
+GOAL = 0.15
+
+
+class Side:
+    """One platform, its app, and a token to call it with."""
+
+    def __init__(self, folder: Path, secured: bool, n: int) -> None:
+        settings = load_settings(database_url=f"sqlite:///{folder / 'h.db'}", var_dir=folder,
+                                 base_url="http://bench", encrypt_at_rest=secured,
+                                 audit=secured, rate_per_address=1e9,
+                                 burst_per_address=10**9, rate_per_client=1e9,
+                                 burst_per_client=10**9)
+        self.platform: Platform = open_platform(settings)
+        upgrade(self.platform.engine)
+        self.app = create_app(platform=self.platform)
+        self.secured = secured
+        self.token = issue_service_token(self.platform, subject="bench", scope="system/*.cruds")
+        self.bounded = tokens_for(self.platform).issue(Principal(
+            "dr-bench", Kind.PRACTITIONER, ScopeSet.parse("user/*.cruds"),
+            roles=frozenset({"physician"}), hospital="h1",
+            fhir_user="Practitioner/dr-bench")).token
+        self.ids = self._seed(n)
+
+    def _seed(self, n: int) -> list[tuple[str, str]]:
+        repo = self.platform.parts["store"].repository
+        repo.create({"resourceType": "Organization", "name": "Hôpital 1"}, res_id="h1")
+        prepared, ids = [], []
+        for i in range(n):
+            pid, oid = f"p{i}", f"o{i}"
+            prepared.append(repo.prepare({
+                "resourceType": "Patient", "id": pid, "gender": "female",
+                "birthDate": "1950-01-01", "name": [{"family": f"Famille{i}", "given": ["Ana"]}],
+                "managingOrganization": {"reference": "Organization/h1"}}))
+            prepared.append(repo.prepare(observation(pid, oid)))
+            ids.append((pid, oid))
+        for start in range(0, len(prepared), 1000):
+            repo.put_many(prepared[start:start + 1000])
+        return ids
+
+    def flush(self) -> None:
+        parts = self.platform.parts.get("security")
+        if parts is not None:
+            parts.audit_writer.flush(60)
+
+    def close(self) -> None:
+        self.platform.close()
+
+
+def observation(pid: str, oid: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "resourceType": "Observation", "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                  "observation-category", "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4",
+                             "display": "Heart rate"}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": "2020-04-01T10:00:00+02:00",
+        "valueQuantity": {"value": 72, "unit": "/min", "system": "http://unitsofmeasure.org",
+                          "code": "/min"}}
+    if oid:
+        body["id"] = oid
+    return body
+
+
+async def call(app: Any, method: str, path: str, token: str, body: bytes = b"",
+               query: bytes = b"") -> int:
+    """One request through the ASGI app; returns the status."""
+    headers = [(b"host", b"bench"), (b"accept", b"application/fhir+json"),
+               (b"authorization", f"Bearer {token}".encode())]
+    if body:
+        headers += [(b"content-type", b"application/fhir+json"),
+                    (b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+             "headers": headers, "query_string": query, "scheme": "http",
+             "client": ("127.0.0.1", 40000), "server": ("bench", 80), "http_version": "1.1",
+             "root_path": "", "app": app}
+    sent = False
+    status = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(scope, receive, send)
+    return status
+
+
+async def rate(side: Side, kind: str, seconds: float, token: str | None = None) -> float:
+    """Requests per second of one kind on one side, for about ``seconds``."""
+    rng = random.Random(7)
+    token = token or side.token
+    done, deadline = 0, time.perf_counter() + seconds
+    start = time.perf_counter()
+    write_body = orjson.dumps(observation("p1"))
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            pid, oid = side.ids[rng.randrange(len(side.ids))]
+            if kind == "read":
+                status = await call(side.app, "GET", f"/fhir/Observation/{oid}", token)
+            elif kind == "search":
+                status = await call(side.app, "GET", "/fhir/Observation", token,
+                                    query=f"subject=Patient/{pid}".encode())
+            else:
+                status = await call(side.app, "POST", "/fhir/Observation", token, write_body)
+            if status >= 300:
+                raise RuntimeError(f"{kind} answered {status}")
+            done += 1
+    side.flush()  # the audit records these requests queued are part of their cost
+    return done / (time.perf_counter() - start)
+
+
+def best(sides: list[Side], kind: str, seconds: float, rounds: int) -> list[float]:
+    figures = [0.0] * len(sides)
+    for _ in range(rounds):
+        for i, side in enumerate(sides):
+            figures[i] = max(figures[i], asyncio.run(rate(side, kind, seconds)))
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--resources", type=int, default=2000, help="patients (and as many "
+                        "observations) on each side")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of one round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Side(Path(tmp) / "plain", False, args.resources)
+        secured = Side(Path(tmp) / "secured", True, args.resources)
+        print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+              f"{args.resources} patients + {args.resources} observations per side")
+        try:
+            for kind in ("read", "search", "write"):
+                off, on = best([plain, secured], kind, args.seconds, args.rounds)
+                overhead = 1 - on / off
+                print(f"{kind}: {on:,.0f} req/s ({on / off:.2f} x vs encryption and audit off "
+                      f"{off:,.0f} req/s; overhead {overhead:.1%}, goal <= {GOAL:.0%})")
+            service = bounded = 0.0
+            for _ in range(args.rounds):
+                service = max(service, asyncio.run(rate(secured, "read", args.seconds)))
+                bounded = max(bounded, asyncio.run(rate(secured, "read", args.seconds,
+                                                        secured.bounded)))
+            print(f"read_bounded: {bounded:,.0f} req/s ({bounded / service:.2f} x vs the same "
+                  "read by a service, both secured)")
+        finally:
+            plain.close()
+            secured.close()
+
+
+if __name__ == "__main__":
+    main()
