@@ -38,7 +38,18 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, case, false, literal, or_, select, tuple_, union
+from sqlalchemy import (
+    Engine,
+    Select,
+    and_,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    tuple_,
+    union,
+)
 
 from hygie.security.model import Kind, Principal
 from hygie.security.tables import break_glass
@@ -132,10 +143,14 @@ def _link_query(res_type: str, param: str, target_type: str, target_id: str,
 class AccessRules:
     """The platform's access policy; see the module docstring."""
 
-    def __init__(self, engine: Engine, *, grant_cache_s: float = 1.0) -> None:
+    def __init__(self, engine: Engine, *, grant_cache_s: float = 1.0,
+                 reach_cache_s: float = 5.0) -> None:
         self.engine = engine
         self.grant_cache_s = grant_cache_s
+        #: How long a "this patient is within this caller's reach" answer is reused.
+        self.reach_cache_s = reach_cache_s
         self._grants: dict[str, tuple[float, frozenset[str]]] = {}
+        self._links: dict[tuple[str | None, ...], tuple[float, bool]] = {}
 
     # --- who is bounded, and by what -----------------------------------------------------
 
@@ -218,9 +233,13 @@ class AccessRules:
                               reach.contains(resource.c.res_id)))
         members = [(t, p) for t, p in compartment_pairs() if types is None or t in types]
         if members:
+            if types is not None:  # one type: plain equalities, which the indexes serve
+                pairs = and_(idx_reference.c.res_type == types[0],
+                             idx_reference.c.param.in_([p for _t, p in members]))
+            else:
+                pairs = tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(members)
             rows = select(idx_reference.c.res_pk).where(
-                tuple_(idx_reference.c.res_type, idx_reference.c.param).in_(members),
-                idx_reference.c.target_type == "Patient",
+                pairs, idx_reference.c.target_type == "Patient",
                 reach.contains(idx_reference.c.target_id))
             parts.append(resource.c.pk.in_(rows))
         open_types = sorted(t for t in (types or DIRECTORY_TYPES)
@@ -246,11 +265,26 @@ class AccessRules:
         clause = self.visibility(principal, res_type)
         if clause is None:
             return
-        query = select(case((clause, 1), else_=0)).where(
-            resource.c.res_type == res_type, resource.c.res_id == res_id)
-        with self.engine.connect() as conn:
-            visible = conn.execute(query).scalar()
-        if visible == 0:
+        reach = self.reach(principal)
+        if reach is None or not in_compartment(res_type):
+            return
+        if res_type == "Patient":
+            patients = {res_id}
+        else:
+            params = patient_compartment()[res_type]
+            rows = select(idx_reference.c.target_id).select_from(idx_reference.join(
+                resource, resource.c.pk == idx_reference.c.res_pk)).where(
+                resource.c.res_type == res_type, resource.c.res_id == res_id,
+                idx_reference.c.res_type == res_type, idx_reference.c.param.in_(params),
+                idx_reference.c.target_type == "Patient")
+            with self.engine.connect() as conn:
+                patients = set(conn.execute(rows).scalars())
+                if not patients:
+                    exists = conn.execute(select(resource.c.pk).where(
+                        resource.c.res_type == res_type, resource.c.res_id == res_id)).first()
+                    if exists is None:
+                        return  # the read answers 404
+        if not any(self._reachable(principal, reach, {p}) for p in patients):
             raise self._denied(principal, f"{res_type}/{res_id}")
 
     def check_body(self, principal: Any, body: dict[str, Any]) -> None:
@@ -268,25 +302,61 @@ class AccessRules:
             org = (body.get("managingOrganization") or {}).get("reference")
             if principal.kind is Kind.PRACTITIONER and org == f"Organization/{principal.hospital}":
                 return
-            if own and self._reachable(reach, {str(own)}):
+            if own and self._reachable(principal, reach, {str(own)}):
                 return
             raise self._denied(principal, "a Patient out of reach (its managingOrganization "
                                           "must be your hospital)")
         if not patients:
             raise self._denied(principal, f"a {res_type} that names no patient")
-        if not self._reachable(reach, patients):
+        if not self._reachable(principal, reach, patients):
             raise self._denied(principal, f"a {res_type} about a patient")
 
-    def _reachable(self, reach: Reach, patients: set[str]) -> bool:
-        if patients <= reach.ids:
+    def _reachable(self, principal: Principal, reach: Reach, patients: set[str]) -> bool:
+        """True when every one of ``patients`` is within reach."""
+        missing = patients - reach.ids
+        if not missing:
             return True
         if reach.query is None:
             return False
-        wanted = sorted(patients - reach.ids)
-        query = select(literal(1)).where(and_(*(
-            literal(p).in_(reach.query) for p in wanted)))
+        return all(self._links_to(principal, p) for p in missing)
+
+    def _links_to(self, principal: Principal, patient_id: str) -> bool:
+        """Is one patient linked to the caller's hospital or to the caller (one indexed
+        EXISTS per kind of link), remembered for ``reach_cache_s``."""
+        key = (principal.subject, principal.hospital, principal.fhir_user, patient_id)
+        now = time.monotonic()
+        cached = self._links.get(key)
+        if cached is not None and now - cached[0] < self.reach_cache_s:
+            return cached[1]
+        tests = []
+        who = principal.fhir_user.removeprefix("Practitioner/") \
+            if principal.fhir_user and principal.fhir_user.startswith("Practitioner/") else None
+        targets = [("Organization", principal.hospital, _HOSPITAL_LINKS)]
+        if who:
+            targets.append(("Practitioner", who, _PRACTITIONER_LINKS))
+        for target_type, target_id, links in targets:
+            for res_type, param, patient_param in links:
+                link = idx_reference.alias()
+                if patient_param is None:
+                    tests.append(exists(select(link.c.res_pk).select_from(link.join(
+                        resource, resource.c.pk == link.c.res_pk)).where(
+                        resource.c.res_type == "Patient", resource.c.res_id == patient_id,
+                        link.c.res_type == res_type, link.c.param == param,
+                        link.c.target_type == target_type, link.c.target_id == target_id)))
+                    continue
+                subject = idx_reference.alias()
+                tests.append(exists(select(subject.c.res_pk).select_from(subject.join(
+                    link, link.c.res_pk == subject.c.res_pk)).where(
+                    subject.c.res_type == res_type, subject.c.param == patient_param,
+                    subject.c.target_type == "Patient", subject.c.target_id == patient_id,
+                    link.c.param == param, link.c.target_type == target_type,
+                    link.c.target_id == target_id)))
         with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
+            linked = conn.execute(select(literal(1)).where(or_(*tests))).first() is not None
+        if len(self._links) > 50_000:
+            self._links.clear()
+        self._links[key] = (now, linked)
+        return linked
 
     def check_wide(self, principal: Any, what: str) -> None:
         if isinstance(principal, Principal) and self.reach(principal) is not None:
@@ -301,7 +371,8 @@ class AccessRules:
         if not grants & set(patients):
             return False
         normal = self.reach(principal, emergency=False)
-        return normal is not None and not self._reachable(normal, set(patients) & grants)
+        return normal is not None and not self._reachable(principal, normal,
+                                                          set(patients) & grants)
 
 
 def patients_of(body: dict[str, Any]) -> set[str]:
