@@ -93,6 +93,9 @@ def test_send_receipts_replies_and_stop(platform: Platform, smsc: SmscHandle,
     state = smsc.state()
     assert state["receipts_acked"] == state["receipts_sent"]
     no_duplicates(smsc)
+    # On a healthy link every response is awaited: nothing went through "in doubt".
+    details = {e.detail for mid in ids for e in ch.get(mid).timeline if e.status == "submitted"}
+    assert details == {None}
 
 
 def test_link_dropped_mid_batch_loses_and_duplicates_nothing(

@@ -49,9 +49,10 @@ def speak_to_wav(text: str, path: Path, voice: str = "fr") -> Path:
     return path
 
 
-def start_endpoint(port: int, name: str) -> tuple[pj.Endpoint, int]:
+def start_endpoint(port: int, name: str, bind: str = "") -> tuple[pj.Endpoint, int]:
     """Create the process's pjsua2 endpoint (no audio device, events polled by the
-    caller's thread); return it and its SIP UDP port."""
+    caller's thread); return it and its SIP UDP port. ``bind`` is the address to
+    listen on (empty: every interface, to reach a real trunk)."""
     ep = pj.Endpoint()
     ep.libCreate()
     cfg = pj.EpConfig()
@@ -64,7 +65,7 @@ def start_endpoint(port: int, name: str) -> tuple[pj.Endpoint, int]:
     ep.libInit(cfg)
     tcfg = pj.TransportConfig()
     tcfg.port = port
-    tcfg.boundAddress = "127.0.0.1" if port == 0 else ""
+    tcfg.boundAddress = bind
     tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
     ep.libStart()
     ep.audDevManager().setNullDev()
@@ -72,11 +73,13 @@ def start_endpoint(port: int, name: str) -> tuple[pj.Endpoint, int]:
     return ep, int(local.rsplit(":", 1)[1])
 
 
-def account_config(user: str, port: int) -> pj.AccountConfig:
+def account_config(user: str, domain: str, bind: str = "") -> pj.AccountConfig:
+    """A local account with no registrar (calls go straight to the trunk); RTP on a
+    free port of ``bind``."""
     acfg = pj.AccountConfig()
-    acfg.idUri = f"sip:{user}@127.0.0.1:{port}"
+    acfg.idUri = f"sip:{user}@{domain}"
     acfg.mediaConfig.transportConfig.port = 0
-    acfg.mediaConfig.transportConfig.boundAddress = "127.0.0.1"
+    acfg.mediaConfig.transportConfig.boundAddress = bind
     return acfg
 
 
@@ -174,9 +177,13 @@ class SipSender:
     # --- the endpoint's thread -------------------------------------------------
     def _run(self) -> None:
         try:
-            ep, self.port = start_endpoint(self.settings.sip_local_port, "Hygie")
+            host = self.settings.sip_trunk.rpartition(":")[0]
+            loopback = host in ("127.0.0.1", "localhost")
+            bind = "127.0.0.1" if loopback else ""
+            ep, self.port = start_endpoint(self.settings.sip_local_port, "Hygie", bind=bind)
             account = pj.Account()
-            account.create(account_config(self.settings.sip_from_user, self.port))
+            account.create(account_config(self.settings.sip_from_user,
+                                          "127.0.0.1" if loopback else host, bind))
         except Exception as exc:  # pjsua2 raises its own Error type
             self._error = exc
             log.error("SIP endpoint could not start: %s", type(exc).__name__)

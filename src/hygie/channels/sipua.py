@@ -108,10 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=1.0, help="seconds before pressing")
     parser.add_argument("--record", type=Path, default=None)
     args = parser.parse_args(argv)
-    ep, port = start_endpoint(args.port, "Hygie-SIP-peer")
+    ep, port = start_endpoint(args.port, "Hygie-SIP-peer", bind="127.0.0.1")
     peer = Peer(args.digits, args.method, args.mode, args.delay, args.record)
     account = _Account(peer)
-    account.create(account_config("phone", port))
+    account.create(account_config("phone", f"127.0.0.1:{port}", bind="127.0.0.1"))
     print(json.dumps({"sip_port": port}), flush=True)
     stop = {"now": False}
 

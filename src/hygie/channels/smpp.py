@@ -257,8 +257,8 @@ class SmppSender:
         client = Client(s.smpp_host, s.smpp_port, timeout=s.smpp_response_timeout_s,
                         sequence_generator=self._seq, logger_name="hygie.channels.smpp.pdu",
                         allow_unknown_opt_params=True)
+        self._client = client  # so that _drop closes it even if connect fails
         client.connect()
-        self._client = client
         resp = client.bind_transceiver(system_id=s.smpp_system_id, password=s.smpp_password,
                                        system_type=s.smpp_system_type,
                                        interface_version=0x34)
