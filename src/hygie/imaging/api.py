@@ -201,8 +201,9 @@ def _qido(level: str) -> Handler:
         elif level == "series":
             items = await run_in_threadpool(qido.search_series, svc.archive.engine, q, study)
         else:
-            items = await run_in_threadpool(qido.search_instances, svc.archive.engine, q,
-                                            study, series)
+            items = await run_in_threadpool(
+                lambda: qido.search_instances(svc.archive.engine, q, study, series,
+                                              metadata=svc.archive.metadata_by_uid))
         headers = {}
         if q.unsupported:
             headers["Warning"] = ("299 hygie: The following attributes were not supported "
@@ -246,7 +247,8 @@ async def metadata(request: Request) -> Response:
     _may_read(request)
     svc = _service(request)
     rows = await run_in_threadpool(_rows, svc, request)
-    body = b"[" + b",".join(r.metadata for r in rows) + b"]"
+    parts = await run_in_threadpool(lambda: [svc.archive.metadata_of(r) for r in rows])
+    body = b"[" + b",".join(parts) + b"]"
     body = body.replace(BASE_PLACEHOLDER.encode(), _base(request).encode())
     return Response(body, media_type=DICOM_JSON)
 

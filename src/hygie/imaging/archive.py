@@ -167,7 +167,6 @@ class _Parsed:
     data: bytes
     ds: Any
     record: InstanceRecord
-    metadata: bytes
 
 
 #: A refused instance: (SOP Class UID, SOP Instance UID, failure reason, why).
@@ -176,34 +175,47 @@ Failure = tuple[str, str, int, str]
 
 class _Coalescer:
     """One background thread running ``run(key)`` for keys added, each once however
-    often it was added while waiting; errors are logged (the dirty flag remains)."""
+    often it was added while waiting: a key runs ``delay`` seconds after it was last
+    added, so a burst of requests on one study costs one rewrite. Errors are logged
+    (the study stays marked dirty)."""
 
-    def __init__(self, run: Callable[[str], None]) -> None:
+    def __init__(self, run: Callable[[str], None], delay: float = 0.5) -> None:
         self.run = run
-        self.pending: dict[str, None] = {}
+        self.delay = delay
+        self.pending: dict[str, float] = {}
         self.busy = False
         self.cv = threading.Condition()
         self.thread: threading.Thread | None = None
 
     def add(self, key: str) -> None:
         with self.cv:
-            self.pending[key] = None
+            self.pending[key] = time.monotonic() + self.delay
             if self.thread is None:
                 self.thread = threading.Thread(target=self._loop, daemon=True,
                                                name="imaging-study-sync")
                 self.thread.start()
             self.cv.notify_all()
 
+    def _next(self) -> str:
+        """Wait for the earliest due key (called with the lock held)."""
+        while True:
+            if not self.pending:
+                self.busy = False
+                self.cv.notify_all()
+                self.cv.wait()
+                continue
+            key, due = min(self.pending.items(), key=lambda item: item[1])
+            wait = due - time.monotonic()
+            if wait <= 0:
+                del self.pending[key]
+                self.busy = True
+                return key
+            self.cv.wait(wait)
+
     def _loop(self) -> None:
         while True:
             with self.cv:
-                while not self.pending:
-                    self.busy = False
-                    self.cv.notify_all()
-                    self.cv.wait()
-                key = next(iter(self.pending))
-                del self.pending[key]
-                self.busy = True
+                key = self._next()
             try:
                 self.run(key)
             except Exception:
@@ -227,7 +239,7 @@ class Archive:
         #: Queues one chest CT series for quantification (``jobs.JobQueue.enqueue``).
         self.enqueue = enqueue
         self._lock = threading.Lock()
-        self._later = _Coalescer(self.sync)
+        self._later = _Coalescer(self.settle)
 
     # --- storing ---------------------------------------------------------------------
 
@@ -283,7 +295,7 @@ class Archive:
                     self.enqueue(series_uid, study)
             if sync:
                 for uid in studies:
-                    self.sync(uid)
+                    self.settle(uid)
         return outcome
 
     def discard(self, ingested: Iterable[_Parsed | Failure]) -> None:
@@ -301,7 +313,7 @@ class Archive:
             study_uid=study, transfer_syntax_uid=ts, file_key=file_key(study, series, sop),
             size=len(data), number_of_frames=int(_int(ds, "NumberOfFrames") or 1),
             instance_number=_int(ds, "InstanceNumber"))
-        return _Parsed(data, ds, record, metadata_json(ds, study, series, sop, ts))
+        return _Parsed(data, ds, record)
 
     def _write(self, parsed: list[_Parsed], outcome: StoreOutcome) -> list[_Parsed]:
         """The index rows of written files, the whole batch in one transaction."""
@@ -369,7 +381,7 @@ class Archive:
                 "number_of_frames": rec.number_of_frames,
                 "rows": _int(ds, "Rows"), "columns": _int(ds, "Columns"),
                 "file_key": rec.file_key, "size": rec.size,
-                "metadata": p.metadata,
+                "metadata": None,
                 "stored_at": stamp,
             })
         with self._lock, self.engine.connect() as conn, \
@@ -417,9 +429,45 @@ class Archive:
         if self.sync_study is not None:
             self.sync_study(study_uid)
 
+    def settle(self, study_uid: str) -> None:
+        """What follows a store: the instances' metadata, then the ImagingStudy."""
+        self.fill_metadata(study_uid)
+        self.sync(study_uid)
+
+    def fill_metadata(self, study_uid: str) -> int:
+        """Compute the DICOM JSON metadata of the study's instances that lack it."""
+        t = tables.instance
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(select(t).where(t.c.study_uid == study_uid,
+                                                     t.c.metadata.is_(None))))
+        for row in rows:
+            self.metadata_of(row)
+        return len(rows)
+
+    def metadata_of(self, row: Any) -> bytes:
+        """The instance's DICOM JSON metadata, computed from its file (and kept) if new."""
+        if row.metadata is not None:
+            return row.metadata  # type: ignore[no-any-return]
+        ds = parse_part10(self.read(row))
+        value = metadata_json(ds, row.study_uid, row.series_uid, row.sop_instance_uid,
+                              row.transfer_syntax_uid)
+        t = tables.instance
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.sop_instance_uid == row.sop_instance_uid,
+                                         t.c.metadata.is_(None)).values(metadata=value))
+        return value
+
+    def metadata_by_uid(self, sop_uid: str) -> bytes:
+        t = tables.instance
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.sop_instance_uid == sop_uid)).first()
+        if row is None:
+            raise NotFound(f"no stored instance {sop_uid}")
+        return self.metadata_of(row)
+
     def sync_later(self, study_uids: Iterable[str]) -> None:
-        """Rewrite these ImagingStudy resources soon, in the background, coalescing a
-        burst of stores to the same study into as few rewrites as possible."""
+        """Settle these studies soon, in the background (metadata, ImagingStudy),
+        coalescing a burst of stores to the same study into as few passes as possible."""
         for uid in study_uids:
             self._later.add(uid)
 
@@ -433,7 +481,7 @@ class Archive:
             dirty = list(conn.execute(select(tables.study.c.study_uid)
                                       .where(tables.study.c.fhir_dirty.is_(True))).scalars())
         for uid in dirty:
-            self.sync(uid)
+            self.settle(uid)
         return len(dirty)
 
     # --- reading ---------------------------------------------------------------------

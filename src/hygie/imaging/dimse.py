@@ -141,7 +141,7 @@ class DimseServer:
             studies = self._touched.pop(id(event.assoc), set())
         for uid in studies:
             try:
-                self.service.archive.sync(uid)
+                self.service.archive.settle(uid)
             except Exception:  # the dirty flag stays set; a later flush retries
                 log.exception("ImagingStudy update after an association failed")
 
@@ -194,7 +194,7 @@ class DimseServer:
         if level == "SERIES":
             return qido.search_series(engine, q)
         q.include_all = True
-        return qido.search_instances(engine, q)
+        return qido.search_instances(engine, q, metadata=self.service.archive.metadata_by_uid)
 
     def _on_move(self, event: Any) -> Iterator[Any]:
         destination = event.move_destination.decode() if isinstance(

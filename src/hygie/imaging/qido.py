@@ -11,7 +11,7 @@ reported back, so that QIDO-RS can say so in a ``Warning`` header (PS3.18 §8.3.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -256,8 +256,13 @@ def search_series(engine: Engine, q: Query, study_uid: str | None = None
 
 
 def search_instances(engine: Engine, q: Query, study_uid: str | None = None,
-                     series_uid: str | None = None) -> list[dict[str, Any]]:
-    """Instance-level matches; study and series attributes come along."""
+                     series_uid: str | None = None, *,
+                     metadata: Callable[[str], bytes] | None = None) -> list[dict[str, Any]]:
+    """Instance-level matches; study and series attributes come along.
+
+    ``metadata(sop_uid)`` supplies the metadata of an instance whose metadata is not
+    computed yet (``Archive.metadata_by_uid``).
+    """
     s, se, i = tables.study, tables.series, tables.instance
     where = _where(q, _INSTANCE_KEYS) + _where(q, _SERIES_KEYS) + _where(q, _STUDY_KEYS)
     if study_uid is not None:
@@ -272,14 +277,18 @@ def search_instances(engine: Engine, q: Query, study_uid: str | None = None,
              .limit(q.limit).offset(q.offset))
     out = []
     with engine.connect() as conn:
-        for sop, series, study, meta, series_attrs, study_attrs in conn.execute(query):
-            attrs = orjson.loads(meta)
-            item = _filter(attrs, q, _INSTANCE_DEFAULT)
-            if not q.include_all:
-                item.update(orjson.loads(series_attrs))
-                if study_uid is None:
-                    item.update(orjson.loads(study_attrs))
-            item["00081190"] = {"vr": "UR", "Value": [
-                f"{BASE_PLACEHOLDER}/studies/{study}/series/{series}/instances/{sop}"]}
-            out.append(item)
+        found = list(conn.execute(query))
+    for sop, series, study, meta, series_attrs, study_attrs in found:
+        if meta is None:
+            if metadata is None:
+                continue
+            meta = metadata(sop)
+        item = _filter(orjson.loads(meta), q, _INSTANCE_DEFAULT)
+        if not q.include_all:
+            item.update(orjson.loads(series_attrs))
+            if study_uid is None:
+                item.update(orjson.loads(study_attrs))
+        item["00081190"] = {"vr": "UR", "Value": [
+            f"{BASE_PLACEHOLDER}/studies/{study}/series/{series}/instances/{sop}"]}
+        out.append(item)
     return out

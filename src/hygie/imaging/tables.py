@@ -5,7 +5,9 @@ behind ``files.py``; each study is also an ImagingStudy in the FHIR store):
 
 - ``imaging_study``, ``imaging_series``, ``imaging_instance``: the QIDO-RS / C-FIND
   index. Matching keys are columns; the instance's DICOM JSON metadata (PS3.18 F.2,
-  bulk data replaced by URIs) is kept so that WADO-RS metadata needs no file read.
+  bulk data replaced by URIs) is kept so that WADO-RS metadata needs no file read. It
+  is computed just after the store is acknowledged (or at first use), since the
+  conversion costs more than the rest of storing an instance.
   ``fhir_dirty`` marks a study whose ImagingStudy must be rewritten (a DIMSE
   association writes it when it ends; a restart finds what was left).
 - ``imaging_reading``: who reads which study (worklist assignment), where they are,
@@ -90,8 +92,9 @@ instance = Table(
     #: Where ``files.py`` keeps the Part 10 file, and its size in bytes.
     Column("file_key", String(256), nullable=False),
     Column("size", BigInteger, nullable=False),
-    #: The instance's DICOM JSON metadata, pixel data and bulk data as BulkDataURIs.
-    Column("metadata", LargeBinary, nullable=False),
+    #: The instance's DICOM JSON metadata, pixel data and bulk data as BulkDataURIs
+    #: (NULL until computed).
+    Column("metadata", LargeBinary, nullable=True),
     Column("stored_at", BigInteger, nullable=False),
 )
 Index("ix_imaging_instance_series_uid", instance.c.series_uid, instance.c.instance_number)

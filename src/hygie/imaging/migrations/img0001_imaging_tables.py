@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("columns", sa.Integer(), nullable=True),
         sa.Column("file_key", sa.String(length=256), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
-        sa.Column("metadata", sa.LargeBinary(), nullable=False),
+        sa.Column("metadata", sa.LargeBinary(), nullable=True),
         sa.Column("stored_at", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("sop_instance_uid", name=op.f("pk_imaging_instance")),
     )
