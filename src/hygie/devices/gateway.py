@@ -149,9 +149,12 @@ async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = 
     if platform.engine.dialect.name == "sqlite":
         # Leave WAL checkpoints to the mapper's connections: a checkpoint (with its
         # fsync) inside a journal commit would hold the acknowledgments of a whole batch.
+        # And do not sleep in SQLite's busy handler (it backs off by up to 100 ms): the
+        # journal retries every millisecond itself (``Journal.append``).
         @event.listens_for(platform.engine, "connect")
-        def _no_checkpoint(dbapi_conn: Any, _record: Any) -> None:
+        def _receipt_connection(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+            dbapi_conn.execute("PRAGMA busy_timeout=0")
 
     journal = Journal(platform.engine)
     server_ref: list[MllpServer] = []

@@ -2,9 +2,9 @@
 
 It takes the oldest pending messages, parses each (``pcd01.py`` or ``home.py``), finds
 the patient by identifier (creating a provisional, flagged one when the record does not
-know it), writes Devices and Observations through the store's Python API in one
-transaction per batch, records each message's outcome in the journal, and keeps the
-board's latest values. A message whose content is wrong is rejected alone, with the
+know it), writes Devices and Observations through the store's Python API (one short
+transaction per message, after one for the batch's new patients and changed devices),
+records each message's outcome in the journal, and keeps the board's latest values. A message whose content is wrong is rejected alone, with the
 HL7 location of the fault, and the rest of the batch goes on.
 
 Crash safety: resource ids come from the message, and a message whose first
@@ -222,7 +222,7 @@ class Mapper:
         for plan in plans:
             self._resolve_patient(plan, created)
             self._resolve_location(plan)
-        prepared = []
+        prepared: list[list[Any]] = []
         devices: dict[str, Json] = {}
         good: list[Plan] = []
         for plan in plans:
@@ -249,19 +249,24 @@ class Mapper:
                 outcomes[plan.row.journal_id] = Outcome(plan.row.journal_id, REJECTED,
                                                         error.as_dict())
                 continue
-            prepared.extend(items)
+            prepared.append(items)
             good.append(plan)
             outcomes[plan.row.journal_id] = Outcome(plan.row.journal_id, STORED, None,
                                                     len(plan.observations))
         needed_patients = {p.patient_id for p in good}
+        context = []
         for pid, bodies in created.items():
             if pid in needed_patients and not self._exists("Patient", pid):
-                prepared[:0] = [repo.prepare(b, b["id"]) for b in bodies]
+                context += [repo.prepare(b, b["id"]) for b in bodies]
         changed = [b for b in devices.values() if self._device_changed(b)]
-        prepared[:0] = [repo.prepare(b, b["id"]) for b in changed]
-        if prepared:
-            with repo.transaction():
-                repo.put_many(prepared)
+        context += [repo.prepare(b, b["id"]) for b in changed]
+        # Patients and devices first, then one short transaction per message: on SQLite
+        # the store's write lock is the journal's too, and the receipt path must not
+        # wait behind a long batch.
+        for items in [context, *prepared]:
+            if items:
+                with repo.transaction():
+                    repo.put_many(items)
         for body in changed:
             self._devices[body["id"]] = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         for plan in good:

@@ -8,18 +8,21 @@ the first one's outcome. ``pending`` and ``finish`` are the mapper's side.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
 from sqlalchemy import Connection, Engine, func, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 
 from hygie.devices.tables import message
 from hygie.store.model import now_us
 
 PENDING, STORED, REJECTED = "pending", "stored", "rejected"
+_COLUMNS = ("channel", "sender", "control_id", "codec", "raw", "received_at", "status", "error",
+            "processed_at", "observations")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,15 @@ class Outcome:
     observations: int = 0
 
 
+class JournalBusy(Exception):
+    """Another writer holds the SQLite write lock; the caller may try again shortly."""
+
+
+def _is_busy(exc: OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
 class Journal:
     """Journal rows on the platform's engine (SQLite or PostgreSQL)."""
 
@@ -80,30 +92,42 @@ class Journal:
             with conn.begin():
                 yield conn
 
-    def append(self, batch: Sequence[Incoming]) -> list[Appended]:
-        """Commit ``batch``; one ``Appended`` per message, in order."""
+    def append(self, batch: Sequence[Incoming], *, wait: bool = True) -> list[Appended]:
+        """Commit ``batch``; one ``Appended`` per message, in order.
+
+        When the database is locked by another writer (SQLite), ``wait`` retries every
+        millisecond for up to 30 s; without it ``JournalBusy`` is raised at once, for a
+        caller that has better things to do meanwhile (the MLLP event loop). SQLite's
+        own busy handler backs off in steps of up to 100 ms, far too coarse for an
+        acknowledgment that should take milliseconds.
+        """
         if not batch:
             return []
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self._append(batch)
+            except OperationalError as exc:
+                if not _is_busy(exc):
+                    raise
+                if not wait:
+                    raise JournalBusy(str(exc)) from exc
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.001)
+
+    def _append(self, batch: Sequence[Incoming]) -> list[Appended]:
         when = now_us()
-        rows = [{
-            "channel": m.channel, "sender": m.sender, "control_id": m.control_id,
-            "codec": m.codec, "raw": m.raw, "received_at": when,
-            "status": REJECTED if m.error else PENDING,
-            "error": orjson.dumps(m.error).decode() if m.error else None,
-            "processed_at": when if m.error else None, "observations": 0,
-        } for m in batch]
-        dialect = sqlite if self.is_sqlite else postgresql
-        statement = (dialect.insert(message).on_conflict_do_nothing(
-            index_elements=["sender", "control_id"]).returning(
-                message.c.id, message.c.sender, message.c.control_id))
+        # one row per key: a key twice in one batch is a duplicate of its first copy
+        unique: dict[tuple[str, str], tuple[object, ...]] = {}
+        for m in batch:
+            unique.setdefault((m.sender, m.control_id), (
+                m.channel, m.sender, m.control_id, m.codec, m.raw, when,
+                REJECTED if m.error else PENDING,
+                orjson.dumps(m.error).decode() if m.error else None,
+                when if m.error else None, 0))
         with self._writing() as conn:
-            inserted: dict[tuple[str, str], int] = {}
-            # one row per statement keeps duplicate keys inside a batch apart
-            unique: dict[tuple[str, str], dict[str, object]] = {}
-            for row in rows:
-                unique.setdefault((str(row["sender"]), str(row["control_id"])), row)
-            for r in conn.execute(statement, list(unique.values())):
-                inserted[(r.sender, r.control_id)] = r.id
+            inserted = self._insert(conn, list(unique.values()))
             missing = [k for k in unique if k not in inserted]
             existing: dict[tuple[str, str], tuple[int, str, str | None]] = {}
             if missing:
@@ -127,6 +151,34 @@ class Journal:
             jid, status, error = existing[key]
             out.append(Appended(jid, True, status, orjson.loads(error) if error else None))
         return out
+
+    def _insert(self, conn: Connection, rows: list[tuple[object, ...]]
+                ) -> dict[tuple[str, str], int]:
+        """Insert rows whose key is new; return the new rows' ids by key.
+
+        One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on the DBAPI
+        cursor: the receipt path commits a batch per turn of the event loop, and
+        building the statement through SQLAlchemy cost about as much as the commit.
+        """
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        mark = "?" if self.is_sqlite else "%s"
+        one = "(" + ", ".join([mark] * len(_COLUMNS)) + ")"
+        inserted: dict[tuple[str, str], int] = {}
+        cursor = dbapi.cursor()
+        try:
+            for start in range(0, len(rows), 500):
+                chunk = rows[start:start + 500]
+                cursor.execute(
+                    f"INSERT INTO {message.name} ({', '.join(_COLUMNS)}) VALUES "
+                    f"{', '.join([one] * len(chunk))} ON CONFLICT (sender, control_id) "
+                    "DO NOTHING RETURNING id, sender, control_id",
+                    [value for row in chunk for value in row])
+                for jid, sender, control_id in cursor.fetchall():
+                    inserted[(sender, control_id)] = jid
+        finally:
+            cursor.close()
+        return inserted
 
     def pending(self, limit: int) -> list[PendingRow]:
         """The oldest messages not mapped yet."""

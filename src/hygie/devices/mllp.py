@@ -29,7 +29,15 @@ from collections.abc import Callable
 
 from hygie.devices.acks import build_ack
 from hygie.devices.errors import APPLICATION_INTERNAL_ERROR, MessageRejected
-from hygie.devices.journal import PENDING, STORED, Appended, Incoming, Journal, Outcome
+from hygie.devices.journal import (
+    PENDING,
+    STORED,
+    Appended,
+    Incoming,
+    Journal,
+    JournalBusy,
+    Outcome,
+)
 from hygie.devices.model import DevicesSettings, Header
 from hygie.devices.receipt import read_header
 
@@ -68,7 +76,13 @@ class GroupCommit:
         if not batch:
             return
         try:
-            results = self.journal.append([item for item, _ in batch])
+            results = self.journal.append([item for item, _ in batch], wait=False)
+        except JournalBusy:
+            # the mapper is writing: try again in a millisecond, with what arrives meanwhile
+            self._queue[:0] = batch
+            self._scheduled = True
+            asyncio.get_running_loop().call_later(0.001, self._drain)
+            return
         except Exception as exc:
             log.exception("journal commit failed for %d messages", len(batch))
             for _, future in batch:
@@ -80,7 +94,12 @@ class GroupCommit:
                 future.set_result(result)
 
     def close(self) -> None:
-        self._drain()
+        batch, self._queue = self._queue, []
+        if batch:
+            results = self.journal.append([item for item, _ in batch])
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 class MllpServer:
