@@ -4,8 +4,9 @@ It takes the oldest pending messages, parses each (``pcd01.py`` or ``home.py``),
 the patient by identifier (creating a provisional, flagged one when the record does not
 know it), writes Devices and Observations through the store's Python API (one short
 transaction per message, after one for the batch's new patients and changed devices),
-records each message's outcome in the journal, and keeps the board's latest values. A message whose content is wrong is rejected alone, with the
-HL7 location of the fault, and the rest of the batch goes on.
+records each message's outcome in the journal, and keeps the board's latest values.
+A message whose content is wrong is rejected alone, with the HL7 location of the
+fault, and the rest of the batch goes on.
 
 Crash safety: resource ids come from the message, and a message whose first
 Observation is already in the store is marked stored without writing again (the
