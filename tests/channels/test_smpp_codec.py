@@ -6,7 +6,7 @@ import pytest
 from smpplib.smpp import make_pdu, parse_pdu
 
 from hygie.channels.segments import plan_sms
-from hygie.channels.smpp import _Sequences, encode_submit_sm
+from hygie.channels.smpp import _Sequences, encode_deliver_sm_resp, encode_submit_sm
 
 
 @pytest.mark.parametrize(("text", "src"), [
@@ -29,3 +29,10 @@ def test_submit_sm_matches_smpplib(text: str, src: tuple[int, int, str]) -> None
         assert mine == pdu.generate()
         back = parse_pdu(mine, client=seq, allow_unknown_opt_params=True)
         assert back.short_message == payload and back.user_message_reference == 1000 + n
+
+
+@pytest.mark.parametrize("status", [0, 0x64])
+def test_deliver_sm_resp_matches_smpplib(status: int) -> None:
+    seq = _Sequences()
+    pdu = make_pdu("deliver_sm_resp", client=seq, status=status)
+    assert encode_deliver_sm_resp(pdu.sequence, status) == pdu.generate()

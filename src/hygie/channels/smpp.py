@@ -80,6 +80,12 @@ def encode_submit_sm(sequence: int, *, src_ton: int, src_npi: int, src: str, ton
 _SUBMIT_HEADER = struct.Struct(">IIII")
 
 
+def encode_deliver_sm_resp(sequence: int, status: int) -> bytes:
+    """A deliver_sm_resp (§4.6.2): the header and an empty message_id, as smpplib
+    writes it; one per receipt or reply, hence encoded here (see encode_submit_sm)."""
+    return _SUBMIT_HEADER.pack(17, 0x80000005, status, sequence) + b"\0"
+
+
 class _Sequences:
     """Thread-safe PDU sequence numbers (1 .. 0x7FFFFFFF, §5.1.4)."""
 
@@ -359,11 +365,8 @@ class SmppSender:
             log.exception("could not store %d inbound PDUs; the SMSC will deliver again",
                           len(items))
             statuses = [consts.SMPP_ESME_RX_T_APPN] * len(items)
-        out = []
-        for p, status in zip(pdus, statuses, strict=True):
-            resp = make_pdu("deliver_sm_resp", client=client, status=status)
-            resp.sequence = p.sequence
-            out.append(resp.generate())
+        out = [encode_deliver_sm_resp(p.sequence, status)
+               for p, status in zip(pdus, statuses, strict=True)]
         with self._send_lock:
             client._socket.sendall(b"".join(out))
 
