@@ -84,15 +84,15 @@ def offered_entry(conn: Connection, secret: str, now: int) -> tuple[object, Pati
 
 
 def mark_booked(conn: Connection, entry_id: int) -> None:
-    conn.execute(update(t.waitlist).where(t.waitlist.c.id == entry_id)
-                 .values(status="booked", offer_token=None))
+    # The token stays, so that the link can say the offer was used rather than unknown.
+    conn.execute(update(t.waitlist).where(t.waitlist.c.id == entry_id).values(status="booked"))
 
 
 def expire_offer(conn: Connection, entry_id: int, slot_id: int) -> bool:
     """End an unclaimed offer; True when the slot was released (to offer it again)."""
     done = conn.execute(update(t.waitlist).where(
         t.waitlist.c.id == entry_id, t.waitlist.c.status == "offered",
-        t.waitlist.c.offer_slot == slot_id).values(status="expired", offer_token=None))
+        t.waitlist.c.offer_slot == slot_id).values(status="expired"))
     if done.rowcount != 1:
         return False
     released = conn.execute(update(t.slot).where(
