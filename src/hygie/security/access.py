@@ -34,7 +34,7 @@ Exception tree::
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any
 
@@ -110,9 +110,22 @@ class Reach:
     """Which patients' records one caller may see: a few ids, or an SQL subquery."""
 
     def __init__(self, ids: frozenset[str] = frozenset(),
-                 query: Select[Any] | None = None) -> None:
+                 build: Callable[[], Select[Any]] | None = None) -> None:
         self.ids = ids
-        self.query = query
+        self._build = build
+        self._query: Select[Any] | None = None
+
+    @property
+    def bounded_by_links(self) -> bool:
+        """True when patients come within reach by links in the data, not only by id."""
+        return self._build is not None
+
+    @property
+    def query(self) -> Select[Any] | None:
+        """The patients linked to the caller, as a subquery (built on first use)."""
+        if self._query is None and self._build is not None:
+            self._query = self._build()
+        return self._query
 
     def contains(self, column: Any) -> Clause:
         parts: list[Clause] = []
@@ -186,14 +199,20 @@ class AccessRules:
             return Reach(frozenset({principal.patient}))
         if not principal.hospital:
             return None
-        queries = [_link_query(t, p, "Organization", principal.hospital, s)
-                   for t, p, s in _HOSPITAL_LINKS]
-        if principal.fhir_user and principal.fhir_user.startswith("Practitioner/"):
-            who = principal.fhir_user.removeprefix("Practitioner/")
-            queries += [_link_query(t, p, "Practitioner", who, s)
-                        for t, p, s in _PRACTITIONER_LINKS]
+        hospital = principal.hospital
+        who = principal.fhir_user.removeprefix("Practitioner/") \
+            if principal.fhir_user and principal.fhir_user.startswith("Practitioner/") else None
+
+        def build() -> Select[Any]:
+            queries = [_link_query(t, p, "Organization", hospital, s)
+                       for t, p, s in _HOSPITAL_LINKS]
+            if who:
+                queries += [_link_query(t, p, "Practitioner", who, s)
+                            for t, p, s in _PRACTITIONER_LINKS]
+            return union(*queries).subquery().select()
+
         extra = self.emergency_patients(principal) if emergency else frozenset()
-        return Reach(extra, union(*queries).subquery().select())
+        return Reach(extra, build)
 
     def _type_allowed(self, principal: Principal, res_type: str) -> bool:
         """May this caller see resources of ``res_type`` at all (whatever the patient)?"""
@@ -262,9 +281,6 @@ class AccessRules:
             return
         if not self._type_allowed(principal, res_type):
             raise self._denied(principal, f"{res_type}/{res_id}")
-        clause = self.visibility(principal, res_type)
-        if clause is None:
-            return
         reach = self.reach(principal)
         if reach is None or not in_compartment(res_type):
             return
@@ -316,7 +332,7 @@ class AccessRules:
         missing = patients - reach.ids
         if not missing:
             return True
-        if reach.query is None:
+        if not reach.bounded_by_links:
             return False
         return all(self._links_to(principal, p) for p in missing)
 

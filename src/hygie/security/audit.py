@@ -26,7 +26,6 @@ committed before the caller gets an answer (durable before acknowledged).
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import os
@@ -36,6 +35,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,6 @@ import orjson
 from sqlalchemy import Engine, select, text
 
 from hygie.security.tables import audit_log, audit_patient
-from hygie.store.model import format_instant
 
 log = logging.getLogger("hygie.security.audit")
 
@@ -51,6 +51,8 @@ log = logging.getLogger("hygie.security.audit")
 FLUSH_INTERVAL_S = 0.05
 #: Most events appended in one transaction.
 MAX_BATCH = 2000
+#: Shortest time between two writes of the head file (the last record, kept outside).
+HEAD_INTERVAL_S = 0.5
 #: How long a caller that must wait for its event waits at most.
 WAIT_TIMEOUT_S = 10.0
 
@@ -127,6 +129,17 @@ def agent_json(principal: Any, address: str | None) -> dict[str, Any]:
     return agent
 
 
+@lru_cache(maxsize=64)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def instant(us: int) -> str:
+    """A FHIR instant (UTC, milliseconds) for epoch microseconds, formatting each second
+    once: the audit dates thousands of events a second."""
+    return f"{_second(us // 1_000_000)}.{us // 1000 % 1000:03d}Z"
+
+
 def build_event(*, type_code: tuple[str, str, str], subtype: tuple[str, str, str] | None,
                 action: str, outcome: str, description: str | None, principal: Any,
                 entities: Iterable[dict[str, Any]] = (), emergency: bool = False,
@@ -136,7 +149,7 @@ def build_event(*, type_code: tuple[str, str, str], subtype: tuple[str, str, str
         "resourceType": "AuditEvent",
         "type": {"system": type_code[0], "code": type_code[1], "display": type_code[2]},
         "action": action,
-        "recorded": format_instant(recorded_us or time.time_ns() // 1000),
+        "recorded": instant(recorded_us or time.time_ns() // 1000),
         "outcome": outcome,
         "agent": [agent_json(principal, address if address is not None
                              else CLIENT_ADDRESS.get())],
@@ -193,9 +206,7 @@ def login_subtype(code: str) -> tuple[str, str, str]:
 def chain_hash(key: bytes, prev_hash: str, seq: int, row: Any, event: bytes) -> str:
     """The hash of one record (see the module docstring); ``row`` has the columns."""
     head = f"{prev_hash}|{seq}|{row.recorded}|{row.action}|{row.outcome}|{row.agent or ''}|"
-    mac = hmac.new(key, head.encode(), hashlib.sha256)
-    mac.update(event)
-    return mac.hexdigest()
+    return hmac.digest(key, head.encode() + event, "sha256").hex()
 
 
 @dataclass(frozen=True)
@@ -214,6 +225,13 @@ class AuditChain:
         self.key = key
         self.head_file = head_file
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self._head_written = float("-inf")
+        self._head_pending: tuple[int, str] | None = None
+
+    def write_pending_head(self) -> None:
+        """Write the head the interval held back, if any."""
+        if self._head_pending is not None:
+            self._write_head(*self._head_pending, force=True)
 
     def append(self, records: list[AuditRecord]) -> None:
         """Append ``records`` in one transaction, extending the chain in order."""
@@ -234,7 +252,7 @@ class AuditChain:
                     recorded = time.time_ns() // 1000
                     event = record.materialise()
                     event["id"] = str(seq)
-                    data = orjson.dumps(event, option=orjson.OPT_SORT_KEYS)
+                    data = orjson.dumps(event)  # the hash covers these exact bytes
                     columns = _Columns(recorded, record.action[:32], record.outcome,
                                        (record.agent or "")[:128] or None)
                     digest = chain_hash(self.key, prev, seq, columns, data)
@@ -258,10 +276,19 @@ class AuditChain:
                     cursor.close()
         self._write_head(seq, prev)
 
-    def _write_head(self, seq: int, digest: str) -> None:
-        """Keep the newest (seq, hash) outside the database, never going backwards."""
+    def _write_head(self, seq: int, digest: str, force: bool = False) -> None:
+        """Keep the newest (seq, hash) outside the database, never going backwards.
+
+        Written at most every ``HEAD_INTERVAL_S`` (and when the writer stops), so that a
+        busy trail does not pay a file replacement per batch.
+        """
         if self.head_file is None:
             return
+        now = time.monotonic()
+        if not force and now - self._head_written < HEAD_INTERVAL_S:
+            self._head_pending = (seq, digest)
+            return
+        self._head_written, self._head_pending = now, None
         self.head_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         current = read_head(self.head_file)
         if current is not None and current[0] >= seq:
@@ -426,6 +453,8 @@ class AuditWriter:
             batch = [i for i in items if isinstance(i, AuditRecord)]
             for start in range(0, len(batch), MAX_BATCH):
                 self._write(batch[start:start + MAX_BATCH])
+            if not items or closing or any(isinstance(i, threading.Event) for i in items):
+                self.chain.write_pending_head()
             for item in items:
                 if isinstance(item, threading.Event):
                     item.set()

@@ -13,6 +13,8 @@ Writes wait until their event is committed; reads and searches do not.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import re
 import time
@@ -73,6 +75,24 @@ _FULL_URL = re.compile(rb'"fullUrl"\s*:\s*"[^"]*?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.
 _LOCATION = re.compile(rb'"location"\s*:\s*"(?:[^"]*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})')
 
 
+_REST_TYPE = orjson.Fragment(orjson.dumps({"system": audit.REST[0], "code": audit.REST[1],
+                                           "display": audit.REST[2]}))
+_SOURCE = orjson.Fragment(orjson.dumps(
+    audit.build_event(type_code=audit.REST, subtype=None, action="R", outcome="0",
+                      description=None, principal=None, address="")["source"]))
+_EMERGENCY = orjson.Fragment(orjson.dumps(
+    audit.build_event(type_code=audit.REST, subtype=None, action="R", outcome="0",
+                      description=None, principal=None, address="",
+                      emergency=True)["purposeOfEvent"]))
+
+
+@functools.lru_cache(maxsize=256)
+def _subtype(code: str) -> orjson.Fragment:
+    system, value, display = audit.interaction_subtype(code)
+    return orjson.Fragment(orjson.dumps([{"system": system, "code": value,
+                                          "display": display}]))
+
+
 def patients_in(resource: dict[str, Any]) -> set[str]:
     """Ids of the patients a resource is about (itself, or the patients it references)."""
     if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
@@ -95,6 +115,7 @@ class FhirAudit:
                  emergency: Callable[[Any, set[str]], bool] | None = None) -> None:
         self.writer = writer
         self.emergency = emergency
+        self._agents: dict[tuple[Any, str | None], orjson.Fragment] = {}
 
     def record(self, request: FhirRequest, response: FhirResponse | None,
                error: FhirError | None) -> None:
@@ -171,14 +192,32 @@ class FhirAudit:
         principal = request.principal
         emergency = bool(self.emergency and principal is not None and patients
                          and self.emergency(principal, patients))
-        event = audit.build_event(
-            type_code=audit.REST, subtype=audit.interaction_subtype(code), action=action,
-            outcome=outcome, description=description, principal=principal,
-            entities=entities, emergency=emergency, address=address or "",
-            recorded_us=recorded)
-        if not address:
-            event["agent"][0].pop("network", None)
+        # the same AuditEvent as audit.build_event makes, from pieces serialised once
+        event: dict[str, Any] = {
+            "resourceType": "AuditEvent", "type": _REST_TYPE, "subtype": _subtype(code),
+            "action": action, "recorded": audit.instant(recorded), "outcome": outcome,
+            "agent": self._agent(principal, address), "source": _SOURCE,
+        }
+        if description:
+            event["outcomeDesc"] = description[:1000]
+        if emergency:
+            event["purposeOfEvent"] = _EMERGENCY
+        if entities:
+            event["entity"] = entities
         return event, frozenset(patients)
+
+    def _agent(self, principal: Any, address: str | None) -> orjson.Fragment:
+        key = (principal, address)
+        try:
+            return self._agents[key]
+        except (KeyError, TypeError):
+            pass
+        fragment = orjson.Fragment(orjson.dumps([audit.agent_json(principal, address)]))
+        if len(self._agents) > 10_000:
+            self._agents.clear()
+        with contextlib.suppress(TypeError):  # an unhashable principal is serialised each time
+            self._agents[key] = fragment
+        return fragment
 
 
 def record_login(writer: AuditWriter, *, username: str, outcome: str, description: str,
