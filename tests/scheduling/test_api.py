@@ -152,3 +152,11 @@ def test_staff_routes_need_a_token_with_the_right_scopes(client: Any, platform: 
         "slots"] == []
     assert client.put("/scheduling/api/caps/ch-jeanne-sorel", headers=writer,
                       json={"max_arrivals": 0}).status_code == 400
+
+
+def test_codes_are_limited_per_address_too(client: Any) -> None:
+    for i in range(20):
+        sent = client.post("/scheduling/public/api/verify", json={"phone": f"06123400{i:02d}"})
+        assert sent.status_code == 202, sent.text
+    refused = client.post("/scheduling/public/api/verify", json={"phone": "0612340099"})
+    assert refused.status_code == 429 and "address" in refused.json()["detail"]

@@ -212,8 +212,9 @@ async def public_slots(request: Request) -> Response:
 @translated
 async def public_verify(request: Request) -> Response:
     data = await read_json(request)
+    client = request.client.host if request.client else None
     phone = await run_in_threadpool(service_of(request).request_code,
-                                    text_field(data, "phone", max_len=30) or "")
+                                    text_field(data, "phone", max_len=30) or "", client)
     return json_response({"phone": phone, "sent": True}, 202)
 
 

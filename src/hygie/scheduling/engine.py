@@ -216,12 +216,15 @@ class SchedulingService:
 
     # --- verification -----------------------------------------------------------------
 
-    def request_code(self, raw_phone: str) -> str:
-        """Send a verification code by SMS to a mobile number; returns the E.164 number."""
+    def request_code(self, raw_phone: str, client: str | None = None) -> str:
+        """Send a verification code by SMS to a mobile number; returns the E.164 number.
+
+        ``client`` is the asking network address, for the per-address rate limit.
+        """
         phone = verification.normalize_mobile(raw_phone)
         now = self.clock()
         with writing(self.engine) as conn:
-            code = verification.request_code(conn, phone, self.key, now)
+            code = verification.request_code(conn, phone, self.key, now, client)
             messages.queue(conn, "sms", phone,
                            f"Hygie : votre code de vérification est {code}. "
                            "Il expire dans 10 minutes.", "verification", now)

@@ -196,7 +196,10 @@ verification = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("token_hash", String(64), nullable=True),
     Column("token_expires_utc", BigInteger, nullable=True),
+    #: The network address that asked for the code (rate limit across numbers).
+    Column("client", String(64), nullable=True),
     Index("ix_sched_verification_phone", "phone", "created_utc"),
+    Index("ix_sched_verification_client", "client", "created_utc"),
     Index("ix_sched_verification_token", "token_hash", unique=True),
 )
 

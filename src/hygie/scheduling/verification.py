@@ -4,7 +4,8 @@ The code is kept only as an HMAC-SHA256 under a server key (a 6-digit code hashe
 without a key could be recovered from a database copy by trying the million values),
 expires after ``CODE_TTL_S``, and allows ``MAX_ATTEMPTS`` tries. Once confirmed, the
 person gets a random verification token (kept as its SHA-256) that books within
-``TOKEN_TTL_S``. Codes per number are rate-limited (``MAX_CODES_PER_HOUR``).
+``TOKEN_TTL_S``. Codes are rate-limited per number (``MAX_CODES_PER_HOUR``) and per
+asking address (``MAX_CODES_PER_CLIENT_HOUR``).
 Numbers are parsed and checked with ``phonenumbers`` (libphonenumber's metadata):
 only mobile numbers can receive the code.
 """
@@ -25,6 +26,8 @@ CODE_TTL_S = 10 * 60
 TOKEN_TTL_S = 30 * 60
 MAX_ATTEMPTS = 5
 MAX_CODES_PER_HOUR = 5
+#: Codes one network address may ask for in an hour, whatever the numbers (SMS cost).
+MAX_CODES_PER_CLIENT_HOUR = 20
 
 _MOBILE = {phonenumbers.PhoneNumberType.MOBILE,
            phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -47,17 +50,33 @@ def _code_hash(key: bytes, phone: str, code: str) -> str:
     return hmac.new(key, f"{phone}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def request_code(conn: Connection, phone: str, key: bytes, now: int) -> str:
-    """Create a code for ``phone`` (E.164); the caller sends it by SMS."""
-    recent = conn.execute(select(func.count(), func.min(t.verification.c.created_utc)).where(
-        t.verification.c.phone == phone, t.verification.c.created_utc > now - 3600)).one()
-    if recent[0] >= MAX_CODES_PER_HOUR:
+def _recent(conn: Connection, column: object, value: str, now: int) -> tuple[int, int]:
+    count, oldest = conn.execute(select(func.count(), func.min(t.verification.c.created_utc))
+                                 .where(column == value,  # type: ignore[operator]
+                                        t.verification.c.created_utc > now - 3600)).one()
+    return int(count), int(oldest or now)
+
+
+def request_code(conn: Connection, phone: str, key: bytes, now: int,
+                 client: str | None = None) -> str:
+    """Create a code for ``phone`` (E.164); the caller sends it by SMS.
+
+    Limited per number and per asking address (``client``), so that nobody can use the
+    service to flood a number or send SMS at the hospital's expense.
+    """
+    count, oldest = _recent(conn, t.verification.c.phone, phone, now)
+    if count >= MAX_CODES_PER_HOUR:
         raise TooManyRequests("too many codes asked for this number; try again later",
-                              retry_after=max(1, int(recent[1]) + 3600 - now))
+                              retry_after=max(1, oldest + 3600 - now))
+    if client is not None:
+        count, oldest = _recent(conn, t.verification.c.client, client, now)
+        if count >= MAX_CODES_PER_CLIENT_HOUR:
+            raise TooManyRequests("too many codes asked from this address; try again later",
+                                  retry_after=max(1, oldest + 3600 - now))
     code = f"{secrets.randbelow(1_000_000):06d}"
     conn.execute(insert(t.verification).values(
         phone=phone, code_hash=_code_hash(key, phone, code), created_utc=now,
-        expires_utc=now + CODE_TTL_S, attempts=0))
+        expires_utc=now + CODE_TTL_S, attempts=0, client=client))
     return code
 
 

@@ -260,9 +260,13 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=True),
         sa.Column("token_expires_utc", sa.BigInteger(), nullable=True),
+        sa.Column("client", sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_sched_verification")),
     )
     with op.batch_alter_table("sched_verification", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_sched_verification_client", ["client", "created_utc"], unique=False
+        )
         batch_op.create_index("ix_sched_verification_phone", ["phone", "created_utc"], unique=False)
         batch_op.create_index("ix_sched_verification_token", ["token_hash"], unique=True)
 
@@ -308,6 +312,7 @@ def downgrade() -> None:
 
     op.drop_table("sched_waitlist")
     with op.batch_alter_table("sched_verification", schema=None) as batch_op:
+        batch_op.drop_index("ix_sched_verification_client")
         batch_op.drop_index("ix_sched_verification_token")
         batch_op.drop_index("ix_sched_verification_phone")
 
