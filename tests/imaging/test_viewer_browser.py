@@ -80,11 +80,22 @@ def test_two_readers_annotate_the_same_study(served: tuple[str, ImagingService],
             select(tables.series.c.study_uid, tables.series.c.series_uid)).one()
     assert study(study_uid).patient_id == "PHANTOM-0001"
     readings.assign(study_uid, "lecteur-a", "admin")
-    readings.assign(study_uid, "lecteur-b", "admin")
     shots = os.environ.get("HYGIE_SCREENSHOT_DIR")
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        # The administrator assigns the study to a second reader from the worklist.
+        admin = browser.new_context(extra_http_headers={
+            "Authorization": f"Bearer {token(sqlite_platform, 'system/*.cruds imaging:admin')}"})
+        page = admin.new_page()
+        page.goto(url + "/imaging/worklist")
+        page.wait_for_selector("#worklist tr[data-study]")
+        assert "lecteur-a : à lire" in page.inner_text("#worklist .readers")
+        page.fill("#worklist form.assign input", "lecteur-b")
+        page.click("#worklist form.assign button")
+        page.wait_for_function("(document.querySelector('#worklist .readers') || "
+                               "{textContent: ''}).textContent.includes('lecteur-b : à lire')")
+        admin.close()
         # Reader A: worklist, then the viewer, then every tool.
         a = browser.new_context(viewport={"width": 1500, "height": 1000}, extra_http_headers={
             "Authorization": f"Bearer {token(sqlite_platform, 'system/*.cruds', 'lecteur-a')}"})

@@ -38,7 +38,7 @@
     const tr = document.createElement("tr");
     tr.dataset.study = study.studyUid;
     tr.append(cell(formatDate(study.studyDate)), cell(`${study.patientName} (${study.patientId})`),
-              cell(study.description), cell(study.modalities));
+              cell(study.description), cell(study.modalities.split("\\").join(", ")));
     const q = cell(quantText(study.quantification));
     q.className = "quant";
     tr.append(q);
