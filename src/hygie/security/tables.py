@@ -151,8 +151,10 @@ break_glass = Table(
 audit_log = Table(
     "audit_log",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("recorded", BigInteger, nullable=False, index=True),
+    #: INTEGER on SQLite: the row id itself, one b-tree fewer per appended record.
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=False),
+    Column("recorded", BigInteger, nullable=False),
     Column("action", String(32), nullable=False),
     Column("outcome", String(8), nullable=False),
     Column("agent", String(128), nullable=True),

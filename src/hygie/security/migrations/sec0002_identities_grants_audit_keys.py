@@ -19,7 +19,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "audit_log",
-        sa.Column("seq", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=False,
+            nullable=False,
+        ),
         sa.Column("recorded", sa.BigInteger(), nullable=False),
         sa.Column("action", sa.String(length=32), nullable=False),
         sa.Column("outcome", sa.String(length=8), nullable=False),
@@ -29,8 +34,6 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_log")),
     )
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_log_recorded"), ["recorded"], unique=False)
     op.create_table(
         "audit_patient",
         sa.Column("patient_id", sa.String(length=64), nullable=False),
@@ -153,6 +156,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_break_glass_username_patient_id_expires"))
     op.drop_table("break_glass")
     op.drop_table("audit_patient")
-    with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_log_recorded"))
     op.drop_table("audit_log")
