@@ -30,8 +30,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 @pytest.fixture
 def served(sqlite_platform: Platform, phantom: Phantom) -> Iterator[tuple[str, ImagingService]]:
-    svc = make_service(sqlite_platform)
+    svc = make_service(sqlite_platform, stable_s=0.0)
+    svc.archive.enqueue = svc.jobs.enqueue
     svc.archive.store([part10(ds) for ds in phantom_series(phantom)])
+    assert svc.jobs.run_due() == 1  # the automatic quantification, shown in the viewer
     app = imaging_app(sqlite_platform)
     static = Path(hygie.web.__file__).parent / "static"
     app.router.routes.insert(0, Mount("/static", StaticFiles(directory=static)))
@@ -77,7 +79,8 @@ def test_two_readers_annotate_the_same_study(served: tuple[str, ImagingService],
         from hygie.imaging import tables
 
         study_uid, series_uid = conn.execute(
-            select(tables.series.c.study_uid, tables.series.c.series_uid)).one()
+            select(tables.series.c.study_uid, tables.series.c.series_uid)
+            .where(tables.series.c.modality == "CT")).one()
     assert study(study_uid).patient_id == "PHANTOM-0001"
     readings.assign(study_uid, "lecteur-a", "admin")
     shots = os.environ.get("HYGIE_SCREENSHOT_DIR")
@@ -108,6 +111,11 @@ def test_two_readers_annotate_the_same_study(served: tuple[str, ImagingService],
         page.click("#worklist a.open")
         page.wait_for_selector("#viewer[data-ready=true]")
         assert "Fantome Thorax" in page.inner_text("#status")
+        page.wait_for_selector("#quantification table")
+        assert "Score total" in page.inner_text("#quantification")
+        page.check("#show-auto")
+        page.wait_for_selector("#viewer[data-auto-lesion-voxels]")
+        assert int(page.get_attribute("#viewer", "data-auto-lesion-voxels") or 0) > 1000
         assert page.get_attribute("#viewer", "data-window") == "-600,1500"
         page.click("button.preset:has-text('Médiastin')")
         assert page.get_attribute("#viewer", "data-window") == "40,400"

@@ -471,6 +471,23 @@ async def get_quantification(request: Request) -> Response:
 
 
 @translated
+async def quantification_labels(request: Request) -> Response:
+    """The automatic segmentation as a label map (uint8, gzip), for the viewer."""
+    from hygie.imaging.lung_report import quantification_labels as labels_of
+
+    _may_read(request)
+    svc = _service(request)
+    series_uid = request.path_params["series"]
+    job = await run_in_threadpool(svc.jobs.get, series_uid)
+    if job is None or not job.seg_instance_uid:
+        raise NotFound("this series has no automatic segmentation")
+    data = await run_in_threadpool(labels_of, svc.archive, series_uid, job.seg_instance_uid)
+    body = await run_in_threadpool(gzip.compress, data, 1)
+    return Response(body, media_type="application/octet-stream",
+                    headers={"Content-Encoding": "gzip", "Cache-Control": "private"})
+
+
+@translated
 async def run_quantification(request: Request) -> Response:
     principal = _may_read(request)
     principal.require("DiagnosticReport", "c")
@@ -546,4 +563,6 @@ def routes() -> list[BaseRoute]:
         Route("/api/series/{series}/annotations", put_annotation, methods=["PUT"]),
         Route("/api/series/{series}/quantification", get_quantification, methods=["GET"]),
         Route("/api/series/{series}/quantification", run_quantification, methods=["POST"]),
+        Route("/api/series/{series}/quantification/labels", quantification_labels,
+              methods=["GET"]),
     ]

@@ -513,6 +513,13 @@ class Archive:
             raise NotFound(f"no stored series {series_uid}")
         return rows
 
+    def headers(self, series_uid: str) -> list[Any]:
+        """The series' headers (no pixel data), in volume order (along the normal)."""
+        from hygie.imaging.volume import order_slices
+
+        rows = self.series_instances(series_uid)
+        return order_slices([parse_part10(data) for data in self.iter_files(rows)])
+
     def read(self, row: Any) -> bytes:
         """The stored Part 10 bytes of one index row."""
         try:

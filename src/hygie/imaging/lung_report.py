@@ -24,7 +24,8 @@ from hygie.imaging.segmentation import QUANT_SEGMENTS, create_seg, seg_bytes
 from hygie.imaging.volume import Volume, volume_from_datasets
 from hygie.store.interactions import StoreContext
 
-__all__ = ["QuantifiedSeries", "load_volume", "quantify_series", "quantify_volume"]
+__all__ = ["QuantifiedSeries", "load_volume", "quantification_labels", "quantify_series",
+           "quantify_volume"]
 
 #: Series Number given to the SEG objects written by the quantification.
 QUANT_SERIES_NUMBER = 9001
@@ -101,3 +102,16 @@ def quantify_series(archive: Archive, store: StoreContext, series_uid: str, *,
         series_uid=series_uid, seg_uid=str(seg.SOPInstanceUID))
     timings["report"] = time.perf_counter() - t0
     return QuantifiedSeries(figures, str(seg.SOPInstanceUID), report_id, timings)
+
+
+def quantification_labels(archive: Archive, series_uid: str, seg_uid: str) -> bytes:
+    """The quantification SEG of a series as a label map over its slices (uint8 bytes,
+    volume order): 1 right lung, 2 left lung, 3 ground glass, 4 consolidation."""
+    from hygie.imaging.segmentation import read_labelmap
+
+    headers = archive.headers(series_uid)
+    shape = (len(headers), int(headers[0].Rows), int(headers[0].Columns))
+    seg_row = archive.instances(str(headers[0].StudyInstanceUID), sop_uid=seg_uid)[0]
+    labels = read_labelmap(archive.read(seg_row), [str(h.SOPInstanceUID) for h in headers],
+                           shape)
+    return labels.tobytes()

@@ -16,11 +16,10 @@ import numpy as np
 from sqlalchemy import Engine, select, update
 
 from hygie.imaging import tables
-from hygie.imaging.archive import Archive, now_us, parse_part10
+from hygie.imaging.archive import Archive, now_us
 from hygie.imaging.errors import InvalidRequest, NotFound
 from hygie.imaging.model import ReadingStatus
 from hygie.imaging.segmentation import ANNOTATION_LABELS, create_seg, read_labelmap, seg_bytes
-from hygie.imaging.volume import order_slices
 
 __all__ = ["Readings", "WorklistItem"]
 
@@ -112,14 +111,10 @@ class Readings:
 
     # --- annotations -----------------------------------------------------------------
 
-    def _headers(self, series_uid: str) -> list[Any]:
-        rows = self.archive.series_instances(series_uid)
-        return order_slices([parse_part10(self.archive.read(row)) for row in rows])
-
     def save_annotation(self, series_uid: str, reader: str, display: str,
                         labels: bytes) -> str:
         """Store the reader's label map over a series as a SEG; returns its UID."""
-        headers = self._headers(series_uid)
+        headers = self.archive.headers(series_uid)
         shape = (len(headers), int(headers[0].Rows), int(headers[0].Columns))
         if len(labels) != shape[0] * shape[1] * shape[2]:
             raise InvalidRequest(f"the label map must hold {shape[0]}x{shape[1]}x{shape[2]} "
@@ -151,7 +146,7 @@ class Readings:
 
     def load_annotation(self, series_uid: str, reader: str) -> bytes:
         """The reader's latest label map over a series (zeros when none)."""
-        headers = self._headers(series_uid)
+        headers = self.archive.headers(series_uid)
         shape = (len(headers), int(headers[0].Rows), int(headers[0].Columns))
         row = self.reading(str(headers[0].StudyInstanceUID), reader)
         if row is None or not row.seg_instance_uid:

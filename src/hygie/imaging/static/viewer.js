@@ -6,12 +6,15 @@
   const root = document.getElementById("viewer");
   const statusEl = document.getElementById("status");
   const LABEL_RGB = { 1: [255, 214, 0], 2: [230, 50, 50], 3: [60, 140, 255] };
+  // Automatic segmentation overlay: ground glass and consolidation (labels 3 and 4).
+  const AUTO_RGB = { 3: [0, 220, 220], 4: [220, 0, 220] };
   // Attenuation ranges of the threshold brush, per label (HU, inclusive-exclusive).
   const THRESHOLD = { 1: [-750, -300], 2: [-300, 101], 3: [-750, 101] };
   const S = {
     hu: null, labels: null, shape: [0, 0, 0], spacing: [1, 1, 1], superiorLast: true,
     center: -600, width: 1500, tool: "navigate", label: 1, brushMm: 8,
     pos: { k: 0, j: 0, i: 0 }, seriesUid: null, views: {}, dirty: false,
+    auto: null, showAuto: false,
   };
 
   function say(text) { statusEl.textContent = text; }
@@ -67,9 +70,12 @@
         g = g < 0 ? 0 : g > 255 ? 255 : g;
         const o = (v * w + u) * 4;
         const l = S.labels[n];
+        const a = S.showAuto && S.auto ? AUTO_RGB[S.auto[n]] : null;
         if (l) {
           const c = LABEL_RGB[l] || [255, 255, 255];
           px[o] = g * 0.55 + c[0] * 0.45; px[o + 1] = g * 0.55 + c[1] * 0.45; px[o + 2] = g * 0.55 + c[2] * 0.45;
+        } else if (a) {
+          px[o] = g * 0.6 + a[0] * 0.4; px[o + 1] = g * 0.6 + a[1] * 0.4; px[o + 2] = g * 0.6 + a[2] * 0.4;
         } else { px[o] = px[o + 1] = px[o + 2] = g; }
         px[o + 3] = 255;
       }
@@ -270,6 +276,9 @@
     if (S.labels.length !== S.hu.length) S.labels = new Uint8Array(S.hu.length);
     for (const v of Object.values(S.views)) { v.zoom = 1; v.panX = 0; v.panY = 0; v.measure = null; v.poly = []; }
     S.dirty = false;
+    S.auto = null; S.showAuto = false;
+    const auto = document.getElementById("show-auto");
+    auto.checked = false; auto.disabled = true;
     renderAll();
     root.dataset.ready = "true";
     say(`${header.patientName} — ${header.description} (${S.shape[2]}×${S.shape[1]}×${S.shape[0]})`);
@@ -314,6 +323,20 @@
     if (!r.ok) { box.textContent = "Pas de quantification pour cette série."; return; }
     const q = await r.json();
     if (q.state !== "done") { box.textContent = `Quantification : ${q.state}`; return; }
+    const auto = document.getElementById("show-auto");
+    auto.disabled = false;
+    auto.onchange = async () => {
+      if (auto.checked && !S.auto) {
+        const a = await fetch(`/imaging/api/series/${encodeURIComponent(uid)}/quantification/labels`);
+        if (!a.ok) { say(`Segmentation indisponible : ${await problem(a)}`); auto.checked = false; return; }
+        S.auto = new Uint8Array(await a.arrayBuffer());
+        let lesions = 0;
+        for (const v of S.auto) if (v >= 3) lesions++;
+        root.dataset.autoLesionVoxels = String(lesions);
+      }
+      S.showAuto = auto.checked;
+      renderAll();
+    };
     const f = q.figures;
     const rows = [["Volume pulmonaire", `${f.lung_volume_ml.toFixed(0)} mL`],
                   ["Opacités", `${f.percent_opacity.toFixed(1)} %`],
