@@ -144,3 +144,53 @@ def test_rules_can_be_removed_with_their_free_slots(service: SchedulingService) 
     assert before == 6 * 5  # five Tuesdays in March 2021
     assert service.remove_rule(rules[0].id or 0) == before
     assert service.search(agenda_id="ag-anesth-1") == []
+
+
+def _attempts_in_a_process(args: tuple[str, str, int, float, int]) -> list[str]:
+    """25 threads of one process book the same slot at the agreed instant."""
+    import time as clock
+
+    from hygie.config import load_settings
+    from hygie.platform import open_platform
+    from hygie.scheduling.engine import Options
+    from hygie.store.server import open_store
+    from tests.scheduling.conftest import NOW
+
+    url, var_dir, slot, start_at, threads = args
+    platform = open_platform(load_settings(database_url=url, var_dir=var_dir))
+    open_store(platform)
+    service = SchedulingService(platform, Options(worker=False))
+    service.clock = lambda: NOW
+
+    def attempt(i: int) -> str:
+        clock.sleep(max(0.0, start_at - clock.time()))
+        try:
+            service.book(slot, Patient("Patient", f"P{i}", "1970-01-01"))
+            return "booked"
+        except SlotUnavailable:
+            return "taken"
+
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(attempt, range(threads)))
+    finally:
+        platform.close()
+
+
+def test_attempts_from_several_processes_give_exactly_one_booking(
+        service: SchedulingService) -> None:
+    """Four processes of 25 threads: the database, not a lock of one process, decides."""
+    import multiprocessing
+    import time as clock
+
+    slot = _slot_at(service, date(2021, 3, 5), "11:20", "consultation")
+    settings = service.platform.settings
+    start_at = clock.time() + 8.0  # after the processes have started and imported
+    jobs = [(settings.database_url, str(settings.var_dir), slot, start_at, 25)] * 4
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        outcomes = [o for batch in pool.map(_attempts_in_a_process, jobs) for o in batch]
+    assert len(outcomes) == 100
+    assert outcomes.count("booked") == 1
+    with service.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(t.booking).where(
+            t.booking.c.slot_id == slot)).scalar_one() == 1
