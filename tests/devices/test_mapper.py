@@ -174,3 +174,23 @@ def test_latin1_message_names(platform: Platform, store: StoreContext) -> None:
     assert mapper(platform, store).run_once()[0].status == "stored"
     [patient] = search(store, "Patient")
     assert patient["name"][0] == {"use": "temp", "family": "LEFÈVRE", "given": ["Hélène"]}
+
+
+def test_a_message_that_breaks_the_mapper_is_rejected_alone(
+        platform: Platform, store: StoreContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hygie.devices.ingest as ingest
+
+    ids = journal(platform, monitor("P1"), monitor("P2", ipp="0000000666"), monitor("P3"))
+    original = ingest.Mapper._plan
+
+    def faulty(self: Mapper, row):  # type: ignore[no-untyped-def]
+        if row.control_id == "P2":
+            raise KeyError("a fault of the gateway")
+        return original(self, row)
+
+    monkeypatch.setattr(ingest.Mapper, "_plan", faulty)
+    outcomes = mapper(platform, store).run_once()
+    assert [o.status for o in outcomes] == ["stored", "rejected", "stored"]
+    assert outcomes[1].error is not None and outcomes[1].error["code"] == 207
+    assert Journal(platform.engine).outcome(ids[1]).status == "rejected"
+    assert len(search(store, "Observation")) == 16

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from hygie.devices import fhir
 from hygie.devices.errors import (
@@ -190,10 +191,40 @@ class Mapper:
     # --- one batch -------------------------------------------------------------------
 
     def run_once(self, limit: int | None = None) -> list[Outcome]:
-        """Map up to ``limit`` pending messages; return their outcomes (empty: none)."""
+        """Map up to ``limit`` pending messages; return their outcomes (empty: none).
+
+        A database error leaves the messages pending (they are tried again). Any other
+        failure is a fault of the gateway on some message: the batch is then mapped one
+        message at a time, and the one that fails alone is rejected (HL7 error 207)
+        rather than blocking the journal forever.
+        """
         rows = self.journal.pending(limit or self.settings.mapper_batch)
         if not rows:
             return []
+        try:
+            return self._map(rows)
+        except (DBAPIError, FhirError):
+            raise
+        except Exception:
+            log.exception("mapping a batch of %d messages failed; one at a time", len(rows))
+        outcomes = []
+        for row in rows:
+            try:
+                outcomes += self._map([row])
+            except (DBAPIError, FhirError):
+                raise
+            except Exception as exc:
+                log.error("message %d could not be mapped (%s)", row.journal_id,
+                          type(exc).__name__)
+                error = MessageRejected("internal error while mapping the message; see the "
+                                        "gateway log", segment="MSH",
+                                        code=APPLICATION_INTERNAL_ERROR)
+                outcome = Outcome(row.journal_id, REJECTED, error.as_dict())
+                self.journal.finish([outcome])
+                outcomes.append(outcome)
+        return outcomes
+
+    def _map(self, rows: list[PendingRow]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
         plans: list[Plan] = []
         for row in rows:
