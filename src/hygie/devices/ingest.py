@@ -2,8 +2,8 @@
 
 It takes the oldest pending messages, parses each (``pcd01.py`` or ``home.py``), finds
 the patient by identifier (creating a provisional, flagged one when the record does not
-know it), writes Devices and Observations through the store's Python API (one short
-transaction per message, after one for the batch's new patients and changed devices),
+know it), writes Devices and Observations through the store's Python API (short
+transactions of a few messages, after one for the batch's new patients and devices),
 records each message's outcome in the journal, and keeps the board's latest values.
 A message whose content is wrong is rejected alone, with the HL7 location of the
 fault, and the rest of the batch goes on.
@@ -292,10 +292,13 @@ class Mapper:
                 context += [repo.prepare(b, b["id"]) for b in bodies]
         changed = [b for b in devices.values() if self._device_changed(b)]
         context += [repo.prepare(b, b["id"]) for b in changed]
-        # Patients and devices first, then one short transaction per message: on SQLite
-        # the store's write lock is the journal's too, and the receipt path must not
-        # wait behind a long batch.
-        for items in [context, *prepared]:
+        # Patients and devices first, then short transactions of a few messages: on
+        # SQLite the store's write lock is the journal's too, and the receipt path must
+        # not wait behind a long batch (larger ones write fewer pages in all).
+        step = max(1, self.settings.messages_per_transaction)
+        groups = [context] + [[i for items in prepared[k:k + step] for i in items]
+                              for k in range(0, len(prepared), step)]
+        for items in groups:
             if items:
                 with repo.transaction():
                     repo.put_many(items)

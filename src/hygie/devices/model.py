@@ -168,6 +168,9 @@ class DevicesSettings:
     local_timezone: str = "Europe/Paris"
     #: Messages the mapper writes to the store in one transaction.
     mapper_batch: int = 10
+    #: Messages written to the store per transaction (on SQLite, the longest the
+    #: receipt path may wait for the write lock is one such transaction).
+    messages_per_transaction: int = 5
     #: Niceness of the mapper process (the receipt path keeps priority under load).
     mapper_nice: int = 10
     #: Application (MSH-3) and facility (MSH-4) the gateway answers as.
