@@ -9,6 +9,12 @@ import hygie.imaging
 
 
 def test_all_names_resolve() -> None:
+    import importlib
+    import pkgutil
+
+    # Every submodule imported first: none may shadow a public name.
+    for module in pkgutil.iter_modules(hygie.imaging.__path__):
+        importlib.import_module(f"hygie.imaging.{module.name}")
     assert hygie.imaging.__all__ == sorted(hygie.imaging.__all__)
     for name in hygie.imaging.__all__:
         assert getattr(hygie.imaging, name).__name__ == name

@@ -2,6 +2,7 @@
 
 What other packages may use. Names resolve on first use (PEP 562), so that importing
 the package (app.py does, to mount its routes) needs none of the ``imaging`` extra.
+No name here is also a submodule's name: importing the submodule would shadow it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _NAMES = {
     "Quantification": "hygie.imaging.model",
     "generate_phantom": "hygie.imaging.phantom",
     "phantom_series": "hygie.imaging.phantom",
-    "quantify": "hygie.imaging.quantify",
+    "quantify_volume": "hygie.imaging.lung_report",
     "volume_from_datasets": "hygie.imaging.volume",
 }
 
