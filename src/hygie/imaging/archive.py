@@ -386,29 +386,26 @@ class Archive:
             })
         with self._lock, self.engine.connect() as conn, \
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE").begin():
-            existing_studies = set(conn.execute(
-                select(tables.study.c.study_uid).where(tables.study.c.study_uid.in_(studies)))
-                .scalars())
-            for uid, row in studies.items():
-                if uid in existing_studies:
-                    conn.execute(update(tables.study).where(tables.study.c.study_uid == uid)
-                                 .values(fhir_dirty=True, updated_at=stamp))
-                else:
-                    conn.execute(tables.study.insert().values(**row))
-            existing_series = set(conn.execute(
-                select(tables.series.c.series_uid)
-                .where(tables.series.c.series_uid.in_(series))).scalars())
-            for uid, row in series.items():
-                if uid in existing_series:
-                    conn.execute(update(tables.series).where(tables.series.c.series_uid == uid)
-                                 .values(updated_at=stamp))
-                else:
-                    conn.execute(tables.series.insert().values(**row))
+            # Rows keyed by UIDs: insert, or touch when another request got there first.
+            for row in studies.values():
+                conn.execute(tables.insert_for(self.engine, tables.study).values(**row)
+                             .on_conflict_do_update(index_elements=["study_uid"], set_={
+                                 "fhir_dirty": True, "updated_at": stamp}))
+            for row in series.values():
+                conn.execute(tables.insert_for(self.engine, tables.series).values(**row)
+                             .on_conflict_do_update(index_elements=["series_uid"], set_={
+                                 "updated_at": stamp}))
             replaced = [r["sop_instance_uid"] for r in rows if r["sop_instance_uid"] in known]
             if replaced:
                 conn.execute(delete(tables.instance)
                              .where(tables.instance.c.sop_instance_uid.in_(replaced)))
-            conn.execute(tables.instance.insert(), rows)
+            statement = tables.insert_for(self.engine, tables.instance)
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["sop_instance_uid"],
+                set_={c: statement.excluded[c] for c in (
+                    "transfer_syntax_uid", "number_of_frames", "rows", "columns", "file_key",
+                    "size", "metadata", "stored_at", "instance_number", "sop_class_uid")}),
+                rows)
             for uid in studies:
                 modalities = sorted(set(conn.execute(
                     select(tables.series.c.modality)

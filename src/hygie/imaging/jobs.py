@@ -46,17 +46,17 @@ class JobQueue:
         now = now_us()
         due = now + int(self.stable_s * 1e6)
         t = tables.job
-        with self.engine.connect() as conn, \
-                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE").begin():
-            found = conn.execute(select(t.c.pk, t.c.state)
-                                 .where(t.c.series_uid == series_uid)).first()
-            if found is None:
-                conn.execute(t.insert().values(series_uid=series_uid, study_uid=study_uid,
-                                               state="pending", due_at=due, attempts=0,
-                                               updated_at=now))
-            elif found.state != "running":
-                conn.execute(update(t).where(t.c.pk == found.pk).values(
-                    state="pending", due_at=due, attempts=0, error=None, updated_at=now))
+        statement = tables.insert_for(self.engine, t).values(
+            series_uid=series_uid, study_uid=study_uid, state="pending", due_at=due,
+            attempts=0, updated_at=now)
+        with self.engine.begin() as conn:
+            # A running job is left alone (it will see the series as it was when it
+            # started); any other state becomes pending again, due later.
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["series_uid"],
+                set_={"state": "pending", "due_at": due, "attempts": 0, "error": None,
+                      "updated_at": now},
+                where=t.c.state != "running"))
         self._wake.set()
 
     def recover(self) -> int:

@@ -54,16 +54,13 @@ class Readings:
         self.archive.study_row(study_uid)
         now = now_us()
         t = tables.reading
+        statement = tables.insert_for(self.engine, t).values(
+            study_uid=study_uid, reader=reader, status=ReadingStatus.ASSIGNED.value,
+            assigned_by=by, assigned_at=now, updated_at=now)
         with self.engine.begin() as conn:
-            found = conn.execute(select(t.c.status).where(
-                t.c.study_uid == study_uid, t.c.reader == reader)).first()
-            if found is None:
-                conn.execute(t.insert().values(
-                    study_uid=study_uid, reader=reader, status=ReadingStatus.ASSIGNED.value,
-                    assigned_by=by, assigned_at=now, updated_at=now))
-            else:
-                conn.execute(update(t).where(t.c.study_uid == study_uid, t.c.reader == reader)
-                             .values(assigned_by=by, assigned_at=now, updated_at=now))
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["study_uid", "reader"],
+                set_={"assigned_by": by, "assigned_at": now, "updated_at": now}))
 
     def set_status(self, study_uid: str, reader: str, status: str) -> None:
         """The reader's own status for a study assigned to them."""

@@ -19,10 +19,13 @@ Times are microseconds since the Unix epoch, UTC.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Engine,
     Index,
     Integer,
     LargeBinary,
@@ -134,3 +137,17 @@ job = Table(
     Column("updated_at", BigInteger, nullable=False),
 )
 Index("ix_imaging_job_state_due", job.c.state, job.c.due_at)
+
+
+def insert_for(engine: Engine, table: Table) -> Any:
+    """An INSERT that takes ``on_conflict_do_nothing`` / ``on_conflict_do_update``.
+
+    Both engines speak ``INSERT ... ON CONFLICT``: rows keyed by a UID arrive from
+    several processes at once (uvicorn workers, the DIMSE service), and a plain
+    read-then-insert would fail on PostgreSQL when two of them meet.
+    """
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
