@@ -100,3 +100,22 @@ def test_dicom_datetime() -> None:
     assert dicom_datetime("20200701", "101500.123") == "2020-07-01T08:15:00Z"
     assert dicom_datetime("2020", "") is None
     assert dicom_datetime("20201345", "") is None
+
+
+def test_concurrent_stores_of_one_new_study(service: ImagingService,
+                                            tiny_files: list[bytes]) -> None:
+    """Two archives (as two processes would be) store halves of a new study at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hygie.imaging.archive import Archive
+
+    archives = [Archive(service.archive.engine, service.files) for _ in range(2)]
+    halves = [tiny_files[0::2], tiny_files[1::2]]
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda a, f: a.store(f, sync=False), archives, halves))
+    assert [len(o.stored) for o in outcomes] == [10, 10]
+    assert not any(o.failed for o in outcomes)
+    (study_uid,) = outcomes[0].studies
+    assert len(service.archive.instances(study_uid)) == 20
+    with service.archive.engine.connect() as conn:
+        assert len(list(conn.execute(select(tables.series)))) == 1
