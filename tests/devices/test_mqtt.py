@@ -128,6 +128,12 @@ def test_home_devices_land_on_the_right_patient(
     assert temp["device"]["reference"] == "Device/home-thermo-3"
     assert temp["effectiveDateTime"] == "2026-03-21T07:15:00Z"
     assert sorted(o["valueQuantity"]["value"] for o in observations(bob)) == [92, 151]
+    from sqlalchemy import func, select
+
+    from hygie.devices.tables import bed
+
+    with platform.engine.connect() as conn:  # home devices stay off the ICU board
+        assert conn.execute(select(func.count()).select_from(bed)).scalar_one() == 0
     device = repo.read("Device", "home-oxy-1").resource
     assert device["patient"] == {"reference": f"Patient/{alice}"}
     assert device["type"]["coding"][0]["code"] == "528388"

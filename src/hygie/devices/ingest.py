@@ -316,6 +316,8 @@ class Mapper:
         values: dict[tuple[str, str], Json] = {}
         now = now_us()
         for plan in plans:
+            if plan.row.channel != "hl7":
+                continue  # home devices are not ICU beds
             key, label = fhir.bed_label(plan.bed, plan.mds.removeprefix("eui64-").upper())
             beds[key] = {"bed_key": key, "label": label[:200],
                          "unit": plan.bed.point_of_care[:100] if plan.bed else "",
