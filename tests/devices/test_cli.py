@@ -30,6 +30,9 @@ def test_simulated_icu_reaches_the_store(gateway: Gateway, platform: Platform,
     status = runner.invoke(main, ["devices", "status"], env={**os.environ, **env})
     assert status.exit_code == 0
     assert "stored: 18" in status.output and "pending: 0" in status.output
+    purged = runner.invoke(main, ["devices", "purge", "--days", "0"], env={**os.environ, **env})
+    assert purged.exit_code == 0 and "removed 18 messages" in purged.output
+    assert Journal(platform.engine).counts() == {}
 
 
 def test_simulator_messages_follow_pcd01() -> None:

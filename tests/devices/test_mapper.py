@@ -194,3 +194,18 @@ def test_a_message_that_breaks_the_mapper_is_rejected_alone(
     assert outcomes[1].error is not None and outcomes[1].error["code"] == 207
     assert Journal(platform.engine).outcome(ids[1]).status == "rejected"
     assert len(search(store, "Observation")) == 16
+
+
+def test_purge_keeps_pending_and_recent_messages(platform: Platform, store: StoreContext) -> None:
+    from hygie.devices.tables import message
+    from hygie.store.model import now_us
+
+    journal(platform, monitor("OLD-1"), monitor("OLD-2"))
+    mapper(platform, store).run_once()
+    journal(platform, monitor("OLD-3"))  # still pending
+    with platform.engine.begin() as conn:
+        conn.execute(message.update().values(received_at=now_us() - 10 * 86400 * 10**6))
+    journal(platform, monitor("NEW-1"))
+    j = Journal(platform.engine)
+    assert j.purge(now_us() - 7 * 86400 * 10**6, chunk=1) == 2
+    assert j.counts() == {"pending": 2}

@@ -66,6 +66,27 @@ def simulate(host: str, port: int, monitors: int, ventilators: int, interval: fl
 
 
 @group.command()
+@click.option("--days", default=None, type=float,
+              help="Keep this many days (default: devices_journal_retention_days, 7).")
+def purge(days: float | None) -> None:
+    """Delete processed journal messages older than the retention (pending ones stay)."""
+    from hygie.devices.journal import Journal
+    from hygie.devices.model import DevicesSettings
+    from hygie.platform import open_platform
+    from hygie.store.model import now_us
+
+    settings = load_settings()
+    keep = days if days is not None else DevicesSettings.from_settings(settings) \
+        .journal_retention_days
+    platform = open_platform(settings)
+    try:
+        removed = Journal(platform.engine).purge(now_us() - int(keep * 86400e6))
+    finally:
+        platform.close()
+    click.echo(f"removed {removed} messages older than {keep:g} days")
+
+
+@group.command()
 def status() -> None:
     """Count journal messages by status (pending, stored, rejected)."""
     from hygie.devices.journal import Journal

@@ -30,6 +30,7 @@ from hygie.config import Settings
 from hygie.devices.journal import Journal, Outcome
 from hygie.devices.model import DevicesSettings, journal_dir
 from hygie.platform import open_platform
+from hygie.store.model import now_us
 
 log = logging.getLogger("hygie.devices")
 
@@ -51,8 +52,14 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
     fcntl.flock(lock, fcntl.LOCK_EX)
     platform = open_platform(settings)
     mapper = Mapper(platform.engine, open_store(platform).repository, dsettings)
+    next_purge = 0.0
     try:
         while os.getppid() == parent:
+            if time.monotonic() >= next_purge:
+                keep_us = int(dsettings.journal_retention_days * 86400e6)
+                with contextlib.suppress(Exception):
+                    mapper.journal.purge(now_us() - keep_us)
+                next_purge = time.monotonic() + 600
             try:
                 outcomes = mapper.run_once()
             except Exception:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import Connection, Engine, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
 from sqlalchemy.exc import OperationalError
 
 from hygie.devices.tables import message
@@ -208,6 +208,24 @@ class Journal:
                              .where(message.c.id == journal_id)).one()
         return Outcome(journal_id, r.status, orjson.loads(r.error) if r.error else None,
                        r.observations)
+
+    def purge(self, older_than_us: int, chunk: int = 2000) -> int:
+        """Delete processed messages received before ``older_than_us``; return how many.
+
+        Pending messages are never deleted. Deleting in chunks keeps each write short
+        (on SQLite the receipt path waits for it). A message resent after its row was
+        purged is stored again: the retention is the window of duplicate detection.
+        """
+        removed = 0
+        while True:
+            with self._writing() as conn:
+                ids = select(message.c.id).where(
+                    message.c.status != PENDING, message.c.received_at < older_than_us
+                ).order_by(message.c.id).limit(chunk)
+                count = conn.execute(delete(message).where(message.c.id.in_(ids))).rowcount
+            removed += count
+            if count < chunk:
+                return removed
 
     def counts(self) -> dict[str, int]:
         """Messages by status."""

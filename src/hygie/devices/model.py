@@ -171,6 +171,8 @@ class DevicesSettings:
     #: Messages written to the store per transaction (on SQLite, the longest the
     #: receipt path may wait for the write lock is one such transaction).
     messages_per_transaction: int = 5
+    #: Days a processed message stays in the journal (and a resent copy is recognised).
+    journal_retention_days: float = 7.0
     #: Niceness of the mapper process (the receipt path keeps priority under load).
     mapper_nice: int = 10
     #: Application (MSH-3) and facility (MSH-4) the gateway answers as.
