@@ -112,3 +112,18 @@ def test_zone_bands_split_the_height_in_thirds() -> None:
     assert (upper.start, upper.stop) == (19, 27)
     assert (lower.start, lower.stop) == (3, 11)
     assert middle == slice(11, 19)
+
+
+@pytest.mark.parametrize("spec", [
+    PhantomSpec(shape=(60, 192, 192), slice_thickness_mm=5.0, seed=3),
+    PhantomSpec(noise_hu=40.0, seed=4),
+    PhantomSpec(blur_mm=2.0, seed=5),
+    PhantomSpec(noise_hu=40.0, lesions=(), seed=8),
+], ids=["thick-slices", "noisy", "blurred", "noisy-lesion-free"])
+def test_acquisition_variants(spec: PhantomSpec) -> None:
+    drawn = generate_phantom(spec)
+    q, _ = _quantify(drawn)
+    assert abs(q.lung_volume_ml - drawn.lung_volume_ml) <= 0.03 * drawn.lung_volume_ml
+    assert abs(q.percent_opacity - drawn.percent_opacity) <= 1.5
+    if not spec.lesions:
+        assert q.lesion_count == 0 and q.total_score == 0
