@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from hygie.security.tables import audit_log, audit_patient
 
@@ -234,47 +234,58 @@ class AuditChain:
             self._write_head(*self._head_pending, force=True)
 
     def append(self, records: list[AuditRecord]) -> None:
-        """Append ``records`` in one transaction, extending the chain in order."""
+        """Append ``records`` in one transaction of their own, extending the chain."""
         if not records:
             return
         with self.engine.connect() as conn:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
-                if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(7215469110)"))
-                last = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
-                                    .order_by(audit_log.c.seq.desc()).limit(1)).first()
-                seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
-                rows, links = [], []
-                for record in records:
-                    seq += 1
-                    recorded = time.time_ns() // 1000
-                    event = record.materialise()
-                    event["id"] = str(seq)
-                    data = orjson.dumps(event)  # the hash covers these exact bytes
-                    columns = _Columns(recorded, record.action[:32], record.outcome,
-                                       (record.agent or "")[:128] or None)
-                    digest = chain_hash(self.key, prev, seq, columns, data)
-                    rows.append((seq, recorded, columns.action, columns.outcome, columns.agent,
-                                 data, prev, digest))
-                    links += [(p[:64], seq) for p in sorted(record.patients)]
-                    prev = digest
-                # plain executemany: these rows are the audit's whole cost on the read path
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                mark = "?" if self.is_sqlite else "%s"
-                cursor = dbapi.cursor()
-                try:
-                    cursor.executemany(
-                        f"INSERT INTO {audit_log.name} (seq, recorded, action, outcome, agent, "
-                        f"event, prev_hash, hash) VALUES ({', '.join([mark] * 8)})", rows)
-                    if links:
-                        cursor.executemany(f"INSERT INTO {audit_patient.name} (patient_id, seq) "
-                                           f"VALUES ({mark}, {mark})", links)
-                finally:
-                    cursor.close()
+                seq, prev = self._append_on(conn, records)
         self._write_head(seq, prev)
+
+    def append_within(self, conn: Connection, records: list[AuditRecord]) -> None:
+        """Append ``records`` in the caller's transaction (a write's own), so that they
+        commit or roll back with it. The head file is left to the next ordinary append:
+        it must never name a record that a rollback could still take away."""
+        if records:
+            self._append_on(conn, records)
+
+    def _append_on(self, conn: Connection, records: list[AuditRecord]) -> tuple[int, str]:
+        if not self.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(7215469110)"))
+        last = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
+                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
+        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        rows, links = [], []
+        for record in records:
+            seq += 1
+            recorded = time.time_ns() // 1000
+            event = record.materialise()
+            event["id"] = str(seq)
+            data = orjson.dumps(event)  # the hash covers these exact bytes
+            columns = _Columns(recorded, record.action[:32], record.outcome,
+                               (record.agent or "")[:128] or None)
+            digest = chain_hash(self.key, prev, seq, columns, data)
+            rows.append((seq, recorded, columns.action, columns.outcome, columns.agent,
+                         data, prev, digest))
+            links += [(p[:64], seq) for p in sorted(record.patients)]
+            prev = digest
+        # plain executemany: these rows are the audit's whole cost on the read path
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        mark = "?" if self.is_sqlite else "%s"
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {audit_log.name} (seq, recorded, action, outcome, agent, "
+                f"event, prev_hash, hash) VALUES ({', '.join([mark] * 8)})", rows)
+            if links:
+                cursor.executemany(f"INSERT INTO {audit_patient.name} (patient_id, seq) "
+                                   f"VALUES ({mark}, {mark})", links)
+        finally:
+            cursor.close()
+        return seq, prev
 
     def _write_head(self, seq: int, digest: str, force: bool = False) -> None:
         """Keep the newest (seq, hash) outside the database, never going backwards.

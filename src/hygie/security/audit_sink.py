@@ -28,7 +28,7 @@ from hygie.security import audit
 from hygie.security.audit import CLIENT_ADDRESS, AuditRecord, AuditWriter
 from hygie.store.interactions import FhirRequest, FhirResponse
 from hygie.store.outcomes import FhirError
-from hygie.store.sql_repository import in_transaction
+from hygie.store.sql_repository import current_connection
 
 #: Most resources named one by one in the event of a search or a bundle.
 MAX_ENTITIES = 200
@@ -143,11 +143,16 @@ class FhirAudit:
 
         record = AuditRecord(None, action=code, outcome=outcome,
                              agent=getattr(principal, "subject", None), build=build)
-        # a write waits for its record, unless it is an entry of a Bundle still inside its
-        # transaction: that one holds the write lock the audit writer needs (the Bundle's
-        # own record, written once it commits, waits instead)
-        durable = error is None and request.method in _WRITES and not in_transaction()
-        self.writer.submit(record, wait=durable)
+        if error is None and request.method in _WRITES:
+            # inside the write's transaction: the record commits or rolls back with it
+            # (and the audit writer could not get the write lock meanwhile anyway)
+            conn = current_connection(self.writer.chain.engine)
+            if conn is not None:
+                self.writer.chain.append_within(conn, [record])
+                return
+            self.writer.submit(record, wait=True)  # durable before the answer goes
+            return
+        self.writer.submit(record)
 
     def _event(self, request: FhirRequest, response: FhirResponse | None,
                error: FhirError | None, code: str, action: str, outcome: str, recorded: int,

@@ -89,6 +89,9 @@ class StoreContext:
     audit: AuditSink = field(default_factory=NoAudit)
 
 
+#: Methods of the interactions that write one resource (create, update, patch, delete).
+_SINGLE_WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
 _ETAG_RE = re.compile(r'^\s*(?:W/)?"?([0-9]+)"?\s*$')
 
 _SEARCH_CONTROL = {"_format", "_pretty", "_cursor"}
@@ -450,9 +453,16 @@ def handle(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
     """Route a request by method and path shape (http.html#summary).
 
     The audit sink is told how each interaction ended: its response, or the error
-    (a refusal included) that stopped it.
+    (a refusal included) that stopped it. A write of one resource tells it inside the
+    write's transaction, so that its record commits, or rolls back, with it.
     """
     try:
+        if req.method in _SINGLE_WRITES and 0 < len(req.path) <= 2 and req.path[-1] != "_search" \
+                and not any(p.startswith("$") for p in req.path):
+            with ctx.repository.transaction():
+                response = _dispatch(req, ctx)
+                ctx.audit.record(req, response, None)
+            return response
         response = _dispatch(req, ctx)
     except outcomes.FhirError as exc:
         ctx.audit.record(req, None, exc)

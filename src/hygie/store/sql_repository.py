@@ -114,6 +114,18 @@ def in_transaction() -> bool:
     return bool(_CONNECTION.get())
 
 
+def current_connection(engine: Engine) -> Connection | None:
+    """The connection of the repository transaction the caller runs in, on ``engine``.
+
+    Lets a record that must commit or roll back with the write (its audit event) be
+    written in the same transaction.
+    """
+    for conn in (_CONNECTION.get() or {}).values():
+        if conn.engine is engine:
+            return conn
+    return None
+
+
 def _row_to_stored(row: Any, codec: BodyCodec | None = None) -> StoredResource:
     body = bytes(row.body) if row.body is not None else None
     if body is not None and codec is not None:
