@@ -36,3 +36,38 @@ def test_deliver_sm_resp_matches_smpplib(status: int) -> None:
     seq = _Sequences()
     pdu = make_pdu("deliver_sm_resp", client=seq, status=status)
     assert encode_deliver_sm_resp(pdu.sequence, status) == pdu.generate()
+
+
+def _deliver(seq: _Sequences, **fields: object) -> bytes:
+    base: dict[str, object] = {"source_addr_ton": 1, "source_addr_npi": 1,
+                               "source_addr": "33612345678", "dest_addr_ton": 5,
+                               "destination_addr": "HYGIE"}
+    return make_pdu("deliver_sm", client=seq, **{**base, **fields}).generate()
+
+
+@pytest.mark.parametrize("fields", [
+    {"esm_class": 4, "short_message": b"id:1a stat:DELIVRD", "receipted_message_id": "1a",
+     "message_state": 2, "user_message_reference": 77},
+    {"esm_class": 4, "short_message": b"id:2b stat:UNDELIV err:034",
+     "receipted_message_id": "2b", "message_state": 5, "network_error_code": b"\x03\x00\x22"},
+    {"esm_class": 0, "short_message": "oui".encode("gsm03.38")},
+    {"esm_class": 0x40, "data_coding": 8,
+     "short_message": bytes((5, 0, 3, 1, 2, 1)) + "ça va".encode("utf-16-be")},
+    {"esm_class": 0, "short_message": b"", "message_payload": b"a long reply " * 10},
+])
+def test_deliver_sm_decoding_matches_smpplib(fields: dict[str, object]) -> None:
+    from hygie.channels.smpp import _incoming_from_smpplib, decode_deliver_sm
+
+    seq = _Sequences()
+    raw = _deliver(seq, **fields)
+    mine = decode_deliver_sm(raw)
+    theirs = _incoming_from_smpplib(parse_pdu(raw, client=seq, allow_unknown_opt_params=True))
+    assert mine == theirs
+
+
+def test_malformed_deliver_sm_is_left_to_smpplib() -> None:
+    from hygie.channels.smpp import decode_deliver_sm
+
+    raw = _deliver(_Sequences(), esm_class=0, short_message=b"hello")
+    assert decode_deliver_sm(raw[:-2]) is None
+    assert decode_deliver_sm(raw[:20]) is None

@@ -491,19 +491,27 @@ class Outbox:
             last = pending[-1].id
             from hygie.channels.receipts import DeliveryReceipt
 
-            spellings = {r.id: DeliveryReceipt(r.smsc_id, r.state).id_candidates()
-                         for r in pending}
             by_smsc: dict[str, list[Any]] = {}
-            every = sorted({c for cands in spellings.values() for c in cands})
-            for chunk in _chunks(every, 500):
-                for p in conn.execute(select(t.sms_part).where(t.sms_part.c.smsc_id.in_(chunk))):
-                    by_smsc.setdefault(p.smsc_id, []).append(p)
-            parts: dict[int, list[Any]] = {}
-            for r in pending:
-                for cand in spellings[r.id]:
-                    if cand in by_smsc:
-                        parts[r.id] = by_smsc[cand]
-                        break
+
+            def load(ids: Sequence[str]) -> None:
+                for chunk in _chunks(sorted(set(ids) - set(by_smsc)), 500):
+                    for p in conn.execute(select(t.sms_part).where(
+                            t.sms_part.c.smsc_id.in_(chunk))):
+                        by_smsc.setdefault(p.smsc_id, []).append(p)
+
+            load([r.smsc_id for r in pending])  # the id as the submit_sm_resp gave it
+            parts: dict[int, list[Any]] = {r.id: by_smsc[r.smsc_id] for r in pending
+                                           if r.smsc_id in by_smsc}
+            # Vendors that spell the id otherwise in receipts (decimal for hex...).
+            others = {r.id: DeliveryReceipt(r.smsc_id, r.state).id_candidates()[1:]
+                      for r in pending if r.id not in parts}
+            if others:
+                load([c for cands in others.values() for c in cands])
+                for r in pending:
+                    for cand in others.get(r.id, ()):
+                        if cand in by_smsc:
+                            parts[r.id] = by_smsc[cand]
+                            break
             applied, part_updates, touched = [], [], set()
             for r in pending:
                 found = parts.get(r.id)

@@ -34,7 +34,7 @@ from typing import Any
 from smpplib import consts
 from smpplib import exceptions as smpp_errors
 from smpplib.client import Client
-from smpplib.smpp import make_pdu
+from smpplib.smpp import make_pdu, parse_pdu
 
 from hygie.channels.addresses import smpp_address, smpp_source
 from hygie.channels.errors import InvalidMessage
@@ -50,7 +50,7 @@ RETRY_STATUSES = {consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL,
                   consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RX_T_APPN}
 #: esm_class message type of an SMSC delivery receipt (§5.2.12).
 ESM_DELIVERY_RECEIPT = 0x04
-_MAX_DRAIN = 512
+_MAX_DRAIN = 1024
 _WRITE_BATCH = 64
 
 
@@ -187,6 +187,73 @@ class IncomingPdu:
         return self.esm_class & 0x3C == ESM_DELIVERY_RECEIPT
 
 
+def _incoming_from_smpplib(p: Any) -> IncomingPdu:
+    payload = p.short_message or getattr(p, "message_payload", None) or b""
+    return IncomingPdu(
+        source_addr=_text(p.source_addr), esm_class=int(p.esm_class or 0),
+        data_coding=int(p.data_coding or 0), short_message=payload,
+        receipted_message_id=_text(getattr(p, "receipted_message_id", None)) or None,
+        message_state=getattr(p, "message_state", None),
+        network_error_code=getattr(p, "network_error_code", None),
+        user_message_reference=getattr(p, "user_message_reference", None))
+
+
+def _cstring(raw: bytes, pos: int) -> tuple[bytes, int]:
+    end = raw.index(b"\0", pos)
+    return raw[pos:end], end + 1
+
+
+def decode_deliver_sm(raw: bytes) -> IncomingPdu | None:
+    """The fields of a deliver_sm (§4.6.1) the sink needs, read from its fixed layout
+    and its TLVs (receipted_message_id, message_state, network_error_code,
+    user_message_reference, message_payload); None when the PDU is malformed, and
+    smpplib then decodes it. Hand-read for the reason given in encode_submit_sm: it is
+    every receipt and every reply; a test compares it with smpplib's decoding."""
+    try:
+        pos = 16
+        _service, pos = _cstring(raw, pos)
+        pos += 2
+        source, pos = _cstring(raw, pos)
+        pos += 2
+        _dest, pos = _cstring(raw, pos)
+        esm_class = raw[pos]
+        pos += 3
+        _sched, pos = _cstring(raw, pos)
+        _valid, pos = _cstring(raw, pos)
+        data_coding = raw[pos + 2]
+        sm_length = raw[pos + 4]
+        pos += 5
+        short_message = raw[pos:pos + sm_length]
+        if len(short_message) != sm_length:
+            return None
+        pos += sm_length
+        receipted = state = user_ref = None
+        error: bytes | None = None
+        while pos + 4 <= len(raw):
+            tag = int.from_bytes(raw[pos:pos + 2], "big")
+            size = int.from_bytes(raw[pos + 2:pos + 4], "big")
+            value = raw[pos + 4:pos + 4 + size]
+            if len(value) != size:
+                return None
+            pos += 4 + size
+            if tag == 0x001E:
+                receipted = value.split(b"\0", 1)[0].decode("latin-1")
+            elif tag == 0x0427 and size == 1:
+                state = value[0]
+            elif tag == 0x0423:
+                error = value
+            elif tag == 0x0204 and size == 2:
+                user_ref = int.from_bytes(value, "big")
+            elif tag == 0x0424 and not short_message:
+                short_message = value
+        if pos != len(raw):
+            return None
+    except (IndexError, ValueError):
+        return None
+    return IncomingPdu(source.decode("latin-1"), esm_class, data_coding, short_message,
+                       receipted or None, state, error, user_ref)
+
+
 #: Commits a batch of deliver_sm and returns one command status per PDU.
 DeliverSink = Callable[[Sequence[IncomingPdu]], Sequence[int]]
 
@@ -297,6 +364,7 @@ class SmppSender:
         deadline = self.settings.smpp_response_timeout_s
         last_rx = time.monotonic()
         probe_sent: float | None = None
+        buffer = bytearray()
         while not self._closed.is_set():
             ready, _, _ = select.select([sock], [], [], min(0.5, keepalive))
             now = time.monotonic()
@@ -308,16 +376,50 @@ class SmppSender:
                         client.send_pdu(make_pdu("enquire_link", client=client))
                     probe_sent = now
                 continue
+            data = sock.recv(1 << 16)
+            if not data:
+                raise smpp_errors.ConnectionError("the SMSC closed the link")
+            buffer += data
+            last_rx = time.monotonic()
+            probe_sent = None
             batch: list[Any] = []
-            for _ in range(_MAX_DRAIN):
-                pdu = client.read_pdu()
-                last_rx = time.monotonic()
-                probe_sent = None
-                self._dispatch(client, pdu, batch)
-                if not select.select([sock], [], [], 0)[0]:
+            while len(buffer) >= 16:
+                length = int.from_bytes(buffer[:4], "big")
+                if length < 16 or length > 65536:
+                    raise smpp_errors.PDUError("malformed PDU length")
+                if len(buffer) < length:
                     break
+                raw = bytes(buffer[:length])
+                del buffer[:length]
+                self._dispatch_raw(client, raw, batch)
+                if len(batch) >= _MAX_DRAIN:
+                    self._deliver(client, batch)
+                    batch = []
             if batch:
                 self._deliver(client, batch)
+
+    def _dispatch_raw(self, client: Client, raw: bytes, batch: list[Any]) -> None:
+        """Route one PDU. submit_sm_resp, most of the traffic, is read here from its
+        fixed layout (header, then message_id as a C string, §4.4.2); every other PDU
+        is decoded by smpplib."""
+        command_id, status, sequence = _SUBMIT_HEADER.unpack_from(raw)[1:]
+        if command_id == 0x80000004:
+            with self._pending_lock:
+                slot = self._pending.pop(sequence, None)
+            if slot is not None:
+                slot.status = status
+                slot.message_id = raw[16:].split(b"\0", 1)[0].decode("latin-1") or None
+                slot.finish()
+                self._window.release()
+            return
+        if command_id == 0x00000005:
+            item = decode_deliver_sm(raw)
+            if item is not None:
+                batch.append((sequence, item))
+                return
+        pdu = parse_pdu(raw, client=client, allow_unknown_opt_params=True)
+        if pdu is not None:
+            self._dispatch(client, pdu, batch)
 
     def _dispatch(self, client: Client, pdu: Any, batch: list[Any]) -> None:
         command = pdu.command
@@ -330,7 +432,7 @@ class SmppSender:
                 slot.finish()
                 self._window.release()
         elif command == "deliver_sm":
-            batch.append(pdu)
+            batch.append((pdu.sequence, _incoming_from_smpplib(pdu)))
         elif command == "enquire_link":
             resp = make_pdu("enquire_link_resp", client=client)
             resp.sequence = pdu.sequence
@@ -350,23 +452,17 @@ class SmppSender:
                 slot.finish()
                 self._window.release()
 
-    def _deliver(self, client: Client, pdus: list[Any]) -> None:
+    def _deliver(self, client: Client, batch: list[tuple[int, IncomingPdu]]) -> None:
         """Commit a batch of deliver_sm through the sink, then acknowledge each."""
-        items = [IncomingPdu(
-            source_addr=_text(p.source_addr), esm_class=int(p.esm_class or 0),
-            data_coding=int(p.data_coding or 0), short_message=p.short_message or b"",
-            receipted_message_id=_text(getattr(p, "receipted_message_id", None)) or None,
-            message_state=getattr(p, "message_state", None),
-            network_error_code=getattr(p, "network_error_code", None),
-            user_message_reference=getattr(p, "user_message_reference", None)) for p in pdus]
+        items = [item for _seq, item in batch]
         try:
             statuses = list(self.sink(items)) if self.sink else [consts.SMPP_ESME_ROK] * len(items)
         except Exception:
             log.exception("could not store %d inbound PDUs; the SMSC will deliver again",
                           len(items))
             statuses = [consts.SMPP_ESME_RX_T_APPN] * len(items)
-        out = [encode_deliver_sm_resp(p.sequence, status)
-               for p, status in zip(pdus, statuses, strict=True)]
+        out = [encode_deliver_sm_resp(seq, status)
+               for (seq, _item), status in zip(batch, statuses, strict=True)]
         with self._send_lock:
             client._socket.sendall(b"".join(out))
 

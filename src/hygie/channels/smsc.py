@@ -375,6 +375,7 @@ async def serve(host: str = "127.0.0.1", port: int = 2775, control_port: int = 0
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, control_port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn serves them
     ctl = uvicorn.Server(uvicorn.Config(_control_app(smsc), log_level="warning",
                                         access_log=False, lifespan="off"))
     pump = asyncio.create_task(smsc.pump())
