@@ -193,3 +193,20 @@ def test_a_failing_handler_leaves_the_answer_pending(
     got = []
     ch.register_handler("followup:4", got.append)  # the longest prefix wins
     assert ch.inbox.deliver_pending() == 1 and got[0].value is None
+
+
+def test_answers_of_owners_without_handler_do_not_crowd_out_others(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(sqlite_platform)
+    for i, owner in enumerate(["legacy:1", "followup:9"]):
+        ch.enqueue(OutboundMessage(f"q{i}", owner, Channel.SMS, f"+3361234567{i}", "Question ?",
+                                   expected_answers=[]))
+    for env in ch.outbox.claim(Channel.SMS, "w", 5):
+        ch.outbox.record([(env, Receipt(Status.SUBMITTED,
+                                        parts=(PartOutcome(1, "accepted", env.message_id),)))])
+    ch.inbox.receive_sms([("+33612345670", f"réponse {i}") for i in range(5)])
+    ch.inbox.receive_sms([("+33612345671", "la mienne")])
+    got = []
+    ch.register_handler("followup:", got.append)
+    assert ch.inbox.deliver_pending(limit=3) == 1
+    assert [a.text for a in got] == ["la mienne"]

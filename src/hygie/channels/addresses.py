@@ -64,10 +64,3 @@ def smpp_source(source: str) -> tuple[int, int, str]:
         return TON_INTERNATIONAL, 1, digits
     return TON_ALPHANUMERIC, 0, source[:11]
 
-
-def mask(address: str) -> str:
-    """An address fit for a log line: never the whole number or mailbox."""
-    if "@" in address:
-        local, domain = address.rsplit("@", 1)
-        return f"{local[:1]}***@{domain}"
-    return address[:4] + "*" * max(0, len(address) - 6) + address[-2:]

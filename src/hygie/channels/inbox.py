@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from hygie.channels import tables as t
@@ -258,9 +258,14 @@ class Inbox:
         Items whose owner has no handler yet stay pending (a service registers its
         handler when it starts); a handler that raises leaves its item pending.
         """
+        prefixes = self.router.prefixes
+        if not prefixes:
+            return 0
+        # Only owners someone handles: items of other owners must not crowd them out.
+        owned = or_(*(t.inbound.c.owner.startswith(p, autoescape=True) for p in prefixes))
         with self.engine.connect() as conn:
             rows = conn.execute(select(t.inbound).where(
-                t.inbound.c.handled.is_(False), t.inbound.c.owner.is_not(None))
+                t.inbound.c.handled.is_(False), t.inbound.c.owner.is_not(None), owned)
                 .order_by(t.inbound.c.received_ms, t.inbound.c.id).limit(limit)).all()
         done: list[str] = []
         for r in rows:
