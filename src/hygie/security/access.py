@@ -42,6 +42,7 @@ from sqlalchemy import (
     Engine,
     Select,
     and_,
+    bindparam,
     exists,
     false,
     literal,
@@ -86,6 +87,45 @@ _PRACTITIONER_LINKS = (
     ("CareTeam", "participant", "patient"),
     ("EpisodeOfCare", "care-manager", "patient"),
 )
+
+
+@cache
+def _links_query(with_practitioner: bool) -> Select[Any]:
+    """One patient linked to a hospital (and to a practitioner): bound parameters
+    ``patient``, ``hospital``, ``who``; built once, so each check is one cached statement."""
+    targets = [("Organization", "hospital", _HOSPITAL_LINKS)]
+    if with_practitioner:
+        targets.append(("Practitioner", "who", _PRACTITIONER_LINKS))
+    tests = []
+    for target_type, name, links in targets:
+        for res_type, param, patient_param in links:
+            link = idx_reference.alias()
+            if patient_param is None:
+                tests.append(exists(select(link.c.res_pk).select_from(link.join(
+                    resource, resource.c.pk == link.c.res_pk)).where(
+                    resource.c.res_type == "Patient", resource.c.res_id == bindparam("patient"),
+                    link.c.res_type == res_type, link.c.param == param,
+                    link.c.target_type == target_type, link.c.target_id == bindparam(name))))
+                continue
+            subject = idx_reference.alias()
+            tests.append(exists(select(subject.c.res_pk).select_from(subject.join(
+                link, link.c.res_pk == subject.c.res_pk)).where(
+                subject.c.res_type == res_type, subject.c.param == patient_param,
+                subject.c.target_type == "Patient", subject.c.target_id == bindparam("patient"),
+                link.c.param == param, link.c.target_type == target_type,
+                link.c.target_id == bindparam(name))))
+    return select(literal(1)).where(or_(*tests))
+
+
+@cache
+def _patients_query(res_type: str) -> Select[Any]:
+    """The patients whose compartment holds ``res_type/:id`` (bound parameter ``id``)."""
+    return select(idx_reference.c.target_id).select_from(idx_reference.join(
+        resource, resource.c.pk == idx_reference.c.res_pk)).where(
+        resource.c.res_type == res_type, resource.c.res_id == bindparam("id"),
+        idx_reference.c.res_type == res_type,
+        idx_reference.c.param.in_(patient_compartment()[res_type]),
+        idx_reference.c.target_type == "Patient")
 
 
 class AccessDenied(FhirError):
@@ -287,14 +327,8 @@ class AccessRules:
         if res_type == "Patient":
             patients = {res_id}
         else:
-            params = patient_compartment()[res_type]
-            rows = select(idx_reference.c.target_id).select_from(idx_reference.join(
-                resource, resource.c.pk == idx_reference.c.res_pk)).where(
-                resource.c.res_type == res_type, resource.c.res_id == res_id,
-                idx_reference.c.res_type == res_type, idx_reference.c.param.in_(params),
-                idx_reference.c.target_type == "Patient")
             with self.engine.connect() as conn:
-                patients = set(conn.execute(rows).scalars())
+                patients = set(conn.execute(_patients_query(res_type), {"id": res_id}).scalars())
                 if not patients:
                     exists = conn.execute(select(resource.c.pk).where(
                         resource.c.res_type == res_type, resource.c.res_id == res_id)).first()
@@ -344,31 +378,11 @@ class AccessRules:
         cached = self._links.get(key)
         if cached is not None and now - cached[0] < self.reach_cache_s:
             return cached[1]
-        tests = []
         who = principal.fhir_user.removeprefix("Practitioner/") \
             if principal.fhir_user and principal.fhir_user.startswith("Practitioner/") else None
-        targets = [("Organization", principal.hospital, _HOSPITAL_LINKS)]
-        if who:
-            targets.append(("Practitioner", who, _PRACTITIONER_LINKS))
-        for target_type, target_id, links in targets:
-            for res_type, param, patient_param in links:
-                link = idx_reference.alias()
-                if patient_param is None:
-                    tests.append(exists(select(link.c.res_pk).select_from(link.join(
-                        resource, resource.c.pk == link.c.res_pk)).where(
-                        resource.c.res_type == "Patient", resource.c.res_id == patient_id,
-                        link.c.res_type == res_type, link.c.param == param,
-                        link.c.target_type == target_type, link.c.target_id == target_id)))
-                    continue
-                subject = idx_reference.alias()
-                tests.append(exists(select(subject.c.res_pk).select_from(subject.join(
-                    link, link.c.res_pk == subject.c.res_pk)).where(
-                    subject.c.res_type == res_type, subject.c.param == patient_param,
-                    subject.c.target_type == "Patient", subject.c.target_id == patient_id,
-                    link.c.param == param, link.c.target_type == target_type,
-                    link.c.target_id == target_id)))
+        values = {"patient": patient_id, "hospital": principal.hospital or "", "who": who or ""}
         with self.engine.connect() as conn:
-            linked = conn.execute(select(literal(1)).where(or_(*tests))).first() is not None
+            linked = conn.execute(_links_query(who is not None), values).first() is not None
         if len(self._links) > 50_000:
             self._links.clear()
         self._links[key] = (now, linked)
