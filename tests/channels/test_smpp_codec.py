@@ -1,12 +1,13 @@
-"""The one PDU encoded by hand (submit_sm) is byte for byte smpplib's."""
+"""The PDUs of the hot path, read and written from their layout, agree with smpplib."""
 
 from __future__ import annotations
 
 import pytest
 from smpplib.smpp import make_pdu, parse_pdu
 
+from hygie.channels.pdus import encode_deliver_sm_resp, encode_submit_sm
 from hygie.channels.segments import plan_sms
-from hygie.channels.smpp import _Sequences, encode_deliver_sm_resp, encode_submit_sm
+from hygie.channels.smpp import _Sequences
 
 
 @pytest.mark.parametrize(("text", "src"), [
@@ -56,17 +57,17 @@ def _deliver(seq: _Sequences, **fields: object) -> bytes:
     {"esm_class": 0, "short_message": b"", "message_payload": b"a long reply " * 10},
 ])
 def test_deliver_sm_decoding_matches_smpplib(fields: dict[str, object]) -> None:
-    from hygie.channels.smpp import _incoming_from_smpplib, decode_deliver_sm
+    from hygie.channels.pdus import decode_deliver_sm, incoming_from_smpplib
 
     seq = _Sequences()
     raw = _deliver(seq, **fields)
     mine = decode_deliver_sm(raw)
-    theirs = _incoming_from_smpplib(parse_pdu(raw, client=seq, allow_unknown_opt_params=True))
+    theirs = incoming_from_smpplib(parse_pdu(raw, client=seq, allow_unknown_opt_params=True))
     assert mine == theirs
 
 
 def test_malformed_deliver_sm_is_left_to_smpplib() -> None:
-    from hygie.channels.smpp import decode_deliver_sm
+    from hygie.channels.pdus import decode_deliver_sm
 
     raw = _deliver(_Sequences(), esm_class=0, short_message=b"hello")
     assert decode_deliver_sm(raw[:-2]) is None

@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 
 from hygie.channels import tables as t
 from hygie.channels.model import Answer, Channel, Status
-from hygie.channels.outbox import new_id, now_ms, write_transaction
+from hygie.channels.references import new_id
 from hygie.channels.settings import ChannelSettings
+from hygie.channels.transactions import now_ms, write_transaction
 
 log = logging.getLogger("hygie.channels")
 

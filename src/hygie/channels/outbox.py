@@ -26,24 +26,16 @@ All times are UTC milliseconds. Nothing here knows HTTP or a transport.
 
 from __future__ import annotations
 
-import hashlib
-import time
-import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
     delete,
     insert,
-    or_,
     select,
-    tuple_,
     update,
 )
 
@@ -60,9 +52,12 @@ from hygie.channels.model import (
     Receipt,
     Status,
 )
-from hygie.channels.receipts import FINAL_STATES
+from hygie.channels.references import new_id
 from hygie.channels.segments import plan_sms
 from hygie.channels.settings import ChannelSettings
+from hygie.channels.settlement import ReceiptSettlement
+from hygie.channels.transactions import chunks as _chunks
+from hygie.channels.transactions import now_ms, write_transaction
 
 #: Statuses a message may move to from each status (anything else is ignored, so a
 #: late receipt never takes an answered message back to "delivered").
@@ -78,50 +73,12 @@ _FORWARD: dict[str, set[str]] = {
 _MAX_TEXT = 20_000
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def user_ref(message_id: str, part: int) -> int:
-    """The 16-bit user_message_reference of one part: from the id, so a retry after a
-    crash computes the same one without having stored it."""
-    return (int(message_id[:4], 16) + part - 1) & 0xFFFF
-
-
-def concat_ref(message_id: str) -> int:
-    """The 8-bit concatenation reference shared by the parts of one message."""
-    return int(message_id[4:6], 16)
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock first (``BEGIN IMMEDIATE`` on SQLite),
-    so that two writers queue instead of deadlocking."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        with conn.begin():
-            yield conn
-
-
 def _fingerprint(message: OutboundMessage, recipient: str) -> tuple[Any, ...]:
     return (message.owner, str(message.channel), recipient, message.text,
             message.subject, message.html)
 
 
-@dataclass(frozen=True)
-class Claimed:
-    """A message a worker holds, with what it needs to send it."""
-
-    envelope: Envelope
-    lease_ms: int
-
-
-class Outbox:
+class Outbox(ReceiptSettlement):
     """Enqueue, claim, record: the outbox of one database.
 
     ``clock`` returns UTC milliseconds (tests pass their own).
@@ -474,215 +431,6 @@ class Outbox:
         return self._set_status(conn, changes, current, now or self.clock())
 
     # --- delivery receipts -----------------------------------------------------
-    def apply_receipts(self, limit: int = 5000, since_id: int = 0) -> tuple[int, int]:
-        """Apply stored delivery receipts to their parts and messages.
-
-        Returns (receipts applied, highest receipt id looked at). Receipts whose part is
-        not known yet (the receipt overtook our record of the submit_sm_resp, or the
-        part is in doubt) stay pending for a later pass.
-        """
-        now = self.clock()
-        with write_transaction(self.engine) as conn:
-            pending = conn.execute(select(t.receipt).where(
-                t.receipt.c.applied.is_(False), t.receipt.c.id > since_id)
-                .order_by(t.receipt.c.id).limit(limit)).all()
-            if not pending:
-                return 0, since_id
-            last = pending[-1].id
-            from hygie.channels.receipts import DeliveryReceipt
-
-            by_smsc: dict[str, list[Any]] = {}
-
-            def load(ids: Sequence[str]) -> None:
-                for chunk in _chunks(sorted(set(ids) - set(by_smsc)), 500):
-                    for p in conn.execute(select(t.sms_part).where(
-                            t.sms_part.c.smsc_id.in_(chunk))):
-                        by_smsc.setdefault(p.smsc_id, []).append(p)
-
-            load([r.smsc_id for r in pending])  # the id as the submit_sm_resp gave it
-            parts: dict[int, list[Any]] = {r.id: by_smsc[r.smsc_id] for r in pending
-                                           if r.smsc_id in by_smsc}
-            # Vendors that spell the id otherwise in receipts (decimal for hex...).
-            others = {r.id: DeliveryReceipt(r.smsc_id, r.state).id_candidates()[1:]
-                      for r in pending if r.id not in parts}
-            if others:
-                load([c for cands in others.values() for c in cands])
-                for r in pending:
-                    for cand in others.get(r.id, ()):
-                        if cand in by_smsc:
-                            parts[r.id] = by_smsc[cand]
-                            break
-            applied, part_updates, touched = [], [], set()
-            for r in pending:
-                found = parts.get(r.id)
-                if not found:
-                    continue
-                applied.append(r.id)
-                status = FINAL_STATES.get(r.state)
-                if status is None:
-                    continue
-                for p in found:
-                    part_updates.append({"b_mid": p.message_id, "b_part": p.part,
-                                         "b_status": "delivered" if status is Status.DELIVERED
-                                         else "failed",
-                                         "b_err": None if status is Status.DELIVERED
-                                         else f"{r.state} {r.error or ''}".strip()})
-                    touched.add(p.message_id)
-            by_outcome: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
-            for u in part_updates:
-                by_outcome.setdefault((u["b_status"], u["b_err"]), []).append(
-                    (u["b_mid"], u["b_part"]))
-            for (status, error), keys in by_outcome.items():
-                if len(keys) == 1:
-                    (mid, part), = keys
-                    conn.execute(update(t.sms_part).where(
-                        t.sms_part.c.message_id == mid, t.sms_part.c.part == part)
-                        .values(status=status, error=error))
-                    continue
-                for chunk in _chunks(keys, 400):
-                    conn.execute(update(t.sms_part).where(
-                        tuple_(t.sms_part.c.message_id, t.sms_part.c.part).in_(chunk))
-                        .values(status=status, error=error))
-            for chunk in _chunks(applied, 500):
-                conn.execute(update(t.receipt).where(t.receipt.c.id.in_(chunk))
-                             .values(applied=True))
-            if touched:
-                self._settle_messages(conn, sorted(touched), now)
-        return len(applied), last
-
-    def _settle_messages(self, conn: Connection, ids: Sequence[str], now: int) -> None:
-        """A message is delivered when all its parts are, failed when one failed."""
-        changes: list[tuple[str, Status, str | None]] = []
-        for chunk in _chunks(list(ids), 500):
-            totals = dict(conn.execute(select(t.message.c.id, t.message.c.parts)
-                                       .where(t.message.c.id.in_(chunk))).all())
-            states: dict[str, list[tuple[str, str | None]]] = {}
-            for mid, status, err in conn.execute(
-                    select(t.sms_part.c.message_id, t.sms_part.c.status, t.sms_part.c.error)
-                    .where(t.sms_part.c.message_id.in_(chunk))):
-                states.setdefault(mid, []).append((status, err))
-            for mid, rows in states.items():
-                failed = [e for s, e in rows if s == "failed"]
-                if failed:
-                    changes.append((mid, Status.FAILED, failed[0] or "not delivered"))
-                elif sum(1 for s, _e in rows if s == "delivered") >= totals.get(mid, 1):
-                    changes.append((mid, Status.DELIVERED, None))
-        self.set_status(conn, changes, now)
-
-    def settle_in_doubt(self, receipts_since_ms: int | None = None) -> int:
-        """Take back messages whose worker died or whose link broke mid-send.
-
-        Each part that may have been written is looked up among the delivery receipts
-        by (recipient, user_message_reference): found, it was accepted and is not sent
-        again; not found after ``in_doubt_grace_s``, it is sent again. The grace counts
-        from ``receipts_since_ms`` when that is later (the SMSC keeps the receipts of a
-        session that died and delivers them on the next bind: pass the time of that
-        bind, or None while unbound). Returns how many messages went back to the
-        queue or moved on.
-        """
-        now = self.clock()
-        grace = int(self.settings.in_doubt_grace_s * 1000)
-        receipts_from = now if receipts_since_ms is None else receipts_since_ms
-        moved = 0
-        with write_transaction(self.engine) as conn:
-            stale = conn.execute(select(t.message).where(
-                t.message.c.status == Status.SENDING,
-                or_(t.message.c.lease_ms.is_(None), t.message.c.lease_ms <= now))
-                .limit(1000).with_for_update(skip_locked=True)).all()
-            if not stale:
-                return 0
-            ids = [r.id for r in stale]
-            known: dict[str, dict[int, Any]] = {}
-            for chunk in _chunks(ids, 500):
-                for p in conn.execute(select(t.sms_part).where(
-                        t.sms_part.c.message_id.in_(chunk))):
-                    known.setdefault(p.message_id, {})[p.part] = p
-            requeue, submitted, new_parts = [], [], []
-            for r in stale:
-                if r.channel != Channel.SMS:
-                    # A call or an e-mail whose worker died: an e-mail may have been
-                    # accepted (its Message-ID lets the receiver drop a copy); a call
-                    # without a recorded key press did not give its answer.
-                    requeue.append(r.id)
-                    continue
-                parts = known.get(r.id, {})
-                # Parts with no row at all were maybe written by a worker that died.
-                lease_start = (r.lease_ms or now) - int(self.settings.lease_s * 1000)
-                for n in range(1, r.parts + 1):
-                    if n not in parts:
-                        row = {"message_id": r.id, "part": n, "status": "in_doubt",
-                               "smsc_id": None, "user_ref": user_ref(r.id, n),
-                               "recipient": r.recipient, "sent_ms": lease_start,
-                               "error": None}
-                        new_parts.append(row)
-                        parts[n] = _Obj(row)
-                unresolved = False
-                for n, p in parts.items():
-                    if p.status != "in_doubt":
-                        continue
-                    proof = conn.execute(select(t.receipt.c.smsc_id).where(
-                        t.receipt.c.recipient == r.recipient,
-                        t.receipt.c.user_ref == user_ref(r.id, n),
-                        t.receipt.c.received_ms >= p.sent_ms - 60_000).limit(1)).scalar()
-                    if proof is not None:
-                        self._resolve_part(conn, r.id, n, "submitted", proof, new_parts)
-                        parts[n] = _Obj({"status": "submitted"})
-                    elif now - max(p.sent_ms, receipts_from) >= grace:
-                        self._resolve_part(conn, r.id, n, None, None, new_parts)
-                        parts[n] = _Obj({"status": "retry"})
-                    else:
-                        unresolved = True
-                if unresolved:
-                    continue
-                if all(p.status in ("submitted", "delivered") for p in parts.values()):
-                    submitted.append(r.id)
-                else:
-                    requeue.append(r.id)
-            if new_parts:
-                rows = [p for p in new_parts if p.get("status") != "dropped"]
-                if rows:
-                    conn.execute(insert(t.sms_part), rows)
-            if requeue:
-                conn.execute(update(t.message).where(t.message.c.id.in_(requeue))
-                             .values(status=Status.QUEUED, next_attempt_ms=now, lease_ms=None,
-                                     worker=None, updated_ms=now))
-                moved += len(requeue)
-            if submitted:
-                moved += len(self.set_status(
-                    conn, [(mid, Status.SUBMITTED, "settled by a delivery receipt")
-                           for mid in submitted], now))
-        if submitted:
-            self.apply_receipts()
-        return moved
-
-    def _resolve_part(self, conn: Connection, mid: str, part: int, status: str | None,
-                      smsc_id: str | None, new_parts: list[dict[str, Any]]) -> None:
-        for row in new_parts:
-            if row["message_id"] == mid and row["part"] == part:
-                if status is None:
-                    row["status"] = "dropped"
-                else:
-                    row.update(status=status, smsc_id=smsc_id)
-                return
-        where = and_(t.sms_part.c.message_id == mid, t.sms_part.c.part == part)
-        if status is None:
-            conn.execute(delete(t.sms_part).where(where))
-        else:
-            conn.execute(update(t.sms_part).where(where).values(status=status, smsc_id=smsc_id))
-
-
-class _Obj:
-    """Attribute access over a dict (a part row built here, not read back)."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
 def _outbound(r: Any) -> OutboundMessage:
     return OutboundMessage(
         idempotency_key=r.idempotency_key, owner=r.owner, channel=Channel(r.channel),
@@ -700,8 +448,3 @@ def _record(r: Any, events: Iterable[Any]) -> MessageRecord:
         answer=r.answer, error=r.error, provider_ref=r.provider_ref, parts=r.parts,
         about=r.about, recipient_ref=r.recipient_ref,
         timeline=tuple(Event(e.status, e.at_ms, e.detail) for e in events))
-
-
-def digest(text: str) -> str:
-    """A short stable digest (for dedupe keys that must not hold personal data)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:32]

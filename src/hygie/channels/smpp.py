@@ -1,6 +1,7 @@
 """SMS over SMPP v3.4: one transceiver session, pipelined within the SMSC's window.
 
-smpplib encodes and decodes the PDUs and owns the socket; this module adds what a
+smpplib owns the connection, the bind and the PDUs other than the four of the hot path
+(``pdus.py``); this module adds what a
 gateway needs around it:
 
 - ``bind_transceiver`` (§4.1.5), then one reader thread that answers ``enquire_link``,
@@ -24,11 +25,9 @@ import contextlib
 import logging
 import random
 import select
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from smpplib import consts
@@ -39,7 +38,18 @@ from smpplib.smpp import make_pdu, parse_pdu
 from hygie.channels.addresses import smpp_address, smpp_source
 from hygie.channels.errors import InvalidMessage
 from hygie.channels.model import Envelope, PartOutcome, Receipt, Status
-from hygie.channels.outbox import concat_ref, user_ref
+from hygie.channels.pdus import (
+    DELIVER_SM,
+    HEADER,
+    SUBMIT_SM_RESP,
+    IncomingPdu,
+    decode_deliver_sm,
+    encode_deliver_sm_resp,
+    encode_submit_sm,
+    incoming_from_smpplib,
+    text_of,
+)
+from hygie.channels.references import concat_ref, user_ref
 from hygie.channels.segments import plan_sms
 from hygie.channels.settings import ChannelSettings
 
@@ -48,42 +58,8 @@ log = logging.getLogger("hygie.channels.smpp")
 #: Command status codes meaning "try again later" (SMPP v3.4 §5.1.3).
 RETRY_STATUSES = {consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL,
                   consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RX_T_APPN}
-#: esm_class message type of an SMSC delivery receipt (§5.2.12).
-ESM_DELIVERY_RECEIPT = 0x04
 _MAX_DRAIN = 1024
 _WRITE_BATCH = 64
-
-
-def encode_submit_sm(sequence: int, *, src_ton: int, src_npi: int, src: str, ton: int,
-                     npi: int, dest: str, esm: int, coding: int, payload: bytes,
-                     user_ref: int) -> bytes:
-    """One submit_sm PDU (SMPP v3.4 §4.4.1) with ``registered_delivery`` 1 and the
-    ``user_message_reference`` TLV (§5.3.2.17), byte for byte what smpplib writes.
-
-    Written here for speed alone: smpplib's generic encoder walks every optional
-    parameter of the command and costs more than the rest of the send path; at the
-    rates an SMSC allows, this one PDU is most of the traffic. Every other PDU is
-    smpplib's, and a test compares this encoding with smpplib's.
-    """
-    body = b"".join((
-        b"\0",  # service_type
-        bytes((src_ton, src_npi)), src.encode("ascii"), b"\0",
-        bytes((ton, npi)), dest.encode("ascii"), b"\0",
-        bytes((esm, 0, 0)),  # esm_class, protocol_id, priority_flag
-        b"\0\0",  # schedule_delivery_time, validity_period
-        bytes((1, 0, coding, 0, len(payload))), payload,
-        b"\x02\x04\x00\x02", user_ref.to_bytes(2, "big"),
-    ))
-    return _SUBMIT_HEADER.pack(16 + len(body), 0x00000004, 0, sequence) + body
-
-
-_SUBMIT_HEADER = struct.Struct(">IIII")
-
-
-def encode_deliver_sm_resp(sequence: int, status: int) -> bytes:
-    """A deliver_sm_resp (§4.6.2): the header and an empty message_id, as smpplib
-    writes it; one per receipt or reply, hence encoded here (see encode_submit_sm)."""
-    return _SUBMIT_HEADER.pack(17, 0x80000005, status, sequence) + b"\0"
 
 
 class _Sequences:
@@ -169,99 +145,8 @@ class _RateLimiter:
             time.sleep(wait)
 
 
-@dataclass(frozen=True)
-class IncomingPdu:
-    """A deliver_sm as the sink sees it (decoded fields only)."""
-
-    source_addr: str
-    esm_class: int
-    data_coding: int
-    short_message: bytes
-    receipted_message_id: str | None
-    message_state: int | None
-    network_error_code: bytes | None
-    user_message_reference: int | None
-
-    @property
-    def is_receipt(self) -> bool:
-        return self.esm_class & 0x3C == ESM_DELIVERY_RECEIPT
-
-
-def _incoming_from_smpplib(p: Any) -> IncomingPdu:
-    payload = p.short_message or getattr(p, "message_payload", None) or b""
-    return IncomingPdu(
-        source_addr=_text(p.source_addr), esm_class=int(p.esm_class or 0),
-        data_coding=int(p.data_coding or 0), short_message=payload,
-        receipted_message_id=_text(getattr(p, "receipted_message_id", None)) or None,
-        message_state=getattr(p, "message_state", None),
-        network_error_code=getattr(p, "network_error_code", None),
-        user_message_reference=getattr(p, "user_message_reference", None))
-
-
-def _cstring(raw: bytes, pos: int) -> tuple[bytes, int]:
-    end = raw.index(b"\0", pos)
-    return raw[pos:end], end + 1
-
-
-def decode_deliver_sm(raw: bytes) -> IncomingPdu | None:
-    """The fields of a deliver_sm (§4.6.1) the sink needs, read from its fixed layout
-    and its TLVs (receipted_message_id, message_state, network_error_code,
-    user_message_reference, message_payload); None when the PDU is malformed, and
-    smpplib then decodes it. Hand-read for the reason given in encode_submit_sm: it is
-    every receipt and every reply; a test compares it with smpplib's decoding."""
-    try:
-        pos = 16
-        _service, pos = _cstring(raw, pos)
-        pos += 2
-        source, pos = _cstring(raw, pos)
-        pos += 2
-        _dest, pos = _cstring(raw, pos)
-        esm_class = raw[pos]
-        pos += 3
-        _sched, pos = _cstring(raw, pos)
-        _valid, pos = _cstring(raw, pos)
-        data_coding = raw[pos + 2]
-        sm_length = raw[pos + 4]
-        pos += 5
-        short_message = raw[pos:pos + sm_length]
-        if len(short_message) != sm_length:
-            return None
-        pos += sm_length
-        receipted = state = user_ref = None
-        error: bytes | None = None
-        while pos + 4 <= len(raw):
-            tag = int.from_bytes(raw[pos:pos + 2], "big")
-            size = int.from_bytes(raw[pos + 2:pos + 4], "big")
-            value = raw[pos + 4:pos + 4 + size]
-            if len(value) != size:
-                return None
-            pos += 4 + size
-            if tag == 0x001E:
-                receipted = value.split(b"\0", 1)[0].decode("latin-1")
-            elif tag == 0x0427 and size == 1:
-                state = value[0]
-            elif tag == 0x0423:
-                error = value
-            elif tag == 0x0204 and size == 2:
-                user_ref = int.from_bytes(value, "big")
-            elif tag == 0x0424 and not short_message:
-                short_message = value
-        if pos != len(raw):
-            return None
-    except (IndexError, ValueError):
-        return None
-    return IncomingPdu(source.decode("latin-1"), esm_class, data_coding, short_message,
-                       receipted or None, state, error, user_ref)
-
-
 #: Commits a batch of deliver_sm and returns one command status per PDU.
 DeliverSink = Callable[[Sequence[IncomingPdu]], Sequence[int]]
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 class SmppSender:
@@ -402,8 +287,8 @@ class SmppSender:
         """Route one PDU. submit_sm_resp, most of the traffic, is read here from its
         fixed layout (header, then message_id as a C string, §4.4.2); every other PDU
         is decoded by smpplib."""
-        command_id, status, sequence = _SUBMIT_HEADER.unpack_from(raw)[1:]
-        if command_id == 0x80000004:
+        command_id, status, sequence = HEADER.unpack_from(raw)[1:]
+        if command_id == SUBMIT_SM_RESP:
             with self._pending_lock:
                 slot = self._pending.pop(sequence, None)
             if slot is not None:
@@ -412,7 +297,7 @@ class SmppSender:
                 slot.finish()
                 self._window.release()
             return
-        if command_id == 0x00000005:
+        if command_id == DELIVER_SM:
             item = decode_deliver_sm(raw)
             if item is not None:
                 batch.append((sequence, item))
@@ -428,11 +313,11 @@ class SmppSender:
                 slot = self._pending.pop(pdu.sequence, None)
             if slot is not None:
                 slot.status = int(pdu.status)
-                slot.message_id = _text(getattr(pdu, "message_id", None)) or None
+                slot.message_id = text_of(getattr(pdu, "message_id", None)) or None
                 slot.finish()
                 self._window.release()
         elif command == "deliver_sm":
-            batch.append((pdu.sequence, _incoming_from_smpplib(pdu)))
+            batch.append((pdu.sequence, incoming_from_smpplib(pdu)))
         elif command == "enquire_link":
             resp = make_pdu("enquire_link_resp", client=client)
             resp.sequence = pdu.sequence

@@ -1,0 +1,35 @@
+"""Database writes of the channels package: one lock order, bounded statements.
+
+Writers take the write lock first (``BEGIN IMMEDIATE`` on SQLite), so that two writers
+queue instead of deadlocking; lists of ids are cut into chunks so that no statement
+binds more parameters than a backend accepts. Times are UTC milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that takes the write lock first (``BEGIN IMMEDIATE`` on SQLite),
+    so that two writers queue instead of deadlocking."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
