@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 
 from hygie.security.tables import audit_log, audit_patient
 
@@ -252,11 +252,18 @@ class AuditChain:
             self._append_on(conn, records)
 
     def _append_on(self, conn: Connection, records: list[AuditRecord]) -> tuple[int, str]:
-        if not self.is_sqlite:
-            conn.execute(text("SELECT pg_advisory_xact_lock(7215469110)"))
-        last = conn.execute(select(audit_log.c.seq, audit_log.c.hash)
-                            .order_by(audit_log.c.seq.desc()).limit(1)).first()
-        seq, prev = (last.seq, last.hash) if last else (0, GENESIS)
+        # plain DB-API calls: on the write path every statement's overhead shows
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        cursor = dbapi.cursor()
+        try:
+            if not self.is_sqlite:
+                cursor.execute("SELECT pg_advisory_xact_lock(7215469110)")
+            cursor.execute(f"SELECT seq, hash FROM {audit_log.name} ORDER BY seq DESC LIMIT 1")
+            last = cursor.fetchone()
+        finally:
+            cursor.close()
+        seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
         rows, links = [], []
         for record in records:
             seq += 1
@@ -271,9 +278,6 @@ class AuditChain:
                          data, prev, digest))
             links += [(p[:64], seq) for p in sorted(record.patients)]
             prev = digest
-        # plain executemany: these rows are the audit's whole cost on the read path
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
         mark = "?" if self.is_sqlite else "%s"
         cursor = dbapi.cursor()
         try:
