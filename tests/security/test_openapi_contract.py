@@ -64,7 +64,7 @@ def test_the_api_keeps_to_its_description(described: tuple[Any, Platform], label
         excluded.append(negative_data_rejection)
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=15, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=10, deadline=None, derandomize=True, database=None,
               suppress_health_check=list(HealthCheck))
     def check(case: Any) -> None:
         # A body valid for the description may still break the FHIR R4 structure rules,
