@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import collections
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from hygie.channels import Channel, OutboundMessage, Status
 from hygie.channels.model import Answer
-from hygie.channels.peers import SmscHandle
+from hygie.channels.peers import SmscHandle, run_smsc
 from hygie.channels.service import Channels
 from hygie.channels.worker import Dispatcher, build_senders
 from hygie.platform import Platform
@@ -138,3 +140,22 @@ def test_own_rate_limit_keeps_under_the_smsc_rate(
     with running(ch):
         wait_for(lambda: ch.outbox.counts().get("delivered", 0) == 60, timeout_s=30)
     assert smsc.state()["throttled"] == 0
+
+
+def test_smsc_outage_spends_no_try(sqlite_platform: Platform, tmp_path: Path,
+                                   make_channels: Callable[..., Channels]) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there yet
+    ch = make_channels(sqlite_platform, smpp_port=port, max_attempts=1)
+    ids = ch.enqueue_many([sms(i) for i in range(5)])
+    dispatcher = Dispatcher(ch, build_senders(ch, {Channel.SMS}))
+    try:
+        dispatcher.drain(timeout_s=1.5, until=lambda: False)
+        assert {(ch.get(i).status, ch.get(i).attempts) for i in ids} == {(Status.QUEUED, 0)}
+        with run_smsc(tmp_path / "late", port=port) as smsc:
+            dispatcher.start()
+            wait_for(lambda: ch.outbox.counts().get("delivered", 0) == 5, timeout_s=30)
+            assert len(no_duplicates(smsc)) == 5
+    finally:
+        dispatcher.stop()

@@ -113,7 +113,8 @@ class Receipt:
     """What a transport says after one try to send a message.
 
     ``status`` is one of ``submitted``, ``delivered``, ``failed``, ``answered`` or
-    ``queued`` (try again later: ``retry_after_s``). ``digits`` holds the DTMF keys of
+    ``queued`` (try again later: ``retry_after_s``; ``peer_down`` when it was not
+    the message's fault). ``digits`` holds the DTMF keys of
     an answered call. ``parts`` is filled by SMS transports, one entry per part tried.
     """
 
@@ -125,6 +126,10 @@ class Receipt:
     parts: tuple[PartOutcome, ...] = ()
     total_parts: int = 1
     detail: str | None = None
+    #: The peer could not be reached at all (link down, connection refused): the try
+    #: says nothing about the message, so it does not count against ``max_attempts``
+    #: (an outage of the SMSC or of the mail server fails nothing; ``ttl_s`` bounds it).
+    peer_down: bool = False
 
 
 @runtime_checkable

@@ -315,6 +315,7 @@ class Outbox(ReceiptSettlement):
             part_rows: list[dict[str, Any]] = []
             changes: list[tuple[str, Status, str | None]] = []
             retries: list[dict[str, Any]] = []
+            outages: list[dict[str, Any]] = []
             refs: list[dict[str, Any]] = []
             answers: list[tuple[Envelope, Receipt]] = []
             for env, receipt in results:
@@ -328,7 +329,11 @@ class Outbox(ReceiptSettlement):
                     status = self._sms_outcome(env, receipt, row, part_rows, now)
                 if receipt.provider_ref:
                     refs.append({"b_id": env.message_id, "b_ref": receipt.provider_ref[:200]})
-                if status is Status.QUEUED:
+                if status is Status.QUEUED and receipt.peer_down:
+                    outages.append({"b_id": env.message_id, "b_next": now + int(
+                        self.settings.retry_base_s * 1000),
+                                    "b_err": (receipt.error or "")[:300] or None})
+                elif status is Status.QUEUED:
                     if row.attempts >= self.settings.max_attempts:
                         changes.append((env.message_id, Status.FAILED,
                                         f"gave up after {row.attempts} tries: {receipt.error}"))
@@ -357,6 +362,12 @@ class Outbox(ReceiptSettlement):
                              .values(status=Status.QUEUED, next_attempt_ms=bindparam("b_next"),
                                      error=bindparam("b_err"), lease_ms=None, worker=None,
                                      updated_ms=now), retries)
+            if outages:  # back to the queue without spending a try
+                conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
+                             .values(status=Status.QUEUED, next_attempt_ms=bindparam("b_next"),
+                                     error=bindparam("b_err"), lease_ms=None, worker=None,
+                                     attempts=t.message.c.attempts - 1, updated_ms=now),
+                             outages)
             doubt = [env.message_id for env, r in results if r.parts and any(
                 p.outcome == "in_doubt" for p in r.parts)]
             if doubt:

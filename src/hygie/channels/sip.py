@@ -157,7 +157,7 @@ class SipSender:
 
     def send(self, envelope: Envelope) -> Receipt:
         if self._error is not None or not self._ready.is_set():
-            return Receipt(Status.QUEUED, error="SIP endpoint not started")
+            return Receipt(Status.QUEUED, error="SIP endpoint not started", peer_down=True)
         wav = self._tmp / f"{envelope.message_id}.wav"
         try:
             speak_to_wav(envelope.message.text, wav, self.settings.tts_voice)

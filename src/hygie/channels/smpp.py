@@ -58,6 +58,7 @@ log = logging.getLogger("hygie.channels.smpp")
 #: Command status codes meaning "try again later" (SMPP v3.4 §5.1.3).
 RETRY_STATUSES = {consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL,
                   consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RX_T_APPN}
+_LINK_DOWN = "SMSC link down"
 _MAX_DRAIN = 1024
 _WRITE_BATCH = 64
 
@@ -359,8 +360,8 @@ class SmppSender:
         """Submit every missing part of each message; wait for the responses."""
         s = self.settings
         if not self._bound.wait(min(2.0, s.smpp_response_timeout_s)):
-            return [Receipt(Status.QUEUED, error="SMSC unreachable",
-                            retry_after_s=s.retry_base_s) for _ in envelopes]
+            return [Receipt(Status.QUEUED, error="SMSC unreachable", peer_down=True)
+                    for _ in envelopes]
         plans: list[tuple[Envelope, list[tuple[int, bytes, int, Any]], int, str | None]] = []
         for env in envelopes:
             try:
@@ -401,18 +402,20 @@ class SmppSender:
             for n, _payload, _coding, _esm in parts:
                 outcomes.append(self._outcome(env, n, slots[(i, n)]))
             retry = any(o.outcome == "retry" for o in outcomes)
+            link_down = retry and all(o.outcome == "accepted" or (
+                o.outcome == "retry" and o.error == _LINK_DOWN) for o in outcomes)
             receipts.append(Receipt(
                 Status.SUBMITTED, provider_ref=next((o.smsc_id for o in outcomes if o.smsc_id),
                                                    None),
                 parts=tuple(outcomes), total_parts=total,
-                retry_after_s=1.0 if retry else None,
+                retry_after_s=1.0 if retry else None, peer_down=link_down,
                 error=next((o.error for o in outcomes if o.error), None)))
         return receipts
 
     def _outcome(self, env: Envelope, n: int, slot: _Slot | None) -> PartOutcome:
         ref = user_ref(env.message_id, n)
         if slot is None:
-            return PartOutcome(n, "retry", user_ref=ref, error="SMSC link down")
+            return PartOutcome(n, "retry", user_ref=ref, error=_LINK_DOWN)
         if slot.lost or slot.status is None:
             return PartOutcome(n, "in_doubt", user_ref=ref, error="link lost before response")
         if slot.status == consts.SMPP_ESME_ROK:

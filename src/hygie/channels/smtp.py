@@ -105,8 +105,7 @@ class SmtpSender:
                 except smtplib.SMTPServerDisconnected as exc:
                     receipts.append(_failure(exc))
                     receipts += [Receipt(Status.QUEUED, error="connection closed",
-                                         retry_after_s=self.settings.retry_base_s)
-                                 for _ in envelopes[i + 1:]]
+                                         peer_down=True) for _ in envelopes[i + 1:]]
                     return receipts
                 except (OSError, smtplib.SMTPException) as exc:
                     receipts.append(_failure(exc))
@@ -142,5 +141,6 @@ def _failure(exc: BaseException) -> Receipt:
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return Receipt(Status.FAILED, error=str(exc))
     if isinstance(exc, (OSError, socket.timeout, smtplib.SMTPException)):
-        return Receipt(Status.QUEUED, error=f"mail server unreachable ({type(exc).__name__})")
+        return Receipt(Status.QUEUED, error=f"mail server unreachable ({type(exc).__name__})",
+                       peer_down=True)
     return Receipt(Status.FAILED, error=type(exc).__name__)

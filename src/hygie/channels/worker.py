@@ -44,6 +44,8 @@ class Dispatcher:
     def send_once(self, channel: Channel) -> int:
         """Claim a batch of one channel, send it, record the receipts."""
         sender = self.senders[channel]
+        if getattr(sender, "bound", True) is False:
+            return 0  # the SMPP link is down: leave the messages queued, spend no try
         outbox = self.channels.outbox
         limit = self.channels.settings.batch_size
         if channel is Channel.VOICE:
