@@ -124,7 +124,7 @@ def test_throttling_and_keepalive(sqlite_platform: Platform, smsc: SmscHandle,
     ch.enqueue_many([sms(i) for i in range(n)])
     with running(ch) as dispatcher:
         wait_for(lambda: ch.outbox.counts().get("delivered", 0) == n, timeout_s=60)
-        time.sleep(1.2)  # silence: the client probes the link
+        time.sleep(2.5)  # silence: the client probes the link every 0.3 s or so
         assert dispatcher.senders[Channel.SMS].bound  # type: ignore[attr-defined]
     state = smsc.state()
     assert state["throttled"] > 0 and state["enquire_link"] >= 2 and state["binds"] == 1
