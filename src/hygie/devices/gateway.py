@@ -53,6 +53,18 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
     platform = open_platform(settings)
     mapper = Mapper(platform.engine, open_store(platform).repository, dsettings)
     next_purge = 0.0
+    receipt = [0, 0.0]  # the gateway's last reported receipt rate, and when
+
+    def read_wakes(timeout: float) -> None:
+        """Wait up to ``timeout`` for wakes; keep the receipt rate they carry."""
+        if not wakes.poll(timeout):
+            return
+        while True:
+            data = wakes.recv_bytes()
+            receipt[:] = [int(data or b"0"), time.monotonic()]
+            if not wakes.poll():
+                return
+
     try:
         while os.getppid() == parent:
             if time.monotonic() >= next_purge:
@@ -60,6 +72,7 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
                 with contextlib.suppress(Exception):
                     mapper.journal.purge(now_us() - keep_us)
                 next_purge = time.monotonic() + 600
+            started = time.monotonic()
             try:
                 outcomes = mapper.run_once()
             except Exception:
@@ -69,11 +82,15 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
             if outcomes:
                 results.send_bytes(orjson.dumps(
                     [[o.journal_id, o.status, o.error, o.observations] for o in outcomes]))
-                while wakes.poll():
-                    wakes.recv_bytes()
+                read_wakes(0)
+                busy = (receipt[0] > dsettings.mapper_throttle_rate
+                        and time.monotonic() - receipt[1] < 1.5)
+                if busy:
+                    # a burst: the journal absorbs it, the mapper steps aside for the
+                    # receipt path (its store writes would hold the acks back)
+                    read_wakes((time.monotonic() - started) * dsettings.mapper_busy_ratio)
                 continue
-            if wakes.poll(0.5):
-                wakes.recv_bytes()
+            read_wakes(0.5)
     except (EOFError, BrokenPipeError, OSError):
         pass
     finally:
@@ -107,12 +124,13 @@ class MapperProcess:
         self._wake, self._results = wake_write, result_read
         asyncio.get_running_loop().add_reader(result_read.fileno(), self._readable)
 
-    def wake(self) -> None:
+    def wake(self, receipt_rate: int = 0) -> None:
+        """Tell the mapper there is work, and how many messages a second arrive."""
         if self._wake is None:
             return
         # a full pipe already holds wakes the mapper has not read: nothing is lost
         with contextlib.suppress(BlockingIOError, BrokenPipeError, OSError):
-            self._wake.send_bytes(b"w")
+            self._wake.send_bytes(str(receipt_rate).encode())
 
     def _readable(self) -> None:
         assert self._results is not None

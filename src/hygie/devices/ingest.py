@@ -16,6 +16,7 @@ store committed, the journal did not).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -298,10 +299,15 @@ class Mapper:
         step = max(1, self.settings.messages_per_transaction)
         groups = [context] + [[i for items in prepared[k:k + step] for i in items]
                               for k in range(0, len(prepared), step)]
+        pause = self.settings.mapper_yield_ms / 1000 if repo.is_sqlite else 0.0
         for items in groups:
             if items:
                 with repo.transaction():
                     repo.put_many(items)
+                if pause:
+                    # SQLite's lock is not fair: back-to-back transactions would leave
+                    # the receipt path (retrying every millisecond) no gap to commit in
+                    time.sleep(pause)
         for body in changed:
             self._devices[body["id"]] = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         for plan in good:

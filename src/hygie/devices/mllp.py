@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 
 from hygie.devices.acks import build_ack
@@ -106,7 +107,7 @@ class MllpServer:
     """Accepts MLLP connections; see the module docstring."""
 
     def __init__(self, journal: Journal, settings: DevicesSettings,
-                 wake_mapper: Callable[[], None]) -> None:
+                 wake_mapper: Callable[[int], None]) -> None:
         self.settings = settings
         self.commit = GroupCommit(journal)
         self.journal = journal
@@ -114,10 +115,13 @@ class MllpServer:
         self._waiters: dict[int, list[Callable[[Outcome], None]]] = {}
         self._wake_scheduled = False
         self.received = 0
+        self._second = 0
+        self._this_second = 0
+        self.rate = 0
 
     def _wake(self) -> None:
         self._wake_scheduled = False
-        self.wake_mapper()
+        self.wake_mapper(self.rate)
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -134,6 +138,11 @@ class MllpServer:
 
     def handle(self, frame: bytes, conn: _Connection) -> None:
         self.received += 1
+        second = int(time.monotonic())
+        if second != self._second:
+            self.rate = self._this_second if second == self._second + 1 else 0
+            self._second, self._this_second = second, 0
+        self._this_second += 1
         try:
             header, _text = read_header(frame, self.settings.default_charset)
         except MessageRejected as exc:

@@ -171,8 +171,15 @@ class DevicesSettings:
     #: Messages written to the store per transaction (on SQLite, the longest the
     #: receipt path may wait for the write lock is one such transaction).
     messages_per_transaction: int = 5
+    #: Pause of the mapper after each of its store transactions on SQLite, in ms, so
+    #: that a journal commit waiting for the write lock gets it.
+    mapper_yield_ms: float = 2.0
     #: Days a processed message stays in the journal (and a resent copy is recognised).
     journal_retention_days: float = 7.0
+    #: Above this receipt rate (messages/s) the mapper steps aside: after each batch
+    #: it pauses ``mapper_busy_ratio`` times as long as the batch took.
+    mapper_throttle_rate: int = 300
+    mapper_busy_ratio: float = 3.0
     #: Niceness of the mapper process (the receipt path keeps priority under load).
     mapper_nice: int = 10
     #: Application (MSH-3) and facility (MSH-4) the gateway answers as.
