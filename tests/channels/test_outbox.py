@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from hygie.channels import (
+    Answer,
     Channel,
     IdempotencyConflict,
     InvalidAddress,
@@ -210,3 +211,56 @@ def test_answers_of_owners_without_handler_do_not_crowd_out_others(
     ch.register_handler("followup:", got.append)
     assert ch.inbox.deliver_pending(limit=3) == 1
     assert [a.text for a in got] == ["la mienne"]
+
+
+def test_a_batch_handler_takes_every_pending_answer_at_once(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(sqlite_platform)
+    for i in range(3):
+        ch.enqueue(OutboundMessage(f"b{i}", f"followup:{i}", Channel.SMS, f"+3361234560{i}",
+                                   "Température ?", expected_answers=[]))
+    for env in ch.outbox.claim(Channel.SMS, "w", 5):
+        ch.outbox.record([(env, Receipt(Status.SUBMITTED,
+                                        parts=(PartOutcome(1, "accepted", env.message_id),)))])
+    ch.inbox.receive_sms([(f"+3361234560{i}", f"38,{i}") for i in range(3)])
+    calls: list[list[str]] = []
+
+    def broken(answers: Sequence[Answer]) -> None:
+        calls.append(sorted(a.text for a in answers))
+        raise RuntimeError("database down")
+
+    ch.register_batch_handler("followup:", broken)
+    assert ch.deliver_answers() == 0  # the whole batch stays pending
+    ch.register_batch_handler("followup:", lambda answers: calls.append(
+        sorted(a.owner for a in answers)))
+    assert ch.deliver_answers() == 3
+    assert calls == [["38,0", "38,1", "38,2"], ["followup:0", "followup:1", "followup:2"]]
+    assert ch.deliver_answers() == 0
+
+
+def test_cancel_fails_only_the_owners_queued_messages(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(sqlite_platform)
+    def ask(key: str, owner: str, to: str) -> OutboundMessage:
+        return OutboundMessage(key, owner, Channel.SMS, to, "Question ?", expected_answers=[])
+
+    sent = ch.enqueue(ask("c1", "followup:7", "+33612345601"))
+    [env] = ch.outbox.claim(Channel.SMS, "w", 1)
+    ch.outbox.record([(env, Receipt(Status.SUBMITTED, parts=(PartOutcome(1, "accepted", "x"),)))])
+    waiting = ch.enqueue(ask("c2", "followup:7", "+33612345601"))
+    other = ch.enqueue(ask("c3", "followup:70", "+33612345602"))
+    assert ch.cancel("followup:7", "follow-up ended") == [waiting.id]
+    assert ch.get(waiting.id).status is Status.FAILED
+    assert ch.get(waiting.id).error == "follow-up ended"
+    assert ch.get(sent.id).status is Status.SUBMITTED
+    assert ch.get(other.id).status is Status.QUEUED
+    assert ch.cancel("followup:7", "again") == []
+    assert [e.message_id for e in ch.outbox.claim(Channel.SMS, "w", 5)] == [other.id]
+
+
+def test_is_opted_out_reads_national_numbers(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(sqlite_platform)
+    assert not ch.is_opted_out("06 12 34 56 78")
+    ch.inbox.receive_sms([("+33612345678", "STOP")])
+    assert ch.is_opted_out("06 12 34 56 78")

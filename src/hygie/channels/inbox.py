@@ -38,6 +38,8 @@ from hygie.channels.transactions import now_ms, write_transaction
 log = logging.getLogger("hygie.channels")
 
 Handler = Callable[[Answer], None]
+#: Takes every pending answer of its owners at once (in the order received).
+BatchHandler = Callable[[Sequence[Answer]], None]
 _ANSWERABLE = (Status.SENDING, Status.SUBMITTED, Status.DELIVERED)
 
 
@@ -61,28 +63,39 @@ def match_answer(text: str, expected: Sequence[str] | None) -> str | None:
 
 
 class Router:
-    """Handlers of answers, per owner prefix; the longest matching prefix wins."""
+    """Handlers of answers, per owner prefix; the longest matching prefix wins.
+
+    A handler takes one :class:`Answer`; a *batch* handler (``batch=True``) takes the
+    list of every pending answer of its owners in one pass, so that a service that
+    answers thousands of people can process them in a few transactions.
+    """
 
     def __init__(self) -> None:
-        self._handlers: dict[str, Handler] = {}
+        self._handlers: dict[str, tuple[Callable[..., None], bool]] = {}
         self._lock = threading.Lock()
 
-    def register(self, prefix: str, handler: Handler) -> None:
+    def register(self, prefix: str, handler: Handler | BatchHandler,
+                 batch: bool = False) -> None:
         """Send the answers of every owner starting with ``prefix`` to ``handler``."""
         if not prefix:
             raise ValueError("an owner prefix is needed (e.g. 'followup:')")
         with self._lock:
-            self._handlers[prefix] = handler
+            self._handlers[prefix] = (handler, batch)
 
     def unregister(self, prefix: str) -> None:
         with self._lock:
             self._handlers.pop(prefix, None)
 
-    def handler_for(self, owner: str) -> Handler | None:
+    def entry_for(self, owner: str) -> tuple[Callable[..., None], bool] | None:
+        """The handler of ``owner`` and whether it takes batches, or None."""
         with self._lock:
             best = max((p for p in self._handlers if owner.startswith(p)), key=len,
                        default=None)
             return self._handlers[best] if best is not None else None
+
+    def handler_for(self, owner: str) -> Handler | None:
+        entry = self.entry_for(owner)
+        return entry[0] if entry is not None and not entry[1] else None
 
     @property
     def prefixes(self) -> list[str]:
@@ -257,7 +270,8 @@ class Inbox:
         """Hand pending items to their owners' handlers; return how many were taken.
 
         Items whose owner has no handler yet stay pending (a service registers its
-        handler when it starts); a handler that raises leaves its item pending.
+        handler when it starts); a handler that raises leaves its item pending, and a
+        batch handler that raises leaves its whole batch pending.
         """
         prefixes = self.router.prefixes
         if not prefixes:
@@ -269,19 +283,33 @@ class Inbox:
                 t.inbound.c.handled.is_(False), t.inbound.c.owner.is_not(None), owned)
                 .order_by(t.inbound.c.received_ms, t.inbound.c.id).limit(limit)).all()
         done: list[str] = []
+        batches: dict[int, tuple[Callable[..., None], list[tuple[str, Answer]]]] = {}
         for r in rows:
-            handler = self.router.handler_for(r.owner)
-            if handler is None:
+            entry = self.router.entry_for(r.owner)
+            if entry is None:
+                continue
+            handler, batch = entry
+            answer = Answer(id=r.id, owner=r.owner, channel=Channel(r.channel),
+                            sender=r.sender, text=r.text, value=r.value,
+                            received_ms=r.received_ms, message_id=r.message_id)
+            if batch:
+                batches.setdefault(id(handler), (handler, []))[1].append((r.id, answer))
                 continue
             try:
-                handler(Answer(id=r.id, owner=r.owner, channel=Channel(r.channel),
-                               sender=r.sender, text=r.text, value=r.value,
-                               received_ms=r.received_ms, message_id=r.message_id))
+                handler(answer)
             except Exception:
                 log.exception("answer handler for %s failed; the answer stays pending",
                               r.owner.split(":")[0])
                 continue
             done.append(r.id)
+        for handler, items in batches.values():
+            try:
+                handler([answer for _id, answer in items])
+            except Exception:
+                log.exception("batch answer handler for %s failed; %d answers stay pending",
+                              items[0][1].owner.split(":")[0], len(items))
+                continue
+            done.extend(rid for rid, _answer in items)
         if done:
             now = self.clock()
             with write_transaction(self.engine) as conn:

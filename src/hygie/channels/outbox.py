@@ -245,6 +245,18 @@ class Outbox(ReceiptSettlement):
             return {s: n for s, n in conn.execute(
                 select(t.message.c.status, func.count()).group_by(t.message.c.status))}
 
+    # --- cancelling ------------------------------------------------------------
+    def cancel(self, owner: str, reason: str) -> list[str]:
+        """Move the queued messages of ``owner`` to ``failed`` (``reason`` as error)."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            ids = list(conn.scalars(select(t.message.c.id).where(
+                t.message.c.owner == owner, t.message.c.status == Status.QUEUED)))
+            if not ids:
+                return []
+            return self._set_status(conn, [(mid, Status.FAILED, reason) for mid in ids],
+                                    dict.fromkeys(ids, str(Status.QUEUED)), now)
+
     # --- claiming --------------------------------------------------------------
     def claim(self, channel: Channel, worker: str, limit: int,
               answer_url: Any = None) -> list[Envelope]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from hygie.channels.answers import AnswerLinks
 from hygie.channels.errors import AlreadyAnswered, AnswerLinkError, InvalidMessage
-from hygie.channels.inbox import Handler, InboundRecord, Inbox, Router
+from hygie.channels.inbox import BatchHandler, Handler, InboundRecord, Inbox, Router
 from hygie.channels.model import Channel, MessageRecord, OutboundMessage, Status
 from hygie.channels.outbox import Outbox
 from hygie.channels.settings import ChannelSettings, channel_settings
@@ -57,6 +57,33 @@ class Channels:
         restart) are handed over by the dispatcher's next pass.
         """
         self.router.register(owner_prefix, handler)
+
+    def register_batch_handler(self, owner_prefix: str, handler: BatchHandler) -> None:
+        """Like :meth:`register_handler`, but the handler takes every pending answer of
+        its owners at once (a list, in the order received): a service that hears from
+        thousands of people processes them in a few transactions. If it raises, the
+        whole batch stays pending and comes again."""
+        self.router.register(owner_prefix, handler, batch=True)
+
+    def deliver_answers(self, limit: int = 500) -> int:
+        """Hand pending answers to the handlers registered in this process; return how
+        many were taken. The dispatcher does this on every pass; a service running its
+        own worker process (without a dispatcher) calls it to receive its answers."""
+        return self.inbox.deliver_pending(limit)
+
+    def is_opted_out(self, address: str) -> bool:
+        """Whether this phone number said STOP (and not START since)."""
+        from hygie.channels.addresses import normalize_address
+
+        return self.inbox.is_opted_out(normalize_address(Channel.SMS, address,
+                                                         self.settings.phone_region))
+
+    # --- cancelling --------------------------------------------------------------
+    def cancel(self, owner: str, reason: str) -> list[str]:
+        """Fail the messages of ``owner`` (exact) still waiting in the queue, with
+        ``reason``; return their ids. Messages a dispatcher already holds are on their
+        way and are not called back."""
+        return self.outbox.cancel(owner, reason)
 
     def answer_url(self, message_id: str) -> str:
         return self.links.url(message_id)
