@@ -264,3 +264,20 @@ def test_is_opted_out_reads_national_numbers(
     assert not ch.is_opted_out("06 12 34 56 78")
     ch.inbox.receive_sms([("+33612345678", "STOP")])
     assert ch.is_opted_out("06 12 34 56 78")
+
+
+def test_cancel_messages_and_statuses_in_bulk(
+        platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    ch = make_channels(platform)
+    ids = ch.enqueue_many([OutboundMessage(f"b{i}", f"mobilization:c:{i}", Channel.SMS,
+                                           f"+3361234570{i}", "Venez ?", expected_answers=[])
+                           for i in range(4)])
+    [env] = ch.outbox.claim(Channel.SMS, "w", 1)  # held by a dispatcher: on its way
+    held = env.message_id
+    assert sorted(ch.cancel_messages([*ids, "unknown"], "need covered")) == sorted(
+        i for i in ids if i != held)
+    states = ch.statuses([*ids, "unknown"])
+    assert "unknown" not in states
+    assert states[held] == (Status.SENDING, None)
+    assert {states[i] for i in ids if i != held} == {(Status.FAILED, "need covered")}
+    assert ch.cancel_messages(ids, "again") == []

@@ -250,12 +250,39 @@ class Outbox(ReceiptSettlement):
         """Move the queued messages of ``owner`` to ``failed`` (``reason`` as error)."""
         now = self.clock()
         with write_transaction(self.engine) as conn:
+            # Rows a dispatcher is claiming are locked: skip them, they are on their way.
             ids = list(conn.scalars(select(t.message.c.id).where(
-                t.message.c.owner == owner, t.message.c.status == Status.QUEUED)))
+                t.message.c.owner == owner, t.message.c.status == Status.QUEUED)
+                .with_for_update(skip_locked=True)))
             if not ids:
                 return []
             return self._set_status(conn, [(mid, Status.FAILED, reason) for mid in ids],
                                     dict.fromkeys(ids, str(Status.QUEUED)), now)
+
+    def cancel_ids(self, message_ids: Sequence[str], reason: str) -> list[str]:
+        """Move those of these messages still queued to ``failed``, in one transaction."""
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            ids: list[str] = []
+            for chunk in _chunks(sorted(set(message_ids)), 500):
+                ids += conn.scalars(select(t.message.c.id).where(
+                    t.message.c.id.in_(chunk), t.message.c.status == Status.QUEUED)
+                    .with_for_update(skip_locked=True))
+            if not ids:
+                return []
+            return self._set_status(conn, [(mid, Status.FAILED, reason) for mid in ids],
+                                    dict.fromkeys(ids, str(Status.QUEUED)), now)
+
+    def statuses(self, message_ids: Sequence[str]) -> dict[str, tuple[Status, str | None]]:
+        """The status and error of each of these messages (unknown ids are left out)."""
+        out: dict[str, tuple[Status, str | None]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(message_ids)), 500):
+                for mid, status, error in conn.execute(select(
+                        t.message.c.id, t.message.c.status, t.message.c.error).where(
+                        t.message.c.id.in_(chunk))):
+                    out[mid] = (Status(status), error)
+        return out
 
     # --- claiming --------------------------------------------------------------
     def claim(self, channel: Channel, worker: str, limit: int,

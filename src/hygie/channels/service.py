@@ -85,6 +85,16 @@ class Channels:
         way and are not called back."""
         return self.outbox.cancel(owner, reason)
 
+    def cancel_messages(self, message_ids: Sequence[str], reason: str) -> list[str]:
+        """Fail those of these messages still waiting in the queue (one transaction,
+        for a service calling back many at once); return their ids."""
+        return self.outbox.cancel_ids(message_ids, reason)
+
+    def statuses(self, message_ids: Sequence[str]) -> dict[str, tuple[Status, str | None]]:
+        """``{id: (status, error)}`` of these messages, read in bulk (a service watching
+        thousands of messages for failures); unknown ids are left out."""
+        return self.outbox.statuses(message_ids)
+
     def answer_url(self, message_id: str) -> str:
         return self.links.url(message_id)
 
