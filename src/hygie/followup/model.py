@@ -113,12 +113,21 @@ class Rule:
             return answer is self.value or answer == self.value
         if isinstance(answer, bool) or isinstance(self.value, bool):
             return False
-        return {">=": answer >= self.value, ">": answer > self.value,
-                "<=": answer <= self.value, "<": answer < self.value}[self.op]
+        return {
+            ">=": answer >= self.value,
+            ">": answer > self.value,
+            "<=": answer <= self.value,
+            "<": answer < self.value,
+        }[self.op]
 
     def as_json(self) -> dict[str, Any]:
-        return {"item": self.item, "op": self.op, "value": self.value,
-                "level": int(self.level), "label": self.label}
+        return {
+            "item": self.item,
+            "op": self.op,
+            "value": self.value,
+            "level": int(self.level),
+            "label": self.label,
+        }
 
 
 @dataclass(frozen=True)
@@ -132,8 +141,11 @@ class Schedule:
     on_days: tuple[int, ...] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"times": list(self.times), "days": self.days,
-                "on_days": list(self.on_days) if self.on_days is not None else None}
+        return {
+            "times": list(self.times),
+            "days": self.days,
+            "on_days": list(self.on_days) if self.on_days is not None else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -153,19 +165,19 @@ class Timing:
     missing_level: Level = Level.WARNING
     unclear_level: Level = Level.REVIEW
     expire_after_min: int = 360
-    escalate_after_min: dict[int, int] = field(
-        default_factory=lambda: {1: 240, 2: 30, 3: 10})
+    escalate_after_min: dict[int, int] = field(default_factory=lambda: {1: 240, 2: 30, 3: 10})
     max_escalations: int = 2
 
     def as_json(self) -> dict[str, Any]:
-        return {"reminder_after_min": self.reminder_after_min,
-                "missing_after_min": self.missing_after_min,
-                "missing_level": int(self.missing_level),
-                "unclear_level": int(self.unclear_level),
-                "expire_after_min": self.expire_after_min,
-                "escalate_after_min": {str(k): v for k, v in
-                                       sorted(self.escalate_after_min.items())},
-                "max_escalations": self.max_escalations}
+        return {
+            "reminder_after_min": self.reminder_after_min,
+            "missing_after_min": self.missing_after_min,
+            "missing_level": int(self.missing_level),
+            "unclear_level": int(self.unclear_level),
+            "expire_after_min": self.expire_after_min,
+            "escalate_after_min": {str(k): v for k, v in sorted(self.escalate_after_min.items())},
+            "max_escalations": self.max_escalations,
+        }
 
 
 @dataclass(frozen=True)
