@@ -7,11 +7,12 @@ globals) lets tests build as many platforms as they need, each on its own databa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as sa_create_engine
 
 from hygie.config import Settings
@@ -54,6 +55,22 @@ def create_engine(url: str) -> Engine:
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return sa_create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for code that reads, then writes.
+
+    On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``): a deferred
+    transaction that read first cannot upgrade once another connection has committed
+    since its snapshot, and fails at once with "database is locked" instead of
+    waiting. Taking the lock first makes writers queue on the busy timeout.
+    """
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+        with conn.begin():
+            yield conn
 
 
 @dataclass

@@ -17,7 +17,8 @@ from hygie.channels.addresses import normalize_phone
 from hygie.channels.errors import InvalidAddress
 from hygie.channels.receipts import read_receipt
 from hygie.channels.segments import ESM_UDHI, decode_user_data
-from hygie.channels.transactions import now_ms, write_transaction
+from hygie.channels.transactions import now_ms
+from hygie.platform import write_transaction
 
 if TYPE_CHECKING:
     from hygie.channels.inbox import Inbox

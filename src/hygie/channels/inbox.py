@@ -33,7 +33,8 @@ from hygie.channels import tables as t
 from hygie.channels.model import Answer, Channel, Status
 from hygie.channels.references import new_id
 from hygie.channels.settings import ChannelSettings
-from hygie.channels.transactions import now_ms, write_transaction
+from hygie.channels.transactions import now_ms
+from hygie.platform import write_transaction
 
 log = logging.getLogger("hygie.channels")
 

@@ -57,7 +57,8 @@ from hygie.channels.segments import plan_sms
 from hygie.channels.settings import ChannelSettings
 from hygie.channels.settlement import ReceiptSettlement
 from hygie.channels.transactions import chunks as _chunks
-from hygie.channels.transactions import now_ms, write_transaction
+from hygie.channels.transactions import now_ms
+from hygie.platform import write_transaction
 
 #: Statuses a message may move to from each status (anything else is ignored, so a
 #: late receipt never takes an answered message back to "delivered").

@@ -19,7 +19,7 @@ from hygie.channels.model import Channel, Status
 from hygie.channels.receipts import FINAL_STATES
 from hygie.channels.references import user_ref
 from hygie.channels.transactions import chunks as _chunks
-from hygie.channels.transactions import write_transaction
+from hygie.platform import write_transaction
 
 
 class ReceiptSettlement:

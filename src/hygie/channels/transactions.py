@@ -9,25 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
-
-from sqlalchemy import Connection, Engine
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that takes the write lock first (``BEGIN IMMEDIATE`` on SQLite),
-    so that two writers queue instead of deadlocking."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        with conn.begin():
-            yield conn
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
+from hygie.platform import write_transaction
 from hygie.security.model import Kind, Principal
 from hygie.security.tables import break_glass
 from hygie.store.model import ID_RE
@@ -73,7 +74,7 @@ def open_emergency_access(engine: Engine, principal: Principal, patient_id: str,
                                "caractères.")
     now = time.time_ns() // 1000
     expires = now + EMERGENCY_HOURS * 3600 * 1_000_000
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         grant_id = conn.execute(insert(break_glass).returning(break_glass.c.id).values(
             username=principal.subject, patient_id=patient_id, reason=reason, created=now,
             expires=expires)).scalar_one()
@@ -97,7 +98,7 @@ def review(engine: Engine, grant_id: int, reviewer: Principal, note: str) -> boo
     note = note.strip()
     if not note:
         raise EmergencyRefused("Indiquez la conclusion de la relecture.")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         done = conn.execute(update(break_glass).where(
             break_glass.c.id == grant_id, break_glass.c.reviewed_at.is_(None)).values(
             reviewed_by=reviewer.subject, reviewed_at=time.time_ns() // 1000,

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import RowMapping
 
+from hygie.platform import write_transaction
 from hygie.security import passwords
 from hygie.security.scopes import ScopeError, ScopeSet
 from hygie.security.tables import oauth_client
@@ -114,7 +115,7 @@ def create_client(engine: Engine, name: str, scopes: str | Iterable[str], *,
     client_id = "c_" + secrets.token_hex(10)
     secret = "" if public else secrets.token_urlsafe(32)
     created = time.time_ns() // 1000
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(insert(oauth_client).values(
             client_id=client_id, name=name,
             secret_hash=passwords.hash_secret(secret or secrets.token_urlsafe(32)),
@@ -165,7 +166,7 @@ def list_clients(engine: Engine) -> list[Client]:
 
 def disable_client(engine: Engine, client_id: str) -> None:
     """Refuse any further token to this client (tokens already issued run to ``exp``)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         result = conn.execute(update(oauth_client)
                               .where(oauth_client.c.client_id == client_id)
                               .values(disabled=True))

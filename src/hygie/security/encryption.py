@@ -49,6 +49,7 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from hygie.config import Settings
+from hygie.platform import write_transaction
 from hygie.security.tables import data_key
 from hygie.store.schema import resource as resource_tbl
 from hygie.store.schema import resource_version
@@ -156,7 +157,7 @@ class DataKey:
 def create_data_key(engine: Engine, master: MasterKey) -> int:
     """Add a data key and make it the active one; the others stay, to open old rows."""
     secret = AESGCM.generate_key(bit_length=256)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(update(data_key).where(data_key.c.state == "active").values(state="retired"))
         return int(conn.execute(insert(data_key).returning(data_key.c.id).values(
             wrapped=master.wrap(secret), master_key_id=master.key_id,
@@ -166,7 +167,7 @@ def create_data_key(engine: Engine, master: MasterKey) -> int:
 
 def rewrap_data_keys(engine: Engine, old: MasterKey, new: MasterKey) -> int:
     """Wrap every data key under a new master key (master key rotation); returns how many."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         rows = conn.execute(select(data_key.c.id, data_key.c.wrapped)).all()
         for row in rows:
             conn.execute(update(data_key).where(data_key.c.id == row.id).values(
@@ -327,7 +328,7 @@ def reseal_all(engine: Engine, vault: BodyVault, *, batch: int = 500,
                 context = f"{row.res_type}/{row.res_id}/{row.version}"
                 changes.append((row, old, vault.seal(vault.open(old, context), context)))
             if changes:
-                with engine.begin() as conn:
+                with write_transaction(engine) as conn:
                     for row, old, new in changes:
                         if table_name == "resource":
                             query = update(resource_tbl).where(resource_tbl.c.pk == row.pk,

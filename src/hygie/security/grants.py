@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from hygie.platform import Platform
+from hygie.platform import Platform, write_transaction
 from hygie.security.model import Principal
 from hygie.security.tables import app_user, oauth_client, oauth_code, oauth_refresh, revoked_token
 from hygie.security.tokens import InvalidToken, tokens_for
@@ -95,7 +95,7 @@ def new_code(engine: Engine, *, client_id: str, username: str, redirect_uri: str
              code_challenge: str, nonce: str | None = None, patient: str | None = None) -> str:
     """Store a new authorization code and return it (shown once, in the redirect)."""
     code = secrets.token_urlsafe(32)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(delete(oauth_code).where(oauth_code.c.expires < _now_us()))
         conn.execute(insert(oauth_code).values(
             code_hash=_hash(code), client_id=client_id, username=username,
@@ -110,7 +110,7 @@ def redeem_code(engine: Engine, code: str, *, client_id: str, redirect_uri: str 
     """Check and consume a code (RFC 6749 §4.1.3, RFC 7636 §4.6); raises ``GrantError``."""
     if not code or len(code) > 128:
         raise GrantError("invalid_grant", "unknown authorization code")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row = conn.execute(select(oauth_code).where(oauth_code.c.code_hash == _hash(code))
                            ).first()
         if row is None:
@@ -153,7 +153,7 @@ def issue_refresh(engine: Engine, *, client_id: str, username: str, scope: str,
                   patient: str | None, lifetime_s: int, family: str | None = None) -> str:
     token = secrets.token_urlsafe(32)
     now = _now_us()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(insert(oauth_refresh).values(
             token_hash=_hash(token), family=family or secrets.token_hex(16), client_id=client_id,
             username=username, scope=scope, patient=patient, created=now,
@@ -165,7 +165,7 @@ def use_refresh(engine: Engine, token: str, *, client_id: str, lifetime_s: int) 
     """Exchange a refresh token for a new one (rotation); raises ``GrantError``."""
     if not token or len(token) > 128:
         raise GrantError("invalid_grant", "unknown refresh token")
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row = conn.execute(select(oauth_refresh)
                            .where(oauth_refresh.c.token_hash == _hash(token))).first()
         if row is None:
@@ -196,7 +196,7 @@ def use_refresh(engine: Engine, token: str, *, client_id: str, lifetime_s: int) 
 
 def revoke_refresh(engine: Engine, token: str, client_id: str) -> bool:
     """Revoke a refresh token's family (RFC 7009 §2.1); False when it is not this client's."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row = conn.execute(select(oauth_refresh.c.family, oauth_refresh.c.client_id)
                            .where(oauth_refresh.c.token_hash == _hash(token))).first()
         if row is None or row.client_id != client_id:
@@ -208,7 +208,7 @@ def revoke_refresh(engine: Engine, token: str, client_id: str) -> bool:
 
 def revoke_access(engine: Engine, jti: str, expires: int) -> None:
     """Put an access token on the revocation list until it would expire (seconds)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(delete(revoked_token).where(revoked_token.c.expires < time.time()))
         exists = conn.execute(select(revoked_token.c.jti).where(revoked_token.c.jti == jti)
                               ).first()
@@ -218,7 +218,7 @@ def revoke_access(engine: Engine, jti: str, expires: int) -> None:
 
 def revoke_user_grants(engine: Engine, username: str) -> None:
     """End every refresh token of an account (it was disabled, or signed out everywhere)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(update(oauth_refresh).where(oauth_refresh.c.username == username)
                      .values(state="revoked"))
 

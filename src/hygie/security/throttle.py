@@ -15,6 +15,7 @@ import time
 
 from sqlalchemy import Engine, delete, insert, select, update
 
+from hygie.platform import write_transaction
 from hygie.security.tables import login_failure
 from hygie.security.users import normalize_username
 
@@ -44,7 +45,7 @@ class LoginThrottle:
     def failure(self, username: str) -> int:
         """Count a failure; returns the seconds of lock it caused (0: none yet)."""
         key, now = self._key(username), time.time_ns() // 1000
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             row = conn.execute(select(login_failure).where(login_failure.c.username == key)
                                ).first()
             failures = (row.failures if row else 0) + 1
@@ -61,6 +62,6 @@ class LoginThrottle:
         return lock_s
 
     def success(self, username: str) -> None:
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             conn.execute(delete(login_failure).where(
                 login_failure.c.username == self._key(username)))

@@ -16,6 +16,7 @@ import pyotp
 import segno
 from sqlalchemy import Engine, select, update
 
+from hygie.platform import write_transaction
 from hygie.security.encryption import MasterKey
 from hygie.security.tables import app_user
 from hygie.security.users import normalize_username
@@ -29,7 +30,7 @@ WINDOW = 1
 def start_enrolment(engine: Engine, master: MasterKey, username: str) -> str:
     """Give the account a new, unconfirmed secret; returns it (base32) to show once."""
     secret = pyotp.random_base32(32)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         conn.execute(update(app_user).where(app_user.c.username == normalize_username(username))
                      .values(totp_secret=master.wrap(secret.encode()), totp_confirmed=False,
                              totp_last_step=0))
@@ -71,7 +72,7 @@ def check_code(engine: Engine, master: MasterKey, username: str, code: str,
     if not code.isdigit() or len(code) != 6:
         return False
     username = normalize_username(username)
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         row = conn.execute(select(app_user.c.totp_secret, app_user.c.totp_last_step)
                            .where(app_user.c.username == username)).first()
         if row is None or row.totp_secret is None:

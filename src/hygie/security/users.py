@@ -28,6 +28,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from hygie.platform import write_transaction
 from hygie.security import passwords
 from hygie.security.model import Kind, Principal
 from hygie.security.scopes import ScopeError, ScopeSet
@@ -153,7 +154,7 @@ def create_user(engine: Engine, username: str, password: str, *, display: str, k
     _check_account(kind, granted, fhir_user)
     created = time.time_ns() // 1000
     try:
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(insert(app_user).values(
                 username=username, password_hash=passwords.hash_secret(password),
                 display=display, kind=kind.value, roles=" ".join(sorted(role_set)),
@@ -190,7 +191,7 @@ def authenticate_user(engine: Engine, username: str, password: str) -> User | No
     if row is None or not matches or row["disabled"]:
         return None
     if passwords.needs_rehash(row["password_hash"]):
-        with engine.begin() as conn:
+        with write_transaction(engine) as conn:
             conn.execute(update(app_user).where(app_user.c.username == username)
                          .values(password_hash=passwords.hash_secret(password)))
     return _user(row)
@@ -205,7 +206,7 @@ def list_users(engine: Engine) -> list[User]:
 
 def disable_user(engine: Engine, username: str) -> None:
     """Refuse any further sign-in (a session already open runs to its expiry)."""
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         result = conn.execute(update(app_user)
                               .where(app_user.c.username == normalize_username(username))
                               .values(disabled=True))
