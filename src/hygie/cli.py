@@ -5,6 +5,7 @@ This is one of the two modules that know every service (with ``app.py``).
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass
 
@@ -99,6 +100,14 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
     return logins
 
 
+#: What ``hygie demo`` adds once the store holds the territory: (what, "module:function"),
+#: run in this order; each function takes the open platform, is idempotent and returns
+#: a line saying what it did.
+DEMO_SEEDERS: list[tuple[str, str]] = [
+    ("appointments", "hygie.scheduling.demo:seed_demo"),
+]
+
+
 @main.command()
 @click.option("--patients", default=2000, show_default=True, help="Patients to generate.")
 @click.option("--seed", default=2020, show_default=True, help="Random seed of the generator.")
@@ -126,6 +135,9 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
     for login, account in logins:
         if get_user(platform.engine, login.username) is None:
             create_user(platform.engine, login.username, login.password, **account)
+    for what, target in DEMO_SEEDERS:
+        module, _, name = target.partition(":")
+        click.echo(f"{what}: {getattr(importlib.import_module(module), name)(platform)}")
     platform.close()
     url = settings.base_url
     click.echo("")

@@ -29,18 +29,16 @@ def group() -> None:
 @click.option("--days", default=90, show_default=True, help="Days of slots to open.")
 def seed_demo(days: int) -> None:
     """Give the demo territory's doctors agendas, rules and slots (run after hygie demo)."""
-    from hygie.scheduling.demo import seed
+    from hygie.platform import open_platform
+    from hygie.scheduling.demo import seed_demo as seed
 
-    service = _service()
+    platform = open_platform(load_settings())
     try:
-        page = service.repository.search("PractitionerRole", [("_count", "1000")], strict=True)
-        roles = [m.resource for m in page.matches]
-        if not roles:
-            raise click.ClickException("no PractitionerRole in the store: run `hygie demo` first")
-        agendas, created = seed(service, roles, date.today(), days)
-        click.echo(f"{agendas} agendas, {created} new slots over {days} days")
+        click.echo(seed(platform, days))
+    except ValueError as exc:
+        raise click.ClickException(f"{exc} (run `hygie demo` first)") from None
     finally:
-        service.platform.close()
+        platform.close()
 
 
 @group.command()

@@ -14,6 +14,7 @@ import unicodedata
 from datetime import date, timedelta
 from typing import Any
 
+from hygie.platform import Platform
 from hygie.scheduling.engine import SchedulingService
 from hygie.scheduling.model import Agenda, AppointmentType, OpeningRule
 
@@ -80,3 +81,23 @@ def seed(service: SchedulingService, roles: list[dict[str, Any]], first: date,
                                          "suivi", first))
     created = service.generate(first, first + timedelta(days=days))
     return count, created
+
+
+def seed_demo(platform: Platform, days: int = 90) -> str:
+    """Publish the demo calendar on ``platform`` (idempotent); says what it did.
+
+    ``hygie demo`` calls it after seeding the store, so that the booking pages have
+    consultations to offer from the first start.
+    """
+    from hygie.scheduling.engine import Options
+    from hygie.store.server import open_store
+
+    open_store(platform)
+    service = SchedulingService(platform, Options(worker=False))
+    page = service.repository.search("PractitionerRole", [("_count", "1000")], strict=True)
+    roles = [m.resource for m in page.matches]
+    if not roles:
+        raise ValueError("no PractitionerRole in the store: seed the demo territory first")
+    agendas, created = seed(service, roles, date.today(), days)
+    return f"{agendas} agendas, {created} new slots over {days} days"
+
