@@ -34,6 +34,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from hygie.store.schema import metadata
@@ -91,6 +92,7 @@ session = Table(
     Column("position", Integer, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("reminded", Boolean, nullable=False),
+    Column("missing_alerted", Boolean, nullable=False, server_default=false()),
     Column("message_id", String(32), nullable=True),
     Column("asked_ms", BigInteger, nullable=True),
     Column("timer_ms", BigInteger, nullable=True),
@@ -171,4 +173,27 @@ cursor = Table(
     metadata,
     Column("name", String(40), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+#: Messages decided in a follow-up transaction and not yet handed to the channels
+#: outbox (``state`` pending), then the outbox id they got (``handed``). The key is the
+#: channels idempotency key, so a hand-over repeated after a crash sends nothing twice.
+outgoing = Table(
+    "followup_outgoing",
+    metadata,
+    Column("key", String(160), primary_key=True),
+    Column("enrollment_id", String(40), nullable=True),
+    Column("owner", String(80), nullable=False),
+    Column("channel", String(8), nullable=False),
+    Column("recipient", String(320), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("subject", String(200), nullable=True),
+    Column("about", String(80), nullable=True),
+    Column("recipient_ref", String(80), nullable=True),
+    Column("awaits", Boolean, nullable=False),
+    Column("state", String(10), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("message_id", String(40), nullable=True),
+    Index("ix_followup_outgoing_state", "state", "created_ms"),
+    Index("ix_followup_outgoing_enrollment", "enrollment_id", "state"),
 )

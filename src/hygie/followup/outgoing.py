@@ -1,0 +1,140 @@
+"""Messages of follow-up: decided in the conversation's transaction, then handed over.
+
+A question, a reminder or an alert notification is first a ``followup_outgoing`` row,
+written in the same transaction as the state that asks for it (the session moved to
+question 3, the alert was raised): the message exists exactly when its cause was
+committed. :func:`hand_over` then passes pending rows to the platform's channels
+outbox (``enqueue_many``, the row's key as idempotency key) and records the outbox id.
+A crash between the two leaves the rows pending; the next hand-over enqueues them
+again under the same keys, and the outbox returns the messages it already has, so
+nothing is sent twice and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from hygie.channels import Channel, ChannelError, Channels, OutboundMessage
+from hygie.followup import tables as t
+from hygie.followup.transactions import writing
+
+log = logging.getLogger("hygie.followup")
+
+PENDING, HANDED, CANCELLED = "pending", "handed", "cancelled"
+#: A question not sent within this time is not worth sending any more (seconds).
+QUESTION_TTL_S = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to send. ``awaits``: the patient's reply is expected (a question)."""
+
+    key: str
+    owner: str
+    recipient: str
+    text: str
+    channel: str = "sms"
+    enrollment_id: str | None = None
+    subject: str | None = None
+    about: str | None = None
+    recipient_ref: str | None = None
+    awaits: bool = False
+
+
+def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
+    """Write messages in the caller's transaction (sent by the next hand-over)."""
+    if not messages:
+        return
+    conn.execute(
+        insert(t.outgoing),
+        [
+            {
+                "key": m.key,
+                "enrollment_id": m.enrollment_id,
+                "owner": m.owner,
+                "channel": m.channel,
+                "recipient": m.recipient,
+                "text": m.text,
+                "subject": m.subject,
+                "about": m.about,
+                "recipient_ref": m.recipient_ref,
+                "awaits": m.awaits,
+                "state": PENDING,
+                "created_ms": now,
+                "message_id": None,
+            }
+            for m in messages
+        ],
+    )
+
+
+def cancel_pending(conn: Connection, enrollment_id: str) -> None:
+    """Drop what an enrollment has not handed over yet (it ended, or the patient said
+    STOP); what the outbox already has is called back with ``channels.cancel``."""
+    conn.execute(
+        update(t.outgoing)
+        .where(t.outgoing.c.enrollment_id == enrollment_id, t.outgoing.c.state == PENDING)
+        .values(state=CANCELLED)
+    )
+
+
+def _message(row: Any) -> OutboundMessage:
+    return OutboundMessage(
+        idempotency_key=row.key,
+        owner=row.owner,
+        channel=Channel(row.channel),
+        recipient=row.recipient,
+        text=row.text,
+        subject=row.subject,
+        expected_answers=[] if row.awaits else None,
+        about=row.about,
+        recipient_ref=row.recipient_ref,
+        ttl_s=QUESTION_TTL_S if row.awaits else None,
+    )
+
+
+_MARK = (
+    update(t.outgoing)
+    .where(t.outgoing.c.key == bindparam("k"), t.outgoing.c.state == PENDING)
+    .values(state=HANDED, message_id=bindparam("mid"))
+)
+
+
+def hand_over(engine: Engine, channels: Channels, limit: int = 2000) -> int:
+    """Pass pending messages to the channels outbox, oldest first; returns how many.
+
+    Messages go in one ``enqueue_many`` per batch; when the outbox refuses the batch
+    (a bad address in it), they are retried one by one so that one bad row cannot
+    hold the others back, and the bad one is marked cancelled with the reason logged.
+    """
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.outgoing)
+            .where(t.outgoing.c.state == PENDING)
+            .order_by(t.outgoing.c.created_ms, t.outgoing.c.key)
+            .limit(limit)
+        ).all()
+    if not rows:
+        return 0
+    done: list[dict[str, Any]] = []
+    refused: list[str] = []
+    try:
+        ids = channels.enqueue_many([_message(r) for r in rows])
+        done = [{"k": r.key, "mid": mid} for r, mid in zip(rows, ids, strict=True)]
+    except ChannelError:
+        for r in rows:
+            try:
+                done.append({"k": r.key, "mid": channels.enqueue(_message(r)).id})
+            except ChannelError as exc:
+                log.warning("follow-up message refused by the outbox: %s", type(exc).__name__)
+                refused.append(r.key)
+    with writing(engine) as conn:
+        if done:
+            conn.execute(_MARK, done)
+        for key in refused:
+            conn.execute(update(t.outgoing).where(t.outgoing.c.key == key).values(state=CANCELLED))
+    return len(done)

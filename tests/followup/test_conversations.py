@@ -1,0 +1,121 @@
+"""Whole conversations through the real loopback SMSC, several patients at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hygie.followup.model import AlertKind, AlertStatus, EnrollmentStatus, Level, SessionStatus
+from tests.followup.conftest import OFF_DUTY_PHONE, ON_DUTY_PHONE, Harness, paris_ms
+
+ALICE, BRUNO, CHLOE, DAVID = "+33612000001", "+33612000002", "+33612000003", "+33612000004"
+
+
+def _session(harness: Harness, enrollment_id: str) -> Any:
+    return harness.service.sessions(enrollment_id)[0]
+
+
+def test_good_wrong_unclear_and_stop_answers(harness: Harness, enroll: Any) -> None:
+    a = enroll("alice", ALICE)
+    b = enroll("bruno", BRUNO)
+    c = enroll("chloe", CHLOE)
+    d = enroll("david", DAVID)
+    harness.pump(lambda: all(len(harness.texts_to(p)) == 1 for p in (ALICE, BRUNO, CHLOE, DAVID)))
+    assert "STOP" in harness.texts_to(ALICE)[0]  # the welcome message says how to stop
+    # 08:00: the morning questionnaire goes to everyone, one question per message.
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: all(len(harness.texts_to(p)) == 2 for p in (ALICE, BRUNO, CHLOE, DAVID)))
+    first = harness.texts_to(ALICE)[1]
+    assert "température" in first and "(1/5)" in first and "08:00" in first
+
+    # Alice answers in plain words, with a fever and a low saturation.
+    assert "essoufflé" in harness.answer_and_wait(ALICE, "38,9°", 3)[-1]
+    assert "saturation" in harness.answer_and_wait(ALICE, "non pas vraiment", 4)[-1]
+    assert "pouls" in harness.answer_and_wait(ALICE, "93 %", 5)[-1]
+    assert "symptômes" in harness.answer_and_wait(ALICE, "pas d'appareil", 6)[-1]
+    assert "Merci" in harness.answer_and_wait(ALICE, "ok merci", 7)[-1]
+    session = _session(harness, a.id)
+    assert session.status is SessionStatus.COMPLETED
+    assert session.answers == {
+        "temp": 38.9,
+        "breath": False,
+        "spo2": 93.0,
+        "pulse": None,
+        "symptoms": False,
+    }
+    alerts = harness.service.alerts(enrollment_id=a.id)
+    assert [(x.kind, x.level) for x in alerts] == [(AlertKind.CLINICAL, Level.REVIEW)]
+    assert set(alerts[0].reasons) == {"Fièvre (≥ 38 °C)", "Saturation ≤ 94 %"}
+    # The nurse on duty got an SMS with the link; the one off duty did not.
+    harness.pump(lambda: len(harness.texts_to(ON_DUTY_PHONE)) >= 1)
+    notice = harness.texts_to(ON_DUTY_PHONE)[-1]
+    assert f"/followup/alerts/{alerts[0].id}" in notice and "alice" not in notice.lower()
+    assert harness.texts_to(OFF_DUTY_PHONE) == []
+
+    # Bruno's first answer is not understood: asked again once, then understood.
+    again = harness.answer_and_wait(BRUNO, "je sais pas trop", 3)[-1]
+    assert again.startswith("Je n'ai pas compris") and "37,8" in again
+    assert "essoufflé" in harness.answer_and_wait(BRUNO, "trente-sept huit", 4)[-1]
+    assert _session(harness, b.id).answers == {"temp": 37.8}
+
+    # Chloé is not understood twice: handed over to a person, with an alert.
+    harness.answer_and_wait(CHLOE, "bof", 3)
+    assert "recontacter" in harness.answer_and_wait(CHLOE, "comme hier", 4)[-1]
+    assert _session(harness, c.id).status is SessionStatus.HANDED_OVER
+    unclear = harness.service.alerts(enrollment_id=c.id)
+    assert [(x.kind, x.level) for x in unclear] == [(AlertKind.UNCLEAR, Level.REVIEW)]
+
+    # David says STOP: no more messages, the team is told, the consent withdrawn.
+    harness.reply(DAVID, "STOP")
+    harness.pump(lambda: harness.service.enrollment(d.id).status is EnrollmentStatus.STOPPED)
+    assert [x.kind for x in harness.service.alerts(enrollment_id=d.id)] == [AlertKind.STOPPED]
+    harness.now = paris_ms("2026-03-02 15:00")
+    harness.pump(lambda: len(harness.texts_to(ALICE)) == 8)
+    harness.pump()
+    assert len(harness.texts_to(DAVID)) == 2
+    assert _session(harness, d.id).status is SessionStatus.CANCELLED
+
+    # The store has the clinical record of it.
+    repo = harness.platform.parts["store"].repository
+    response = repo.read("QuestionnaireResponse", session.id).resource
+    assert response["status"] == "completed" and len(response["item"]) == 5
+    temp = repo.read("Observation", f"{session.id}-temp").resource
+    assert temp["valueQuantity"]["value"] == 38.9 and temp["code"]["coding"][0]["code"] == "8310-5"
+    flag = repo.read("Flag", alerts[0].id).resource
+    assert flag["status"] == "active"
+    assert repo.read("Consent", a.consent_id).resource["status"] == "active"
+    assert repo.read("Consent", d.consent_id).resource["status"] == "inactive"
+
+
+def test_silence_reminds_alerts_and_escalates(harness: Harness, enroll: Any) -> None:
+    e = enroll("emile", "+33612000005")
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to("+33612000005")) == 2)
+    harness.advance(61)  # reminder after 60 minutes
+    harness.pump(lambda: len(harness.texts_to("+33612000005")) == 3)
+    assert harness.texts_to("+33612000005")[-1].startswith("Rappel : ")
+    harness.advance(60)  # 121 minutes: missing answer
+    harness.pump(lambda: bool(harness.service.alerts(enrollment_id=e.id)))
+    (alert,) = harness.service.alerts(enrollment_id=e.id)
+    assert alert.kind is AlertKind.MISSING and alert.level is Level.WARNING
+    harness.pump(lambda: len(harness.texts_to(ON_DUTY_PHONE)) == 1)
+    # Not acknowledged in 240 minutes (level 1): escalated to the whole team.
+    harness.advance(241)
+    harness.pump(lambda: len(harness.texts_to(OFF_DUTY_PHONE)) == 1)
+    assert "ESCALADE 1" in harness.texts_to(OFF_DUTY_PHONE)[0]
+    assert harness.service.alert(alert.id).escalations == 1
+    # Acknowledged: no further escalation; resolved with a comment.
+    harness.service.acknowledge(alert.id, "claire")
+    harness.advance(600)
+    harness.pump()
+    assert harness.service.alert(alert.id).escalations == 1
+    done = harness.service.resolve(alert.id, "claire", "Appelée : thermomètre perdu, va bien")
+    assert done.status is AlertStatus.RESOLVED
+    assert [ev.kind for ev in done.events] == [
+        "raised",
+        "notified",
+        "escalated",
+        "acknowledged",
+        "resolved",
+    ]
+    # The session was closed as missed after 6 hours.
+    assert _session(harness, e.id).status is SessionStatus.MISSED
