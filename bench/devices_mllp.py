@@ -35,7 +35,7 @@ from pathlib import Path
 import hl7
 
 from hygie.config import load_settings
-from hygie.devices.journal import Journal
+from hygie.devices.journal import Journal, open_journal
 from hygie.devices.receipt import read_header
 from hygie.devices.simulator import hl7_now, make_devices, monitor_message
 from hygie.platform import open_platform
@@ -188,7 +188,7 @@ def main() -> None:
         settings = load_settings(database_url=url, var_dir=folder / "var")
         platform = open_platform(settings)
         upgrade(platform.engine)
-        journal = Journal(platform.engine)
+        journal = open_journal(platform)
         env = {**os.environ, "HYGIE_DATABASE_URL": url, "HYGIE_VAR_DIR": str(folder / "var")}
         if args.setting:
             config = folder / "hygie.toml"

@@ -14,6 +14,7 @@ from starlette.testclient import TestClient
 import hygie.web
 from hygie.devices import api
 from hygie.devices.ingest import Mapper
+from hygie.devices.journal import open_journal
 from hygie.devices.model import DevicesSettings
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
@@ -32,7 +33,8 @@ def make_app(platform: Platform) -> Starlette:
 
 def map_messages(platform: Platform, store: StoreContext, *messages: str) -> None:
     journal(platform, *messages)
-    Mapper(platform.engine, store.repository, DevicesSettings()).run_once()  # type: ignore[arg-type]
+    Mapper(platform.engine, store.repository, DevicesSettings(),  # type: ignore[arg-type]
+           open_journal(platform)).run_once()
 
 
 @pytest.fixture

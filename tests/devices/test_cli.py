@@ -7,7 +7,7 @@ import os
 from click.testing import CliRunner
 
 from hygie.cli import main
-from hygie.devices.journal import Journal
+from hygie.devices.journal import open_journal
 from hygie.devices.simulator import make_devices, monitor_message, ventilator_message
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
@@ -22,7 +22,7 @@ def test_simulated_icu_reaches_the_store(gateway: Gateway, platform: Platform,
                                   "--count", "3"])
     assert result.exit_code == 0, result.output
     assert "sent 18, acknowledged 18, negative 0" in result.output
-    assert Journal(platform.engine).counts() == {"stored": 18}
+    assert open_journal(platform).counts() == {"stored": 18}
     page = store.repository.search("Observation", [("_count", "0"), ("_total", "accurate")])
     assert page.total == 4 * 3 * 10 + 2 * 3 * 6
     env = {"HYGIE_DATABASE_URL": platform.settings.database_url,
@@ -32,7 +32,7 @@ def test_simulated_icu_reaches_the_store(gateway: Gateway, platform: Platform,
     assert "stored: 18" in status.output and "pending: 0" in status.output
     purged = runner.invoke(main, ["devices", "purge", "--days", "0"], env={**os.environ, **env})
     assert purged.exit_code == 0 and "removed 18 messages" in purged.output
-    assert Journal(platform.engine).counts() == {}
+    assert open_journal(platform).counts() == {}
 
 
 def test_simulator_messages_follow_pcd01() -> None:

@@ -11,7 +11,7 @@ import threading
 import time
 
 from hygie.devices.fhir import observation_id
-from hygie.devices.journal import Journal
+from hygie.devices.journal import open_journal
 from hygie.devices.receipt import read_header
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
@@ -67,7 +67,7 @@ def test_kill_9_during_a_stream(platform: Platform, store: StoreContext) -> None
     gateway = Gateway(platform)
     gateway.start()
     sender = Sender(gateway, total=80)
-    journal = Journal(platform.engine)
+    journal = open_journal(platform)
     try:
         sender.start()
         while len(sender.acked) < 30 and sender.is_alive():

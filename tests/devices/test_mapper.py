@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from hygie.devices.fhir import DEVICES_CODES, observation_id
 from hygie.devices.ingest import Mapper
-from hygie.devices.journal import Incoming, Journal
+from hygie.devices.journal import Incoming, open_journal
 from hygie.devices.model import DevicesSettings
 from hygie.devices.receipt import read_header
 from hygie.devices.tables import bed, bed_value
@@ -23,11 +23,12 @@ def journal(platform: Platform, *messages: str, encoding: str = "utf-8") -> list
         raw = message.encode(encoding)
         header, _ = read_header(raw)
         items.append(Incoming("hl7", header.sender, header.control_id, header.codec, raw))
-    return [a.journal_id for a in Journal(platform.engine).append(items)]
+    return [a.journal_id for a in open_journal(platform).append(items)]
 
 
 def mapper(platform: Platform, store: StoreContext) -> Mapper:
-    return Mapper(platform.engine, store.repository, DevicesSettings())  # type: ignore[arg-type]
+    return Mapper(platform.engine, store.repository, DevicesSettings(),  # type: ignore[arg-type]
+                  open_journal(platform))
 
 
 def search(store: StoreContext, res_type: str, *query: tuple[str, str]) -> list[dict]:
@@ -127,7 +128,7 @@ def test_bad_message_is_rejected_alone_with_its_location(
     assert error is not None
     assert (error["segment"], error["sequence"], error["field"], error["code"]) == \
         ("OBX", 5, 5, 102)
-    assert Journal(platform.engine).outcome(ids[1]).status == "rejected"
+    assert open_journal(platform).outcome(ids[1]).status == "rejected"
     assert len(search(store, "Observation")) == 16
 
 
@@ -137,13 +138,13 @@ def test_duplicates_are_stored_once_and_remapping_writes_nothing(
     assert first[0] == first[1]
     m = mapper(platform, store)
     m.run_once()
-    again = Journal(platform.engine).append([Incoming(
+    again = open_journal(platform).append([Incoming(
         "hl7", *(lambda h: (h.sender, h.control_id, h.codec))(read_header(
             monitor("D1").encode())[0]), monitor("D1").encode())])
     assert again[0].duplicate and again[0].status == "stored"
     # the store committed but the journal did not (a crash between the two)
     from hygie.devices.tables import message
-    with platform.engine.begin() as conn:
+    with open_journal(platform).engine.begin() as conn:
         conn.execute(message.update().values(status="pending"))
     assert [o.status for o in m.run_once()] == ["stored"]
     observations = search(store, "Observation")
@@ -160,7 +161,7 @@ def test_devices_are_written_again_only_when_they_change(
     m.run_once()
     assert store.repository.read("Device", "eui64-0012a1fffe000a01").version == 1
     journal(platform, monitor("V3", ipp="0000000099"))  # the monitor moved to another patient
-    Mapper(platform.engine, store.repository, DevicesSettings()).run_once()  # type: ignore[arg-type]
+    mapper(platform, store).run_once()
     moved = store.repository.read("Device", "eui64-0012a1fffe000a01")
     assert moved.version == 2
     assert moved.resource["patient"]["reference"].startswith("Patient/prov-")
@@ -192,7 +193,7 @@ def test_a_message_that_breaks_the_mapper_is_rejected_alone(
     outcomes = mapper(platform, store).run_once()
     assert [o.status for o in outcomes] == ["stored", "rejected", "stored"]
     assert outcomes[1].error is not None and outcomes[1].error["code"] == 207
-    assert Journal(platform.engine).outcome(ids[1]).status == "rejected"
+    assert open_journal(platform).outcome(ids[1]).status == "rejected"
     assert len(search(store, "Observation")) == 16
 
 
@@ -203,9 +204,9 @@ def test_purge_keeps_pending_and_recent_messages(platform: Platform, store: Stor
     journal(platform, monitor("OLD-1"), monitor("OLD-2"))
     mapper(platform, store).run_once()
     journal(platform, monitor("OLD-3"))  # still pending
-    with platform.engine.begin() as conn:
+    with open_journal(platform).engine.begin() as conn:
         conn.execute(message.update().values(received_at=now_us() - 10 * 86400 * 10**6))
     journal(platform, monitor("NEW-1"))
-    j = Journal(platform.engine)
+    j = open_journal(platform)
     assert j.purge(now_us() - 7 * 86400 * 10**6, chunk=1) == 2
     assert j.counts() == {"pending": 2}

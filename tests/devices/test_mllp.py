@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import time
 
-from hygie.devices.journal import Journal
+from hygie.devices.journal import open_journal
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
 from tests.devices.conftest import END, START, Gateway, MllpClient
@@ -96,7 +96,7 @@ def test_repeated_control_id_is_acknowledged_and_stored_once(
         client.close()
         other.close()
     assert len(observations(store)) == 8 * 3
-    counts = Journal(platform.engine).counts()
+    counts = open_journal(platform).counts()
     assert counts == {"stored": 3}
 
 

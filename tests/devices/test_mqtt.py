@@ -15,7 +15,7 @@ import orjson
 import paho.mqtt.client as mqtt
 import pytest
 
-from hygie.devices.journal import Journal
+from hygie.devices.journal import open_journal
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
 from tests.devices.conftest import Gateway
@@ -113,7 +113,7 @@ def test_home_devices_land_on_the_right_patient(
     publish(prefix, "OXY-1", b"{not json")
     publish(prefix, "OXY-1", reading("m-4", "OXY-1", "thermometer", "0000000101", [
         {"metric": "spo2", "value": 93}]))
-    journal = Journal(platform.engine)
+    journal = open_journal(platform)
     wait_for(lambda: journal.counts() == {"stored": 3, "rejected": 2})
 
     def observations(patient: str) -> list[dict]:
@@ -147,7 +147,7 @@ def test_messages_published_while_the_gateway_is_down_arrive(
     publish(prefix, "OXY-9", reading("late-1", "OXY-9", "pulse-oximeter", "0000000555", [
         {"metric": "spo2", "value": 97}]))
     start_and_wait_subscribed(gateway)
-    journal = Journal(platform.engine)
+    journal = open_journal(platform)
     wait_for(lambda: journal.counts() == {"stored": 1})
     [patient] = [m.resource for m in store.repository.search("Patient", []).matches]
     assert patient["meta"]["tag"][0]["code"] == "provisional"

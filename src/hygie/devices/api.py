@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hygie.devices.board import board_state, columns
-from hygie.devices.journal import Journal
+from hygie.devices.journal import open_journal
 from hygie.web.pages import render
 
 #: Nothing of the gateway is public: devices talk MLLP and MQTT, people sign in.
@@ -64,7 +64,7 @@ async def board_data(request: Request) -> Response:
 async def journal_counts(request: Request) -> Response:
     _require_read(request)
     platform = request.app.state.platform
-    counts = await run_in_threadpool(Journal(platform.engine).counts)
+    counts = await run_in_threadpool(open_journal(platform).counts)
     return _json(counts)
 
 

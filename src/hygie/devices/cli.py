@@ -70,7 +70,7 @@ def simulate(host: str, port: int, monitors: int, ventilators: int, interval: fl
               help="Keep this many days (default: devices_journal_retention_days, 7).")
 def purge(days: float | None) -> None:
     """Delete processed journal messages older than the retention (pending ones stay)."""
-    from hygie.devices.journal import Journal
+    from hygie.devices.journal import open_journal
     from hygie.devices.model import DevicesSettings
     from hygie.platform import open_platform
     from hygie.store.model import now_us
@@ -80,7 +80,7 @@ def purge(days: float | None) -> None:
         .journal_retention_days
     platform = open_platform(settings)
     try:
-        removed = Journal(platform.engine).purge(now_us() - int(keep * 86400e6))
+        removed = open_journal(platform).purge(now_us() - int(keep * 86400e6))
     finally:
         platform.close()
     click.echo(f"removed {removed} messages older than {keep:g} days")
@@ -89,12 +89,12 @@ def purge(days: float | None) -> None:
 @group.command()
 def status() -> None:
     """Count journal messages by status (pending, stored, rejected)."""
-    from hygie.devices.journal import Journal
+    from hygie.devices.journal import open_journal
     from hygie.platform import open_platform
 
     platform = open_platform(load_settings())
     try:
-        counts = Journal(platform.engine).counts()
+        counts = open_journal(platform).counts()
     finally:
         platform.close()
     for name in ("pending", "stored", "rejected"):

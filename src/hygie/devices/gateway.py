@@ -4,9 +4,11 @@ The mapper runs in its own process, at a lower priority: the receipt path (frame
 header check, group commit, commit acknowledgment) keeps the CPU under a burst, and
 the journal absorbs what the mapper has not written to the store yet. The two talk
 over two pipes: the server wakes the mapper when it commits new messages; the mapper
-sends back each message's outcome, which the server turns into application
-acknowledgments. The journal stays the source of truth: a mapper started afresh
-(after a crash, or a kill of the whole gateway) takes the pending rows where they are.
+sends back each message's outcome, which the server records in the journal with its
+next commit and then turns into application acknowledgments (the server is thus the
+journal's only regular writer). The journal stays the source of truth: a mapper started
+afresh (after a crash, or a kill of the whole gateway) takes the pending rows where
+they are.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import orjson
 from sqlalchemy import event
 
 from hygie.config import Settings
-from hygie.devices.journal import Journal, Outcome
+from hygie.devices.journal import Outcome, open_journal
 from hygie.devices.model import DevicesSettings, journal_dir
 from hygie.platform import open_platform
 from hygie.store.model import now_us
@@ -51,8 +53,9 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
     lock = (folder / "mapper.lock").open("wb")
     fcntl.flock(lock, fcntl.LOCK_EX)
     platform = open_platform(settings)
-    mapper = Mapper(platform.engine, open_store(platform).repository, dsettings)
-    next_purge = 0.0
+    mapper = Mapper(platform.engine, open_store(platform).repository, dsettings,
+                    open_journal(platform), record=False)
+    next_purge = next_checkpoint = 0.0
     receipt = [0, 0.0]  # the gateway's last reported receipt rate, and when
 
     def read_wakes(timeout: float) -> None:
@@ -72,6 +75,10 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
                 with contextlib.suppress(Exception):
                     mapper.journal.purge(now_us() - keep_us)
                 next_purge = time.monotonic() + 600
+            if time.monotonic() >= next_checkpoint:
+                with contextlib.suppress(Exception):
+                    mapper.journal.checkpoint()
+                next_checkpoint = time.monotonic() + 1.0
             started = time.monotonic()
             try:
                 outcomes = mapper.run_once()
@@ -171,17 +178,18 @@ async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = 
     from hygie.devices.mqtt import MqttIngest
 
     platform = open_platform(settings)
-    if platform.engine.dialect.name == "sqlite":
-        # Leave WAL checkpoints to the mapper's connections: a checkpoint (with its
-        # fsync) inside a journal commit would hold the acknowledgments of a whole batch.
-        # And do not sleep in SQLite's busy handler (it backs off by up to 100 ms): the
-        # journal retries every millisecond itself (``Journal.append``).
-        @event.listens_for(platform.engine, "connect")
+    journal = open_journal(platform)
+    if journal.is_sqlite:
+        # Leave WAL checkpoints to the mapper (``Journal.checkpoint``): a checkpoint
+        # (with its fsync) inside a journal commit would hold the acknowledgments of a
+        # whole batch. And do not sleep in SQLite's busy handler (it backs off by up to
+        # 100 ms): the journal retries every millisecond itself (``Journal.append``).
+        @event.listens_for(journal.engine, "connect")
         def _receipt_connection(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
             dbapi_conn.execute("PRAGMA busy_timeout=0")
 
-    journal = Journal(platform.engine)
+        journal.engine.dispose()  # the connection that created the table had neither
     server_ref: list[MllpServer] = []
     mapper = MapperProcess(settings, dsettings, lambda o: server_ref[0].resolve(o))
     server = MllpServer(journal, dsettings, mapper.wake)

@@ -73,12 +73,21 @@ class Plan:
 class Mapper:
     """Maps pending journal rows into the store; see the module docstring."""
 
-    def __init__(self, engine: Engine, repository: SqlRepository,
-                 settings: DevicesSettings) -> None:
+    def __init__(self, engine: Engine, repository: SqlRepository, settings: DevicesSettings,
+                 journal: Journal | None = None, *, record: bool = True) -> None:
+        """``engine`` is the platform's (board tables); ``journal`` defaults to one on it.
+
+        With ``record`` False the outcomes are only returned: the gateway records them
+        in its own journal commits (the receipt path is then the journal's only
+        writer), and until it has, the mapper does not take those messages again.
+        """
         self.engine = engine
         self.repository = repository
         self.settings = settings
-        self.journal = Journal(engine)
+        self.journal = journal if journal is not None else Journal(engine)
+        self.record = record
+        #: Messages whose outcome went to the gateway, not yet seen recorded: id -> when.
+        self._reported: dict[int, float] = {}
         self._patients: dict[tuple[str, str], tuple[str, bool]] = {}
         self._locations: dict[str, bool] = {}
         self._devices: dict[str, bytes] = {}
@@ -199,7 +208,7 @@ class Mapper:
         message at a time, and the one that fails alone is rejected (HL7 error 207)
         rather than blocking the journal forever.
         """
-        rows = self.journal.pending(limit or self.settings.mapper_batch)
+        rows = self._pending(limit or self.settings.mapper_batch)
         if not rows:
             return []
         try:
@@ -221,9 +230,29 @@ class Mapper:
                                         "gateway log", segment="MSH",
                                         code=APPLICATION_INTERNAL_ERROR)
                 outcome = Outcome(row.journal_id, REJECTED, error.as_dict())
-                self.journal.finish([outcome])
+                self._finish([outcome])
                 outcomes.append(outcome)
         return outcomes
+
+    def _pending(self, limit: int) -> list[PendingRow]:
+        """Pending messages, but for those whose outcome the gateway has yet to record.
+
+        A reported outcome the gateway never recorded (it failed, or was killed) is
+        forgotten after 30 s and the message mapped again, which writes nothing twice.
+        """
+        if self._reported:
+            now = time.monotonic()
+            still = self.journal.pending_among(
+                [i for i, when in self._reported.items() if now - when < 30])
+            self._reported = {i: w for i, w in self._reported.items() if i in still}
+        return self.journal.pending(limit, skip=self._reported)
+
+    def _finish(self, outcomes: list[Outcome]) -> None:
+        if self.record:
+            self.journal.finish(outcomes)
+            return
+        now = time.monotonic()
+        self._reported.update((o.journal_id, now) for o in outcomes)
 
     def _map(self, rows: list[PendingRow]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
@@ -245,7 +274,7 @@ class Mapper:
             plans.append(plan)
         written = self._write(plans, outcomes)
         ordered = [outcomes[r.journal_id] for r in rows]
-        self.journal.finish(ordered)
+        self._finish(ordered)
         self._update_board(written)
         return ordered
 

@@ -3,21 +3,32 @@
 ``append`` writes a batch of received messages in one transaction (group commit: the
 MLLP server gathers what arrived while the previous commit ran), skipping those whose
 (sender, control id) is already there and telling which ones were duplicates, with
-the first one's outcome. ``pending`` and ``finish`` are the mapper's side.
+the first one's outcome; the same transaction records the outcomes the mapper reported
+since the previous one. ``pending`` is the mapper's side.
+
+On SQLite the journal is a database file of its own, beside the platform's
+(``open_journal``): SQLite has one write lock per file, and the receipt path, which
+commits every few milliseconds, would otherwise wait behind the mapper's store writes,
+as long as the operating system takes to schedule the process holding them (tens of
+milliseconds on a busy machine). On PostgreSQL, whose locks are per row, the journal
+is the ``devices_message`` table of the platform's database.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from hygie.devices.tables import message
+from hygie.platform import Platform, create_engine
 from hygie.store.model import now_us
 
 PENDING, STORED, REJECTED = "pending", "stored", "rejected"
@@ -77,8 +88,48 @@ def _is_busy(exc: OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+def journal_url(database_url: str) -> str | None:
+    """The URL of the journal's own SQLite file, beside the platform's (None: no file).
+
+    ``sqlite:///var/hygie.db`` gives ``sqlite:///var/hygie.devices-journal.db``; an
+    in-memory SQLite database and PostgreSQL keep the journal in the platform's database.
+    """
+    prefix = "sqlite:///"
+    if not database_url.startswith(prefix) or database_url.startswith(prefix + ":memory:"):
+        return None
+    path, _, query = database_url.removeprefix(prefix).partition("?")
+    if not path:
+        return None
+    db = Path(path)
+    journal = db.with_name(f"{db.stem}.devices-journal{db.suffix or '.db'}")
+    return prefix + str(journal) + (f"?{query}" if query else "")
+
+
+def open_journal(platform: Platform) -> Journal:
+    """The platform's journal: on SQLite in its own file (created on first use).
+
+    One engine per platform, disposed with it.
+    """
+    journal = platform.parts.get("devices.journal")
+    if journal is not None:
+        return journal  # type: ignore[no-any-return]
+    url = journal_url(platform.settings.database_url)
+    if url is None:
+        journal = Journal(platform.engine)
+    else:
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(CreateTable(message, if_not_exists=True))
+            for index in message.indexes:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+        platform.closers.insert(0, engine.dispose)
+        journal = Journal(engine)
+    platform.parts["devices.journal"] = journal
+    return journal
+
+
 class Journal:
-    """Journal rows on the platform's engine (SQLite or PostgreSQL)."""
+    """Journal rows on one engine (see ``open_journal`` for which)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -92,8 +143,13 @@ class Journal:
             with conn.begin():
                 yield conn
 
-    def append(self, batch: Sequence[Incoming], *, wait: bool = True) -> list[Appended]:
+    def append(self, batch: Sequence[Incoming], *, wait: bool = True,
+               finished: Sequence[Outcome] = ()) -> list[Appended]:
         """Commit ``batch``; one ``Appended`` per message, in order.
+
+        ``finished`` are outcomes of the mapper to record in the same transaction,
+        before the new messages are matched against the journal: a copy of a message
+        whose outcome arrives in the same batch is answered with that outcome.
 
         When the database is locked by another writer (SQLite), ``wait`` retries every
         millisecond for up to 30 s; without it ``JournalBusy`` is raised at once, for a
@@ -101,12 +157,12 @@ class Journal:
         own busy handler backs off in steps of up to 100 ms, far too coarse for an
         acknowledgment that should take milliseconds.
         """
-        if not batch:
+        if not batch and not finished:
             return []
         deadline = time.monotonic() + 30
         while True:
             try:
-                return self._append(batch)
+                return self._append(batch, finished)
             except OperationalError as exc:
                 if not _is_busy(exc):
                     raise
@@ -116,7 +172,7 @@ class Journal:
                     raise
                 time.sleep(0.001)
 
-    def _append(self, batch: Sequence[Incoming]) -> list[Appended]:
+    def _append(self, batch: Sequence[Incoming], finished: Sequence[Outcome]) -> list[Appended]:
         when = now_us()
         # one row per key: a key twice in one batch is a duplicate of its first copy
         unique: dict[tuple[str, str], tuple[object, ...]] = {}
@@ -127,6 +183,10 @@ class Journal:
                 orjson.dumps(m.error).decode() if m.error else None,
                 when if m.error else None, 0))
         with self._writing() as conn:
+            if finished:
+                self._finish(conn, finished, when)
+            if not unique:
+                return []
             inserted = self._insert(conn, list(unique.values()))
             missing = [k for k in unique if k not in inserted]
             existing: dict[tuple[str, str], tuple[int, str, str | None]] = {}
@@ -180,27 +240,50 @@ class Journal:
             cursor.close()
         return inserted
 
-    def pending(self, limit: int) -> list[PendingRow]:
-        """The oldest messages not mapped yet."""
+    def pending(self, limit: int, skip: Collection[int] = ()) -> list[PendingRow]:
+        """The oldest messages not mapped yet, but for those in ``skip``."""
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(message.c.id, message.c.channel, message.c.sender, message.c.control_id,
                        message.c.codec, message.c.raw)
-                .where(message.c.status == PENDING).order_by(message.c.id).limit(limit)
+                .where(message.c.status == PENDING).order_by(message.c.id)
+                .limit(limit + len(skip))
             ).all()
         return [PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, bytes(r.raw))
-                for r in rows]
+                for r in rows if r.id not in skip][:limit]
+
+    def pending_among(self, ids: Collection[int]) -> set[int]:
+        """Which of ``ids`` are still pending."""
+        if not ids:
+            return set()
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(message.c.id).where(
+                message.c.status == PENDING, message.c.id.in_(list(ids)))).scalars())
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Record what the mapper did (one transaction)."""
-        if not outcomes:
-            return
-        when = now_us()
-        with self._writing() as conn:
-            for o in outcomes:
-                conn.execute(update(message).where(message.c.id == o.journal_id).values(
-                    status=o.status, processed_at=when, observations=o.observations,
-                    error=orjson.dumps(o.error).decode() if o.error else None))
+        if outcomes:
+            self.append((), finished=outcomes)
+
+    def _finish(self, conn: Connection, outcomes: Sequence[Outcome], when: int) -> None:
+        conn.execute(
+            update(message).where(message.c.id == bindparam("jid")).values(
+                status=bindparam("new_status"), processed_at=when,
+                observations=bindparam("count"), error=bindparam("error_json")),
+            [{"jid": o.journal_id, "new_status": o.status, "count": o.observations,
+              "error_json": orjson.dumps(o.error).decode() if o.error else None}
+             for o in outcomes])
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database without blocking writers.
+
+        The receipt path's connections never checkpoint (it would hold acknowledgments
+        behind an fsync), so the mapper calls this between batches.
+        """
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                conn.execution_options(sqlite_begin="")  # a checkpoint needs no transaction
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def outcome(self, journal_id: int) -> Outcome:
         with self.engine.connect() as conn:

@@ -51,40 +51,59 @@ class GroupCommit:
     """Appends messages to the journal in batches: one commit per turn of the event loop.
 
     Frames that arrive in the same turn (from every connection) are committed together
-    at the end of it. The commit runs on the event loop's thread: a batch costs a
+    at the end of it, with the outcomes the mapper reported meanwhile (``record``), so
+    that the receipt path is the only writer of the journal and never waits for another
+    process's transaction. The commit runs on the event loop's thread: a batch costs a
     fraction of a millisecond on SQLite, while handing it to a worker thread costs
     more than that in GIL hand-offs (the interpreter's switch interval is 5 ms), which
     is what limited an earlier version to about a third of this throughput.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal,
+                 on_recorded: Callable[[list[Outcome]], None] = lambda _o: None) -> None:
         self.journal = journal
+        self.on_recorded = on_recorded
         self._queue: list[tuple[Incoming, asyncio.Future[Appended]]] = []
+        self._finished: list[Outcome] = []
         self._scheduled = False
 
     def submit(self, item: Incoming) -> asyncio.Future[Appended]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Appended] = loop.create_future()
         self._queue.append((item, future))
+        self._schedule(loop)
+        return future
+
+    def record(self, outcomes: list[Outcome]) -> None:
+        """Record the mapper's outcomes with the next commit, then call ``on_recorded``."""
+        self._finished += outcomes
+        self._schedule(asyncio.get_running_loop())
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._drain)
-        return future
 
     def _drain(self) -> None:
         self._scheduled = False
         batch, self._queue = self._queue, []
-        if not batch:
+        finished, self._finished = self._finished, []
+        if not batch and not finished:
             return
         try:
-            results = self.journal.append([item for item, _ in batch], wait=False)
+            results = self.journal.append([item for item, _ in batch], wait=False,
+                                          finished=finished)
         except JournalBusy:
-            # the mapper is writing: try again in a millisecond, with what arrives meanwhile
+            # another writer (an MQTT delivery, a purge): try again in a millisecond,
+            # with what arrives meanwhile
             self._queue[:0] = batch
+            self._finished[:0] = finished
             self._scheduled = True
             asyncio.get_running_loop().call_later(0.001, self._drain)
             return
         except Exception as exc:
+            # the outcomes are lost with the transaction: those messages stay pending
+            # and the mapper takes them again later
             log.exception("journal commit failed for %d messages", len(batch))
             for _, future in batch:
                 if not future.done():
@@ -93,11 +112,14 @@ class GroupCommit:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+        if finished:
+            self.on_recorded(finished)
 
     def close(self) -> None:
         batch, self._queue = self._queue, []
-        if batch:
-            results = self.journal.append([item for item, _ in batch])
+        finished, self._finished = self._finished, []
+        if batch or finished:
+            results = self.journal.append([item for item, _ in batch], finished=finished)
             for (_, future), result in zip(batch, results, strict=True):
                 if not future.done():
                     future.set_result(result)
@@ -109,7 +131,7 @@ class MllpServer:
     def __init__(self, journal: Journal, settings: DevicesSettings,
                  wake_mapper: Callable[[int], None]) -> None:
         self.settings = settings
-        self.commit = GroupCommit(journal)
+        self.commit = GroupCommit(journal, self._resolve)
         self.journal = journal
         self.wake_mapper = wake_mapper
         self._waiters: dict[int, list[Callable[[Outcome], None]]] = {}
@@ -129,7 +151,11 @@ class MllpServer:
                                         reuse_address=True)
 
     def resolve(self, outcomes: list[Outcome]) -> None:
-        """The mapper finished these messages: send the application acks waiting on them."""
+        """The mapper finished these messages: record them, then send the application
+        acks waiting on them (a copy received after that finds the outcome recorded)."""
+        self.commit.record(outcomes)
+
+    def _resolve(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
             for callback in self._waiters.pop(outcome.journal_id, []):
                 callback(outcome)
