@@ -27,6 +27,7 @@ from hygie.channels.runtime import start_with_app as start_channels
 from hygie.config import Settings, load_settings
 from hygie.devices import api as devices_api
 from hygie.epidemic import api as epidemic_api
+from hygie.followup import api as followup_api
 from hygie.imaging import api as imaging_api
 from hygie.mobility import api as mobility_api
 from hygie.platform import Platform, open_platform
@@ -48,7 +49,7 @@ log = logging.getLogger("hygie")
 #: Top navigation: one entry per service; ``built=False`` shows it greyed out.
 NAV = [
     NavEntry("Dossier patient", "/record"),
-    NavEntry("Suivi à domicile", "/followup", built=False),
+    NavEntry("Suivi à domicile", "/followup"),
     NavEntry("Mobilisation", "/mobilization", built=False),
     NavEntry("Réanimation", "/devices"),
     NavEntry("Rendez-vous", "/scheduling"),
@@ -114,6 +115,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/imaging", routes=imaging_api.routes()),
         Mount("/channels", routes=channels_api.routes()),
         Mount("/scheduling", routes=scheduling_api.routes()),
+        Mount("/followup", routes=followup_api.routes()),
     ]
 
     @asynccontextmanager
@@ -121,7 +123,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         platform.parts["bulk_exports"].resume()
         stop_channels = start_channels(platform)
         stop_scheduling = scheduling_api.start_with_app(platform)
+        stop_followup = followup_api.start_with_app(platform)
         yield
+        stop_followup()
         stop_scheduling()
         stop_channels()
 

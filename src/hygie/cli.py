@@ -15,6 +15,7 @@ from hygie.channels import cli as channels_cli
 from hygie.config import load_settings
 from hygie.devices import cli as devices_cli
 from hygie.epidemic import cli as epidemic_cli
+from hygie.followup import cli as followup_cli
 from hygie.imaging import cli as imaging_cli
 from hygie.mobility import cli as mobility_cli
 from hygie.platform import OPEN_HOOKS
@@ -135,6 +136,9 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
     for login, account in logins:
         if get_user(platform.engine, login.username) is None:
             create_user(platform.engine, login.username, login.password, **account)
+    from hygie.followup.demo import seed_demo as seed_followup
+
+    click.echo(seed_followup(platform))
     for what, target in DEMO_SEEDERS:
         module, _, name = target.partition(":")
         click.echo(f"{what}: {getattr(importlib.import_module(module), name)(platform)}")
@@ -155,6 +159,7 @@ main.add_command(store_cli.import_command)
 main.add_command(channels_cli.group)
 main.add_command(devices_cli.group)
 main.add_command(epidemic_cli.group)
+main.add_command(followup_cli.group)
 main.add_command(imaging_cli.group)
 main.add_command(mobility_cli.group)
 main.add_command(tracing_cli.group)

@@ -3,6 +3,16 @@
 What other packages may use; the modules behind these names are free to change.
 """
 
+from hygie.followup.engine import FollowupService, Options
+from hygie.followup.errors import (
+    Conflict,
+    ConsentMissing,
+    FollowupError,
+    InvalidInput,
+    InvalidPhone,
+    InvalidProtocol,
+    NotFound,
+)
 from hygie.followup.model import (
     Alert,
     AlertKind,
@@ -18,19 +28,31 @@ from hygie.followup.model import (
     SessionStatus,
     Timing,
 )
+from hygie.followup.protocols import covid19_protocol, parse_protocol
 
 __all__ = [
     "Alert",
     "AlertKind",
     "AlertStatus",
+    "Conflict",
+    "ConsentMissing",
     "Enrollment",
     "EnrollmentRequest",
     "EnrollmentStatus",
+    "FollowupError",
+    "FollowupService",
+    "InvalidInput",
+    "InvalidPhone",
+    "InvalidProtocol",
     "Level",
+    "NotFound",
+    "Options",
     "Overrides",
     "Protocol",
     "Rule",
     "Schedule",
     "SessionStatus",
     "Timing",
+    "covid19_protocol",
+    "parse_protocol",
 ]
