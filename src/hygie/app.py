@@ -30,6 +30,7 @@ from hygie.epidemic import api as epidemic_api
 from hygie.followup import api as followup_api
 from hygie.imaging import api as imaging_api
 from hygie.mobility import api as mobility_api
+from hygie.mobilization import api as mobilization_api
 from hygie.platform import Platform, open_platform
 from hygie.scheduling import api as scheduling_api
 from hygie.security import api as security_api
@@ -50,7 +51,7 @@ log = logging.getLogger("hygie")
 NAV = [
     NavEntry("Dossier patient", "/record"),
     NavEntry("Suivi à domicile", "/followup"),
-    NavEntry("Mobilisation", "/mobilization", built=False),
+    NavEntry("Mobilisation", "/mobilization"),
     NavEntry("Réanimation", "/devices"),
     NavEntry("Rendez-vous", "/scheduling"),
     NavEntry("Imagerie", "/imaging"),
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/channels", routes=channels_api.routes()),
         Mount("/scheduling", routes=scheduling_api.routes()),
         Mount("/followup", routes=followup_api.routes()),
+        Mount("/mobilization", routes=mobilization_api.routes()),
     ]
 
     @asynccontextmanager
@@ -124,7 +126,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         stop_channels = start_channels(platform)
         stop_scheduling = scheduling_api.start_with_app(platform)
         stop_followup = followup_api.start_with_app(platform)
+        stop_mobilization = mobilization_api.start_with_app(platform)
         yield
+        stop_mobilization()
         stop_followup()
         stop_scheduling()
         stop_channels()

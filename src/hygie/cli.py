@@ -18,6 +18,7 @@ from hygie.epidemic import cli as epidemic_cli
 from hygie.followup import cli as followup_cli
 from hygie.imaging import cli as imaging_cli
 from hygie.mobility import cli as mobility_cli
+from hygie.mobilization import cli as mobilization_cli
 from hygie.platform import OPEN_HOOKS
 from hygie.scheduling import cli as scheduling_cli
 from hygie.security import cli as security_cli
@@ -106,6 +107,7 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
 #: a line saying what it did.
 DEMO_SEEDERS: list[tuple[str, str]] = [
     ("appointments", "hygie.scheduling.demo:seed_demo"),
+    ("mobilization", "hygie.mobilization.demo:seed_demo"),
 ]
 
 
@@ -162,6 +164,7 @@ main.add_command(epidemic_cli.group)
 main.add_command(followup_cli.group)
 main.add_command(imaging_cli.group)
 main.add_command(mobility_cli.group)
+main.add_command(mobilization_cli.group)
 main.add_command(tracing_cli.group)
 main.add_command(scheduling_cli.group)
 for _group in security_cli.GROUPS:  # hygie token / client / user

@@ -69,8 +69,8 @@ def demo_plan(hospital: str, name: str, icu: bool) -> dict[str, Any]:
     }
 
 
-def seed_demo(platform: Platform) -> tuple[int, int]:
-    """Save the demo plans and rebuild the directory; return (plans, directory entries)."""
+def seed_demo(platform: Platform) -> str:
+    """Save the demo plans and rebuild the directory; return a line saying so."""
     service = platform.parts.get("mobilization")
     if not isinstance(service, MobilizationService):
         service = MobilizationService(platform, Options(worker=False))
@@ -84,4 +84,5 @@ def seed_demo(platform: Platform) -> tuple[int, int]:
         if current is None or plan_to_dict(current) != plan_to_dict(plan):
             service.save_plan(plan)
         saved += 1
-    return saved, service.sync_directory()
+    entries = service.sync_directory()
+    return f"{saved} plans, {entries} people in the directory"

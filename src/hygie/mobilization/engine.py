@@ -164,6 +164,31 @@ class MobilizationService:
         ``confirm`` must be :func:`confirmation_word` of the mode. The first wave is
         decided in the launch's transaction; its messages leave right after.
         """
+        return self.launch_once(
+            plan_id,
+            level,
+            exercise=exercise,
+            launched_by=launched_by,
+            confirm=confirm,
+            launch_key=launch_key,
+            note=note,
+            launched_by_ref=launched_by_ref,
+        )[0]
+
+    def launch_once(
+        self,
+        plan_id: str,
+        level: int,
+        *,
+        exercise: bool,
+        launched_by: str,
+        confirm: str | None,
+        launch_key: str | None = None,
+        note: str | None = None,
+        launched_by_ref: str | None = None,
+    ) -> tuple[Campaign, bool]:
+        """:meth:`launch`, saying whether it created the campaign (False: the
+        ``launch_key`` was used before, and that campaign is returned)."""
         expected = confirmation_word(exercise)
         if (confirm or "").strip().upper() != expected:
             raise ConfirmationRequired(
@@ -190,7 +215,7 @@ class MobilizationService:
             log.info("campaign %s launched (%s)", campaign_id, expected.lower())
         self._after(campaign_id, result)
         self._audit()
-        return self.campaign(campaign_id)
+        return self.campaign(campaign_id), created
 
     def close(self, campaign_id: str, *, closed_by: str, confirm: bool) -> Campaign:
         """Close a campaign: everyone asked and not declined is stood down."""
