@@ -210,3 +210,80 @@ def test_purge_keeps_pending_and_recent_messages(platform: Platform, store: Stor
     j = open_journal(platform)
     assert j.purge(now_us() - 7 * 86400 * 10**6, chunk=1) == 2
     assert j.counts() == {"pending": 2}
+
+
+def test_assigning_authority_picks_the_identifier_system(
+        platform: Platform, store: StoreContext) -> None:
+    nir = "urn:oid:1.2.250.1.213.1.4.8"
+    known = store.repository.create({"resourceType": "Patient", "identifier": [
+        {"system": nir, "value": "0000000042"}]}).stored.res_id
+    settings = DevicesSettings(authority_systems={"INS": nir})
+    message = replace_segment(monitor("AS-1"), "PID", "PID|||0000000042^^^INS^NI||DURAND^Paul")
+    other = replace_segment(monitor("AS-2"), "PID", "PID|||0000000042^^^CHJS^PI||DURAND^Paul")
+    journal(platform, message, other)
+    m = Mapper(platform.engine, store.repository, settings,  # type: ignore[arg-type]
+               open_journal(platform))
+    assert [o.status for o in m.run_once()] == ["stored", "stored"]
+    # INS maps to its system: the known patient; CHJS is not listed: the IPP system,
+    # where nobody has that number, so a provisional patient
+    assert len(search(store, "Observation", ("subject", f"Patient/{known}"))) == 8
+    [provisional] = [p for p in search(store, "Patient") if p["id"] != known]
+    assert provisional["identifier"] == [{"system": "https://hygie.example/fhir/sid/ipp",
+                                          "value": "0000000042"}]
+
+
+def test_provisional_patient_is_created_once_across_mapper_restarts(
+        platform: Platform, store: StoreContext) -> None:
+    journal(platform, monitor("PR-1", ipp="0000000777"))
+    mapper(platform, store).run_once()
+    journal(platform, monitor("PR-2", ipp="0000000777"), ventilator("PR-3", ipp="0000000777"))
+    assert [o.status for o in mapper(platform, store).run_once()] == ["stored", "stored"]
+    [patient] = search(store, "Patient")
+    assert len(search(store, "Flag")) == 1
+    assert len(search(store, "Observation", ("subject", f"Patient/{patient['id']}"))) == \
+        8 + 8 + 7
+    with platform.engine.connect() as conn:
+        row = conn.execute(select(bed)).one()
+    assert (row.patient_id, row.provisional) == (patient["id"], True)
+
+
+def test_simulated_monitor_maps_every_metric(platform: Platform, store: StoreContext) -> None:
+    from hygie.devices.simulator import make_devices, monitor_message
+
+    [device] = make_devices(1, 0)
+    raw = monitor_message(device, "SIM-1", "20260321081500+0100").decode()
+    journal(platform, raw)
+    assert [(o.status, o.observations) for o in mapper(platform, store).run_once()] == \
+        [("stored", 10)]
+    loinc = {c["code"] for o in search(store, "Observation")
+             for c in o["code"]["coding"] if c["system"] == "http://loinc.org"}
+    assert loinc == {"8867-4", "2708-6", "59408-5", "8889-8", "9279-1", "8480-6", "8462-4",
+                     "76215-3", "76213-8", "76214-6", "8310-5"}
+    vitals = search(store, "Observation", ("category", "vital-signs"))
+    assert len(vitals) == 10
+
+
+def test_outcomes_left_to_the_gateway_are_not_mapped_twice(
+        platform: Platform, store: StoreContext) -> None:
+    j = open_journal(platform)
+    ids = journal(platform, monitor("GW-1"), monitor("GW-2"))
+    m = Mapper(platform.engine, store.repository, DevicesSettings(), j,  # type: ignore[arg-type]
+               record=False)
+    outcomes = m.run_once()
+    assert [o.status for o in outcomes] == ["stored", "stored"]
+    # not recorded yet: still pending in the journal, but the mapper does not take them again
+    assert j.counts() == {"pending": 2}
+    assert m.run_once() == []
+    more = journal(platform, monitor("GW-3"))
+    assert [o.journal_id for o in m.run_once()] == more
+    # the gateway records the first two with its next commit
+    j.append((), finished=outcomes)
+    assert j.counts() == {"pending": 1, "stored": 2}
+    assert m.run_once() == []
+    # an outcome the gateway never recorded is taken again after a while, writing nothing
+    m._reported = {more[0]: m._reported[more[0]] - 31}
+    again = m.run_once()
+    assert [(o.journal_id, o.status) for o in again] == [(more[0], "stored")]
+    assert len(search(store, "Observation")) == 24
+    assert {o["meta"]["versionId"] for o in search(store, "Observation")} == {"1"}
+    assert j.outcome(ids[1]).observations == 8

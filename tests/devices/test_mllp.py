@@ -70,6 +70,15 @@ def test_naks_name_the_faulty_segment_and_field(gateway: Gateway) -> None:
         # resending the same bad message gets the same answer, from the journal
         again = client.exchange(bad_value)
         assert (again.code, again.err[2]) == ("AE", "OBX^6^5^1")  # type: ignore[index]
+        # enhanced mode, both acks, bad content: CA once journaled, then AE with ERR
+        client.send(replace_segment(monitor("N-7", accept="AL", app="AL"), "OBX|5|", obx(
+            5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", "97",
+            "999^MDC_DIM_FURLONG^MDC")))
+        commit, application = client.receive(), client.receive()
+        assert (commit.code, commit.err, commit.control_id) == ("CA", None, "N-7")
+        assert (application.code, application.control_id) == ("AE", "N-7")
+        assert application.err is not None and application.err[2] == "OBX^5^6^1^1"
+        assert application.err[3].startswith("103^")
         # errors only (MSH-16 ER): a good message gets no application ack
         client.send(monitor("N-5", accept="NE", app="ER"))
         ack = client.exchange(monitor("N-6"))

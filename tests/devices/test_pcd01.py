@@ -7,7 +7,17 @@ import pytest
 from hygie.devices.errors import MessageRejected
 from hygie.devices.pcd01 import hl7_time, parse_report
 from hygie.devices.receipt import read_header
-from tests.devices.corpus import monitor, obx, pump, replace_segment, ventilator, waveform
+from tests.devices.corpus import (
+    MONITOR_EUI,
+    monitor,
+    msh,
+    obr,
+    obx,
+    pump,
+    replace_segment,
+    ventilator,
+    waveform,
+)
 
 
 def parse(message: str):  # type: ignore[no-untyped-def]
@@ -106,3 +116,59 @@ def test_hl7_times() -> None:
     assert hl7_time("20260721081500", "Europe/Paris", "OBX", 1, 14) == "2026-07-21T06:15:00Z"
     assert hl7_time("20260321081500.25-0500", "UTC", "OBX", 1, 14) == "2026-03-21T13:15:00.250Z"
     assert hl7_time("20260321", "UTC", "OBX", 1, 14) == "2026-03-21"
+
+
+def test_effective_time_falls_back_to_obr7_then_msh7() -> None:
+    # OBX-14 empty: OBR-7 (an hour after the OBX times of the corpus)
+    no_obx_time = monitor("T1").replace("|||20260321081500+0100||||0012A1", "|||||||0012A1")
+    no_obx_time = replace_segment(no_obx_time, "OBR",
+                                  obr("T1", MONITOR_EUI, when="20260321091500+0100"))
+    report = parse(no_obx_time)
+    assert {r.time for r in report.readings} == {"2026-03-21T08:15:00Z"}
+    # OBR-7 empty too: MSH-7, here a different time without an offset (Paris, summer)
+    msh_only = replace_segment(no_obx_time, "OBR", "OBR|1|T1|T1|182777000^monitoring^SCT")
+    msh_only = replace_segment(msh_only, "MSH", msh("T1", when="20260721101500"))
+    report = parse(msh_only)
+    assert report.message_time == "2026-07-21T08:15:00Z"
+    assert {r.time for r in report.readings} == {"2026-07-21T08:15:00Z"}
+
+
+@pytest.mark.parametrize(("status", "expected"), [
+    ("F", "final"), ("R", "preliminary"), ("P", "preliminary"), ("C", "corrected"),
+    ("D", "entered-in-error"), ("W", "entered-in-error"),
+])
+def test_result_status_becomes_observation_status(status: str, expected: str) -> None:
+    message = replace_segment(monitor("S1"), "OBX|4|", obx(
+        4, "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", "88",
+        "264864^MDC_DIM_BEAT_PER_MIN^MDC", status=status))
+    hr = next(r for r in parse(message).readings if r.code == "147842")
+    assert hr.status == expected
+
+
+def test_first_pid3_repetition_with_a_value_and_its_authority() -> None:
+    message = replace_segment(monitor("P1"), "PID",
+                              "PID|||~0000000042^^^CHJS^PI~1234^^^INS^NI||DURAND^Paul")
+    report = parse(message)
+    assert (report.patient.value, report.patient.authority, report.patient.type_code) == \
+        ("0000000042", "CHJS", "PI")
+    assert report.patient_name == ("DURAND", "Paul")
+
+
+def test_units_as_ucum_or_left_out() -> None:
+    message = replace_segment(monitor("U1"), "OBX|7|", obx(
+        7, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC", "1.4.1.1", "128", "mm[Hg]^^UCUM"))
+    message = replace_segment(message, "OBX|11|", obx(
+        11, "NM", "150364^MDC_TEMP_BODY^MDC", "1.6.1.1", "38.9", ""))
+    units = {r.code: r.unit for r in parse(message).readings}
+    assert units["150021"] == "mm[Hg]"
+    assert units["150364"] == "Cel"  # no unit sent: the metric's own
+    assert units["147842"] == "/min"
+
+
+def test_no_bed_and_no_observation() -> None:
+    report = parse(monitor("B1").replace("\rPV1||I|icu^101^a^ch-jeanne-sorel", ""))
+    assert report.bed is None
+    only_header = "\r".join(monitor("B2").split("\r")[:4])
+    with pytest.raises(MessageRejected) as caught:
+        parse(only_header)
+    assert (caught.value.segment, caught.value.code) == ("OBX", 100)
