@@ -119,3 +119,118 @@ def test_silence_reminds_alerts_and_escalates(harness: Harness, enroll: Any) -> 
     ]
     # The session was closed as missed after 6 hours.
     assert _session(harness, e.id).status is SessionStatus.MISSED
+
+
+def test_a_restart_mid_conversation_resumes_without_repeating(
+    harness: Harness, enroll: Any
+) -> None:
+    phones = ["+33612000011", "+33612000012", "+33612000013"]
+    enrolled = [enroll(f"restart{n}", p) for n, p in enumerate(phones)]
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: all(len(harness.texts_to(p)) == 2 for p in phones))
+    for p in phones:
+        harness.answer_and_wait(p, "37,2", 3)
+    # The server stops: dispatcher and service go; a reply arrives while it is down.
+    harness.dispatcher.stop()
+    harness.reply(phones[0], "non")
+    from hygie.channels import Channel
+    from hygie.channels.service import Channels
+    from hygie.channels.worker import Dispatcher, build_senders
+
+    harness.channels = Channels(harness.platform, harness.channels.settings)
+    harness.platform.parts["channels"] = harness.channels
+    harness.dispatcher = Dispatcher(
+        harness.channels, build_senders(harness.channels, {Channel.SMS})
+    )
+    service = harness.start_service()
+    harness.pump(lambda: len(harness.texts_to(phones[0])) == 4)
+    assert "saturation" in harness.texts_to(phones[0])[-1]
+    for p in phones[1:]:
+        assert "saturation" in harness.answer_and_wait(p, "ouais", 4)[-1]
+    harness.pump()
+    for p in phones:  # nothing was asked twice
+        texts = harness.texts_to(p)
+        assert len(texts) == len(set(texts)) == 4, texts
+    # An answer handed over twice (a crash before channels marked it handled) counts once.
+    from hygie.channels import Answer
+
+    first = service.answers(enrolled[2].id)[0]
+    service.on_answers(
+        [
+            Answer(
+                id=first["id"],
+                owner=f"followup:{enrolled[2].id}",
+                channel=Channel.SMS,
+                sender=phones[2],
+                text="ouais",
+                value=None,
+                received_ms=harness.now,
+            )
+        ]
+    )
+    assert len(service.answers(enrolled[2].id)) == 2
+    assert service.sessions(enrolled[2].id)[0].answers == {"temp": 37.2, "breath": True}
+
+
+def test_a_late_answer_takes_a_missed_session_up_again(harness: Harness, enroll: Any) -> None:
+    phone = "+33612000021"
+    e = enroll("late", phone)
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+    harness.advance(6 * 60 + 1)  # past the session's window: closed as missed
+    harness.pump()
+    assert _session(harness, e.id).status is SessionStatus.MISSED
+    assert "essoufflé" in harness.answer_and_wait(phone, "39,6", 4)[-1]
+    session = _session(harness, e.id)
+    assert session.status is SessionStatus.IN_PROGRESS and session.late
+    kinds = {(a.kind, a.level) for a in harness.service.alerts(enrollment_id=e.id)}
+    assert kinds == {(AlertKind.MISSING, Level.WARNING), (AlertKind.CLINICAL, Level.REVIEW)}
+    # The afternoon session supersedes it.
+    harness.now = paris_ms("2026-03-02 15:00")
+    harness.pump(lambda: "(1/5)" in harness.texts_to(phone)[-1])
+    assert [s.status for s in harness.service.sessions(e.id)] == [
+        SessionStatus.IN_PROGRESS,
+        SessionStatus.MISSED,
+    ]
+
+
+def test_home_device_readings_count(harness: Harness, enroll: Any) -> None:
+    phone = "+33612000031"
+    e = enroll("oxy", phone)
+    harness.service.read_devices()  # the cursor starts now
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+    # The devices gateway stores a home pulse oximeter's reading on the patient.
+    repo = harness.platform.parts["store"].repository
+    repo.update(
+        "Device",
+        "home-OXY-1",
+        {"resourceType": "Device", "id": "home-OXY-1", "patient": {"reference": "Patient/oxy"}},
+    )
+    repo.update(
+        "Observation",
+        "home-reading-1",
+        {
+            "resourceType": "Observation",
+            "id": "home-reading-1",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "59408-5"}]},
+            "subject": {"reference": "Patient/oxy"},
+            "device": {"reference": "Device/home-OXY-1"},
+            "effectiveDateTime": "2026-03-02T07:05:00Z",
+            "valueQuantity": {
+                "value": 91,
+                "unit": "%",
+                "system": "http://unitsofmeasure.org",
+                "code": "%",
+            },
+        },
+    )
+    assert harness.service.read_devices() == 1
+    assert harness.service.read_devices() == 0  # read once
+    (alert,) = harness.service.alerts(enrollment_id=e.id)
+    assert alert.kind is AlertKind.DEVICE and alert.level is Level.EMERGENCY
+    # The oximeter answered the saturation question: the patient is not asked it.
+    harness.answer_and_wait(phone, "37", 3)
+    assert "pouls" in harness.answer_and_wait(phone, "non", 4)[-1]
+    assert _session(harness, e.id).answers["spo2"] == 91.0
