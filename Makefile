@@ -24,7 +24,9 @@ serve: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+	           apt-get install -y -q chromium >/dev/null; }; } \
 	      || echo "chromium could not be installed: browser tests will skip"; \
 	  else echo "chromium missing (sudo apt-get install chromium): browser tests will skip"; fi; }
 
