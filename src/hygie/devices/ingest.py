@@ -323,8 +323,9 @@ class Mapper:
         changed = [b for b in devices.values() if self._device_changed(b)]
         context += [repo.prepare(b, b["id"]) for b in changed]
         # Patients and devices first, then short transactions of a few messages: on
-        # SQLite the store's write lock is the journal's too, and the receipt path must
-        # not wait behind a long batch (larger ones write fewer pages in all).
+        # SQLite the store's write lock is that of every writer of the platform's
+        # database (the API, other services), which must not wait behind a long batch
+        # (larger ones write fewer pages in all). The journal has its own file.
         step = max(1, self.settings.messages_per_transaction)
         groups = [context] + [[i for items in prepared[k:k + step] for i in items]
                               for k in range(0, len(prepared), step)]
@@ -335,7 +336,7 @@ class Mapper:
                     repo.put_many(items)
                 if pause:
                     # SQLite's lock is not fair: back-to-back transactions would leave
-                    # the receipt path (retrying every millisecond) no gap to commit in
+                    # the other writers no gap to commit in
                     time.sleep(pause)
         for body in changed:
             self._devices[body["id"]] = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)

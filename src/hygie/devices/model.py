@@ -168,11 +168,11 @@ class DevicesSettings:
     local_timezone: str = "Europe/Paris"
     #: Messages the mapper writes to the store in one transaction.
     mapper_batch: int = 10
-    #: Messages written to the store per transaction (on SQLite, the longest the
-    #: receipt path may wait for the write lock is one such transaction).
+    #: Messages written to the store per transaction (on SQLite, the longest another
+    #: writer of the platform's database may wait for the write lock is one of them).
     messages_per_transaction: int = 5
     #: Pause of the mapper after each of its store transactions on SQLite, in ms, so
-    #: that a journal commit waiting for the write lock gets it.
+    #: that another writer of the platform's database waiting for the lock gets it.
     mapper_yield_ms: float = 2.0
     #: Days a processed message stays in the journal (and a resent copy is recognised).
     journal_retention_days: float = 7.0
