@@ -70,16 +70,18 @@ class Messages:
         device = self.devices[index]
         device.patient.step()
         control = device.next_control_id()
-        return START + monitor_message(device, control, self.when, accept, app,
-                                       hierarchy=False) + END
+        return (
+            START + monitor_message(device, control, self.when, accept, app, hierarchy=False) + END
+        )
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:
     return await reader.readuntil(END)
 
 
-async def closed_loop(port: int, messages: Messages, seconds: float, accept: str,
-                      app: str) -> tuple[int, float]:
+async def closed_loop(
+    port: int, messages: Messages, seconds: float, accept: str, app: str
+) -> tuple[int, float]:
     """Each connection sends, waits for the ack, sends again; returns (acked, seconds)."""
     stop = time.perf_counter() + seconds
     counts = [0] * CONNECTIONS
@@ -142,7 +144,10 @@ def start_gateway(env: dict[str, str], var: Path) -> tuple[subprocess.Popen[byte
     port_file.unlink(missing_ok=True)
     process = subprocess.Popen(
         [sys.executable, "-m", "hygie", "devices", "listen", "--port", "0", "--no-mqtt"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not port_file.exists():
         if process.poll() is not None or time.monotonic() > deadline:
@@ -176,10 +181,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="a gateway setting (devices_NAME), e.g. mapper_nice=19")
-    parser.add_argument("--drain-seconds", type=float, default=30.0,
-                        help="how long to time the mapper on the backlog")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a gateway setting (devices_NAME), e.g. mapper_nice=19",
+    )
+    parser.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="how long to time the mapper on the backlog",
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="hygie-devices-bench-"))
@@ -192,48 +206,70 @@ def main() -> None:
         env = {**os.environ, "HYGIE_DATABASE_URL": url, "HYGIE_VAR_DIR": str(folder / "var")}
         if args.setting:
             config = folder / "hygie.toml"
-            config.write_text("[hygie]\n" + "".join(
-                f"devices_{item.split('=', 1)[0]} = {item.split('=', 1)[1]}\n"
-                for item in args.setting))
+            config.write_text(
+                "[hygie]\n"
+                + "".join(
+                    f"devices_{item.split('=', 1)[0]} = {item.split('=', 1)[1]}\n"
+                    for item in args.setting
+                )
+            )
             env["HYGIE_CONFIG"] = str(config)
         messages = Messages(CONNECTIONS)
 
         library, receipt = parse_rate(messages.next(0, "AL", "NE"), min(args.seconds, 3))
-        print(f"hl7_parse: {library:,.0f} msg/s (hl7 {hl7.__version__}, one core, "
-              f"10-OBX ORU^R01: library ceiling)")
+        print(
+            f"hl7_parse: {library:,.0f} msg/s (hl7 {hl7.__version__}, one core, "
+            f"10-OBX ORU^R01: library ceiling)"
+        )
         print(f"receipt_check: {receipt:,.0f} msg/s ({receipt / library:.0f} x vs hl7_parse)")
 
         gateway, port = start_gateway(env, folder / "var")
         try:
             # IHE PCD-01's mode first, on an empty journal: each AA waits for the store
             acked, took = asyncio.run(closed_loop(port, messages, args.seconds, "NE", "AL"))
-            print(f"mllp_application_ack: {acked / took:,.0f} msg/s "
-                  f"({acked * 10 / took:,.0f} Observations/s; AA after the store commit)")
+            print(
+                f"mllp_application_ack: {acked / took:,.0f} msg/s "
+                f"({acked * 10 / took:,.0f} Observations/s; AA after the store commit)"
+            )
             asyncio.run(closed_loop(port, messages, 1.0, "AL", "NE"))  # warm up
             mapper = children(gateway.pid)
-            before = (cpu_seconds(gateway.pid), time.process_time(),
-                      sum(cpu_seconds(c) for c in mapper))
+            before = (
+                cpu_seconds(gateway.pid),
+                time.process_time(),
+                sum(cpu_seconds(c) for c in mapper),
+            )
             acked, took = asyncio.run(closed_loop(port, messages, args.seconds, "AL", "NE"))
-            after = (cpu_seconds(gateway.pid), time.process_time(),
-                     sum(cpu_seconds(c) for c in mapper))
+            after = (
+                cpu_seconds(gateway.pid),
+                time.process_time(),
+                sum(cpu_seconds(c) for c in mapper),
+            )
             rate = acked / took
-            print(f"mllp_commit_ack: {rate:,.0f} msg/s ({rate / GOAL_RATE:.2f} x vs goal "
-                  f"{GOAL_RATE:,}/s; {rate / library:.1f} x vs hl7_parse; {acked} messages, "
-                  f"{CONNECTIONS} connections, {args.engine})")
+            print(
+                f"mllp_commit_ack: {rate:,.0f} msg/s ({rate / GOAL_RATE:.2f} x vs goal "
+                f"{GOAL_RATE:,}/s; {rate / library:.1f} x vs hl7_parse; {acked} messages, "
+                f"{CONNECTIONS} connections, {args.engine})"
+            )
             gw_us = (after[0] - before[0]) / acked * 1e6
             client_us = (after[1] - before[1]) / acked * 1e6
-            print(f"cpu_per_message: gateway {gw_us:.0f} us, load generator {client_us:.0f} us"
-                  f" (mapper used {after[2] - before[2]:.1f} CPU s meanwhile, niced)")
+            print(
+                f"cpu_per_message: gateway {gw_us:.0f} us, load generator {client_us:.0f} us"
+                f" (mapper used {after[2] - before[2]:.1f} CPU s meanwhile, niced)"
+            )
             latencies = sorted(asyncio.run(paced(port, messages, args.seconds, 1000.0)))
             p50 = statistics.median(latencies) * 1000
             p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
-            print(f"ack_latency_at_1000: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max "
-                  f"{latencies[-1] * 1000:.1f} ms ({GOAL_P99_MS / p99:.1f} x under goal p99 "
-                  f"{GOAL_P99_MS} ms; {len(latencies)} messages)")
+            print(
+                f"ack_latency_at_1000: p50 {p50:.1f} ms, p99 {p99:.1f} ms, max "
+                f"{latencies[-1] * 1000:.1f} ms ({GOAL_P99_MS / p99:.1f} x under goal p99 "
+                f"{GOAL_P99_MS} ms; {len(latencies)} messages)"
+            )
             drained, drain_took = wait_drained(journal, args.drain_seconds)
-            print(f"mapper_drain: {drained / drain_took:,.0f} msg/s "
-                  f"({drained * 10 / drain_took:,.0f} Observations/s into the FHIR store, "
-                  f"backlog alone; {drained} messages in {drain_took:.0f} s)")
+            print(
+                f"mapper_drain: {drained / drain_took:,.0f} msg/s "
+                f"({drained * 10 / drain_took:,.0f} Observations/s into the FHIR store, "
+                f"backlog alone; {drained} messages in {drain_took:.0f} s)"
+            )
             left = journal.counts()
             print(f"journal: {left}")
         finally:

@@ -30,8 +30,9 @@ START, END = b"\x0b", b"\x1c\r"
 
 @pytest.fixture
 def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
-    settings = load_settings(database_url=database_url, var_dir=tmp_path / "var",
-                             base_url="http://testserver")
+    settings = load_settings(
+        database_url=database_url, var_dir=tmp_path / "var", base_url="http://testserver"
+    )
     platform = open_platform(settings)
     upgrade(platform.engine)
     yield platform
@@ -112,8 +113,12 @@ class Gateway:
 
     def start(self, port: int = 0) -> None:
         env = dict(os.environ)
-        env.update({"HYGIE_DATABASE_URL": self.settings.database_url,
-                    "HYGIE_VAR_DIR": str(self.settings.var_dir)})
+        env.update(
+            {
+                "HYGIE_DATABASE_URL": self.settings.database_url,
+                "HYGIE_VAR_DIR": str(self.settings.var_dir),
+            }
+        )
         port_file = Path(self.settings.var_dir) / "devices" / "mllp.port"
         port_file.unlink(missing_ok=True)
         args = [sys.executable, "-m", "hygie", "devices", "listen", "--port", str(port)]
@@ -121,12 +126,14 @@ class Gateway:
             args.append("--no-mqtt")
         else:
             config = Path(self.settings.var_dir) / "devices.toml"
-            config.write_text("[hygie]\n" + "".join(
-                f'devices_{k} = "{v}"\n' for k, v in self.mqtt.items()))
+            config.write_text(
+                "[hygie]\n" + "".join(f'devices_{k} = "{v}"\n' for k, v in self.mqtt.items())
+            )
             env["HYGIE_CONFIG"] = str(config)
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=log,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                args, env=env, stdout=log, stderr=log, start_new_session=True
+            )
         deadline = time.monotonic() + 60
         while not port_file.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:

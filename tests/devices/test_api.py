@@ -24,8 +24,12 @@ from tests.devices.test_mapper import journal
 
 def make_app(platform: Platform) -> Starlette:
     static = Path(hygie.web.__file__).parent / "static"
-    app = Starlette(routes=[Mount("/static", StaticFiles(directory=static)),
-                            Mount("/devices", routes=api.routes())])
+    app = Starlette(
+        routes=[
+            Mount("/static", StaticFiles(directory=static)),
+            Mount("/devices", routes=api.routes()),
+        ]
+    )
     app.state.platform = platform
     app.state.nav = []
     return app
@@ -33,8 +37,12 @@ def make_app(platform: Platform) -> Starlette:
 
 def map_messages(platform: Platform, store: StoreContext, *messages: str) -> None:
     journal(platform, *messages)
-    Mapper(platform.engine, store.repository, DevicesSettings(),  # type: ignore[arg-type]
-           open_journal(platform)).run_once()
+    Mapper(
+        platform.engine,
+        store.repository,
+        DevicesSettings(),  # type: ignore[arg-type]
+        open_journal(platform),
+    ).run_once()
 
 
 @pytest.fixture
@@ -43,12 +51,19 @@ def client(platform: Platform, store: StoreContext) -> Iterator[TestClient]:
         yield c
 
 
-def test_board_json_has_beds_values_and_flags(client: TestClient, platform: Platform,
-                                              store: StoreContext) -> None:
+def test_board_json_has_beds_values_and_flags(
+    client: TestClient, platform: Platform, store: StoreContext
+) -> None:
     assert client.get("/devices/api/board").json()["beds"] == []
-    map_messages(platform, store, monitor("A1", hr="130", spo2="97"), ventilator("A2"),
-                 monitor("A3", hr="72", bed="icu^102^a^ch-jeanne-sorel", ipp="0000000008",
-                         eui="0012A1FFFE000A02"))
+    map_messages(
+        platform,
+        store,
+        monitor("A1", hr="130", spo2="97"),
+        ventilator("A2"),
+        monitor(
+            "A3", hr="72", bed="icu^102^a^ch-jeanne-sorel", ipp="0000000008", eui="0012A1FFFE000A02"
+        ),
+    )
     body = client.get("/devices/api/board").json()
     assert [c["key"] for c in body["columns"]][:3] == ["hr", "spo2", "rr"]
     beds = {b["label"]: b for b in body["beds"]}

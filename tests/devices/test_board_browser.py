@@ -20,13 +20,20 @@ from tests.devices.corpus import monitor
 from tests.devices.test_api import make_app, map_messages
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                       reason=f"{CHROMIUM} is absent (install it with: make browser)"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent (install it with: make browser)"
+    ),
 ]
 
 
@@ -35,8 +42,9 @@ def base_url(platform: Platform, store: StoreContext) -> Iterator[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(make_app(platform), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(make_app(platform), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -48,8 +56,9 @@ def base_url(platform: Platform, store: StoreContext) -> Iterator[str]:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_board_updates_by_itself(base_url: str, platform: Platform, store: StoreContext,
-                                 tmp_path: Path) -> None:
+def test_board_updates_by_itself(
+    base_url: str, platform: Platform, store: StoreContext, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     def now_monitor(control: str, hr: str) -> str:

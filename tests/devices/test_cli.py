@@ -14,19 +14,36 @@ from hygie.store.interactions import StoreContext
 from tests.devices.conftest import Gateway
 
 
-def test_simulated_icu_reaches_the_store(gateway: Gateway, platform: Platform,
-                                         store: StoreContext) -> None:
+def test_simulated_icu_reaches_the_store(
+    gateway: Gateway, platform: Platform, store: StoreContext
+) -> None:
     runner = CliRunner()
-    result = runner.invoke(main, ["devices", "simulate", "--port", str(gateway.port),
-                                  "--monitors", "4", "--ventilators", "2", "--interval", "0.1",
-                                  "--count", "3"])
+    result = runner.invoke(
+        main,
+        [
+            "devices",
+            "simulate",
+            "--port",
+            str(gateway.port),
+            "--monitors",
+            "4",
+            "--ventilators",
+            "2",
+            "--interval",
+            "0.1",
+            "--count",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "sent 18, acknowledged 18, negative 0" in result.output
     assert open_journal(platform).counts() == {"stored": 18}
     page = store.repository.search("Observation", [("_count", "0"), ("_total", "accurate")])
     assert page.total == 4 * 3 * 10 + 2 * 3 * 6
-    env = {"HYGIE_DATABASE_URL": platform.settings.database_url,
-           "HYGIE_VAR_DIR": str(platform.settings.var_dir)}
+    env = {
+        "HYGIE_DATABASE_URL": platform.settings.database_url,
+        "HYGIE_VAR_DIR": str(platform.settings.var_dir),
+    }
     status = runner.invoke(main, ["devices", "status"], env={**os.environ, **env})
     assert status.exit_code == 0
     assert "stored: 18" in status.output and "pending: 0" in status.output

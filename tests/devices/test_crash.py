@@ -36,8 +36,11 @@ class Sender(threading.Thread):
             for i in range(self.total):
                 control = f"KILL-{i:05d}"
                 # half the stream asks for a commit ack only, half for an application ack
-                message = (monitor(control, hr=str(60 + i % 50), accept="AL", app="NE")
-                           if i % 2 else monitor(control, hr=str(60 + i % 50)))
+                message = (
+                    monitor(control, hr=str(60 + i % 50), accept="AL", app="NE")
+                    if i % 2
+                    else monitor(control, hr=str(60 + i % 50))
+                )
                 attempts = 0
                 while True:
                     try:

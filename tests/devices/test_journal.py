@@ -16,8 +16,10 @@ def incoming(control: str, sender: str = "MON|ICU") -> Incoming:
 
 
 def test_journal_url() -> None:
-    assert journal_url("sqlite:////var/lib/hygie/hygie.db") == \
-        "sqlite:////var/lib/hygie/hygie.devices-journal.db"
+    assert (
+        journal_url("sqlite:////var/lib/hygie/hygie.db")
+        == "sqlite:////var/lib/hygie/hygie.devices-journal.db"
+    )
     assert journal_url("sqlite:///var/data") == "sqlite:///var/data.devices-journal.db"
     assert journal_url("sqlite:///:memory:") is None
     assert journal_url("sqlite://") is None
@@ -45,13 +47,17 @@ def test_outcomes_commit_with_the_next_batch_and_answer_its_copies(platform: Pla
     journal = open_journal(platform)
     [first, second] = journal.append([incoming("O-1"), incoming("O-2")])
     error = {"text": "bad", "segment": "OBX", "sequence": 2, "field": 5, "code": 102}
-    done = [Outcome(first.journal_id, "stored", None, 8),
-            Outcome(second.journal_id, "rejected", error)]
+    done = [
+        Outcome(first.journal_id, "stored", None, 8),
+        Outcome(second.journal_id, "rejected", error),
+    ]
     # copies of both arrive in the batch that records their outcomes
-    results = journal.append([incoming("O-1"), incoming("O-3"), incoming("O-2")],
-                             finished=done)
-    assert [(r.duplicate, r.status) for r in results] == \
-        [(True, "stored"), (False, "pending"), (True, "rejected")]
+    results = journal.append([incoming("O-1"), incoming("O-3"), incoming("O-2")], finished=done)
+    assert [(r.duplicate, r.status) for r in results] == [
+        (True, "stored"),
+        (False, "pending"),
+        (True, "rejected"),
+    ]
     assert results[2].error == error
     assert journal.outcome(first.journal_id).observations == 8
     # the same control id from another sender is another message
@@ -62,7 +68,9 @@ def test_outcomes_commit_with_the_next_batch_and_answer_its_copies(platform: Pla
     assert twice[0].journal_id == twice[1].journal_id and twice[1].duplicate
     assert journal.counts() == {"pending": 3, "stored": 1, "rejected": 1}
     assert [r.control_id for r in journal.pending(10)] == ["O-3", "O-1", "O-4"]
-    assert [r.control_id for r in journal.pending(10, skip={results[1].journal_id})] == \
-        ["O-1", "O-4"]
+    assert [r.control_id for r in journal.pending(10, skip={results[1].journal_id})] == [
+        "O-1",
+        "O-4",
+    ]
     assert journal.pending_among([first.journal_id, other.journal_id]) == {other.journal_id}
     journal.checkpoint()

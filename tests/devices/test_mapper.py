@@ -27,8 +27,12 @@ def journal(platform: Platform, *messages: str, encoding: str = "utf-8") -> list
 
 
 def mapper(platform: Platform, store: StoreContext) -> Mapper:
-    return Mapper(platform.engine, store.repository, DevicesSettings(),  # type: ignore[arg-type]
-                  open_journal(platform))
+    return Mapper(
+        platform.engine,
+        store.repository,
+        DevicesSettings(),  # type: ignore[arg-type]
+        open_journal(platform),
+    )
 
 
 def search(store: StoreContext, res_type: str, *query: tuple[str, str]) -> list[dict]:
@@ -37,31 +41,44 @@ def search(store: StoreContext, res_type: str, *query: tuple[str, str]) -> list[
 
 
 def test_monitor_message_becomes_devices_observations_and_provisional_patient(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     journal(platform, monitor("M1"))
     outcomes = mapper(platform, store).run_once()
     assert [(o.status, o.observations) for o in outcomes] == [("stored", 8)]
     [patient] = search(store, "Patient")
-    assert patient["identifier"] == [{"system": "https://hygie.example/fhir/sid/ipp",
-                                      "value": "0000000007"}]
+    assert patient["identifier"] == [
+        {"system": "https://hygie.example/fhir/sid/ipp", "value": "0000000007"}
+    ]
     assert patient["meta"]["tag"][0]["code"] == "provisional"
     assert patient["name"] == [{"use": "temp", "family": "MARTIN", "given": ["Claire"]}]
     [flag] = search(store, "Flag", ("subject", f"Patient/{patient['id']}"))
-    assert flag["code"]["coding"][0] == {"system": DEVICES_CODES, "code": "provisional-identity",
-                                         "display": "Provisional identity"}
+    assert flag["code"]["coding"][0] == {
+        "system": DEVICES_CODES,
+        "code": "provisional-identity",
+        "display": "Provisional identity",
+    }
     devices = {d["id"]: d for d in search(store, "Device")}
     mds = devices["eui64-0012a1fffe000a01"]
     assert mds["identifier"][0]["value"] == "0012A1FFFE000A01"
     assert mds["type"]["coding"][0]["code"] == "69965"
     assert mds["patient"]["reference"] == f"Patient/{patient['id']}"
-    assert devices["eui64-0012a1fffe000a01-1"]["parent"]["reference"] == \
-        "Device/eui64-0012a1fffe000a01"
-    assert devices["eui64-0012a1fffe000a01-1-1"]["parent"]["reference"] == \
-        "Device/eui64-0012a1fffe000a01-1"
+    assert (
+        devices["eui64-0012a1fffe000a01-1"]["parent"]["reference"]
+        == "Device/eui64-0012a1fffe000a01"
+    )
+    assert (
+        devices["eui64-0012a1fffe000a01-1-1"]["parent"]["reference"]
+        == "Device/eui64-0012a1fffe000a01-1"
+    )
     hr = search(store, "Observation", ("code", "http://loinc.org|8867-4"))
     assert len(hr) == 1
-    assert hr[0]["valueQuantity"] == {"value": 88, "unit": "/min",
-                                      "system": "http://unitsofmeasure.org", "code": "/min"}
+    assert hr[0]["valueQuantity"] == {
+        "value": 88,
+        "unit": "/min",
+        "system": "http://unitsofmeasure.org",
+        "code": "/min",
+    }
     assert hr[0]["device"]["reference"] == "Device/eui64-0012a1fffe000a01-1-1"
     assert hr[0]["category"][0]["coding"][0]["code"] == "vital-signs"
     assert hr[0]["referenceRange"][0]["high"]["value"] == 120
@@ -72,13 +89,21 @@ def test_monitor_message_becomes_devices_observations_and_provisional_patient(
 
 
 def test_known_patient_is_found_by_ipp_and_bed_location_linked(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     repo = store.repository
-    known = repo.create({"resourceType": "Patient", "identifier": [
-        {"system": "https://hygie.example/fhir/sid/ipp", "value": "0000000042"}],
-        "name": [{"family": "DURAND", "given": ["Paul"]}]}).stored.res_id
-    repo.update("Location", "ch-jeanne-sorel-icu-101-a", {
-        "resourceType": "Location", "id": "ch-jeanne-sorel-icu-101-a", "name": "Lit 101-A"})
+    known = repo.create(
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "https://hygie.example/fhir/sid/ipp", "value": "0000000042"}],
+            "name": [{"family": "DURAND", "given": ["Paul"]}],
+        }
+    ).stored.res_id
+    repo.update(
+        "Location",
+        "ch-jeanne-sorel-icu-101-a",
+        {"resourceType": "Location", "id": "ch-jeanne-sorel-icu-101-a", "name": "Lit 101-A"},
+    )
     journal(platform, monitor("K1", ipp="0000000042"), ventilator("K2", ipp="0000000042"))
     assert [o.status for o in mapper(platform, store).run_once()] == ["stored", "stored"]
     assert [p["id"] for p in search(store, "Patient")] == [known]
@@ -118,32 +143,50 @@ def test_pump_and_waveform(platform: Platform, store: StoreContext) -> None:
 
 
 def test_bad_message_is_rejected_alone_with_its_location(
-        platform: Platform, store: StoreContext) -> None:
-    bad = replace_segment(monitor("B1"), "OBX|5|", obx(
-        5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", "9x7", "%"))
+    platform: Platform, store: StoreContext
+) -> None:
+    bad = replace_segment(
+        monitor("B1"),
+        "OBX|5|",
+        obx(5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", "9x7", "%"),
+    )
     ids = journal(platform, monitor("G1"), bad, monitor("G2", hr="91"))
     outcomes = mapper(platform, store).run_once()
     assert [o.status for o in outcomes] == ["stored", "rejected", "stored"]
     error = outcomes[1].error
     assert error is not None
-    assert (error["segment"], error["sequence"], error["field"], error["code"]) == \
-        ("OBX", 5, 5, 102)
+    assert (error["segment"], error["sequence"], error["field"], error["code"]) == (
+        "OBX",
+        5,
+        5,
+        102,
+    )
     assert open_journal(platform).outcome(ids[1]).status == "rejected"
     assert len(search(store, "Observation")) == 16
 
 
 def test_duplicates_are_stored_once_and_remapping_writes_nothing(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     first = journal(platform, monitor("D1"), monitor("D1"))
     assert first[0] == first[1]
     m = mapper(platform, store)
     m.run_once()
-    again = open_journal(platform).append([Incoming(
-        "hl7", *(lambda h: (h.sender, h.control_id, h.codec))(read_header(
-            monitor("D1").encode())[0]), monitor("D1").encode())])
+    again = open_journal(platform).append(
+        [
+            Incoming(
+                "hl7",
+                *(lambda h: (h.sender, h.control_id, h.codec))(
+                    read_header(monitor("D1").encode())[0]
+                ),
+                monitor("D1").encode(),
+            )
+        ]
+    )
     assert again[0].duplicate and again[0].status == "stored"
     # the store committed but the journal did not (a crash between the two)
     from hygie.devices.tables import message
+
     with open_journal(platform).engine.begin() as conn:
         conn.execute(message.update().values(status="pending"))
     assert [o.status for o in m.run_once()] == ["stored"]
@@ -155,7 +198,8 @@ def test_duplicates_are_stored_once_and_remapping_writes_nothing(
 
 
 def test_devices_are_written_again_only_when_they_change(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     journal(platform, monitor("V1"), monitor("V2"))
     m = mapper(platform, store)
     m.run_once()
@@ -170,15 +214,19 @@ def test_devices_are_written_again_only_when_they_change(
 
 
 def test_latin1_message_names(platform: Platform, store: StoreContext) -> None:
-    journal(platform, monitor("L1", charset="8859/1", family="LEFÈVRE", given="Hélène"),
-            encoding="latin-1")
+    journal(
+        platform,
+        monitor("L1", charset="8859/1", family="LEFÈVRE", given="Hélène"),
+        encoding="latin-1",
+    )
     assert mapper(platform, store).run_once()[0].status == "stored"
     [patient] = search(store, "Patient")
     assert patient["name"][0] == {"use": "temp", "family": "LEFÈVRE", "given": ["Hélène"]}
 
 
 def test_a_message_that_breaks_the_mapper_is_rejected_alone(
-        platform: Platform, store: StoreContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    platform: Platform, store: StoreContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import hygie.devices.ingest as ingest
 
     ids = journal(platform, monitor("P1"), monitor("P2", ipp="0000000666"), monitor("P3"))
@@ -213,35 +261,42 @@ def test_purge_keeps_pending_and_recent_messages(platform: Platform, store: Stor
 
 
 def test_assigning_authority_picks_the_identifier_system(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     nir = "urn:oid:1.2.250.1.213.1.4.8"
-    known = store.repository.create({"resourceType": "Patient", "identifier": [
-        {"system": nir, "value": "0000000042"}]}).stored.res_id
+    known = store.repository.create(
+        {"resourceType": "Patient", "identifier": [{"system": nir, "value": "0000000042"}]}
+    ).stored.res_id
     settings = DevicesSettings(authority_systems={"INS": nir})
     message = replace_segment(monitor("AS-1"), "PID", "PID|||0000000042^^^INS^NI||DURAND^Paul")
     other = replace_segment(monitor("AS-2"), "PID", "PID|||0000000042^^^CHJS^PI||DURAND^Paul")
     journal(platform, message, other)
-    m = Mapper(platform.engine, store.repository, settings,  # type: ignore[arg-type]
-               open_journal(platform))
+    m = Mapper(
+        platform.engine,
+        store.repository,
+        settings,  # type: ignore[arg-type]
+        open_journal(platform),
+    )
     assert [o.status for o in m.run_once()] == ["stored", "stored"]
     # INS maps to its system: the known patient; CHJS is not listed: the IPP system,
     # where nobody has that number, so a provisional patient
     assert len(search(store, "Observation", ("subject", f"Patient/{known}"))) == 8
     [provisional] = [p for p in search(store, "Patient") if p["id"] != known]
-    assert provisional["identifier"] == [{"system": "https://hygie.example/fhir/sid/ipp",
-                                          "value": "0000000042"}]
+    assert provisional["identifier"] == [
+        {"system": "https://hygie.example/fhir/sid/ipp", "value": "0000000042"}
+    ]
 
 
 def test_provisional_patient_is_created_once_across_mapper_restarts(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     journal(platform, monitor("PR-1", ipp="0000000777"))
     mapper(platform, store).run_once()
     journal(platform, monitor("PR-2", ipp="0000000777"), ventilator("PR-3", ipp="0000000777"))
     assert [o.status for o in mapper(platform, store).run_once()] == ["stored", "stored"]
     [patient] = search(store, "Patient")
     assert len(search(store, "Flag")) == 1
-    assert len(search(store, "Observation", ("subject", f"Patient/{patient['id']}"))) == \
-        8 + 8 + 7
+    assert len(search(store, "Observation", ("subject", f"Patient/{patient['id']}"))) == 8 + 8 + 7
     with platform.engine.connect() as conn:
         row = conn.execute(select(bed)).one()
     assert (row.patient_id, row.provisional) == (patient["id"], True)
@@ -253,22 +308,44 @@ def test_simulated_monitor_maps_every_metric(platform: Platform, store: StoreCon
     [device] = make_devices(1, 0)
     raw = monitor_message(device, "SIM-1", "20260321081500+0100").decode()
     journal(platform, raw)
-    assert [(o.status, o.observations) for o in mapper(platform, store).run_once()] == \
-        [("stored", 10)]
-    loinc = {c["code"] for o in search(store, "Observation")
-             for c in o["code"]["coding"] if c["system"] == "http://loinc.org"}
-    assert loinc == {"8867-4", "2708-6", "59408-5", "8889-8", "9279-1", "8480-6", "8462-4",
-                     "76215-3", "76213-8", "76214-6", "8310-5"}
+    assert [(o.status, o.observations) for o in mapper(platform, store).run_once()] == [
+        ("stored", 10)
+    ]
+    loinc = {
+        c["code"]
+        for o in search(store, "Observation")
+        for c in o["code"]["coding"]
+        if c["system"] == "http://loinc.org"
+    }
+    assert loinc == {
+        "8867-4",
+        "2708-6",
+        "59408-5",
+        "8889-8",
+        "9279-1",
+        "8480-6",
+        "8462-4",
+        "76215-3",
+        "76213-8",
+        "76214-6",
+        "8310-5",
+    }
     vitals = search(store, "Observation", ("category", "vital-signs"))
     assert len(vitals) == 10
 
 
 def test_outcomes_left_to_the_gateway_are_not_mapped_twice(
-        platform: Platform, store: StoreContext) -> None:
+    platform: Platform, store: StoreContext
+) -> None:
     j = open_journal(platform)
     ids = journal(platform, monitor("GW-1"), monitor("GW-2"))
-    m = Mapper(platform.engine, store.repository, DevicesSettings(), j,  # type: ignore[arg-type]
-               record=False)
+    m = Mapper(
+        platform.engine,
+        store.repository,
+        DevicesSettings(),
+        j,  # type: ignore[arg-type]
+        record=False,
+    )
     outcomes = m.run_once()
     assert [o.status for o in outcomes] == ["stored", "stored"]
     # not recorded yet: still pending in the journal, but the mapper does not take them again

@@ -18,8 +18,9 @@ def observations(store: StoreContext) -> list[dict]:
     return [m.resource for m in page.matches]
 
 
-def test_corpus_round_trips_and_acknowledgment_modes(gateway: Gateway, platform: Platform,
-                                                      store: StoreContext) -> None:
+def test_corpus_round_trips_and_acknowledgment_modes(
+    gateway: Gateway, platform: Platform, store: StoreContext
+) -> None:
     client = gateway.client()
     try:
         # IHE PCD-01 asks for application acks only (MSH-15 NE, MSH-16 AL): AA once stored
@@ -50,20 +51,29 @@ def test_corpus_round_trips_and_acknowledgment_modes(gateway: Gateway, platform:
 def test_naks_name_the_faulty_segment_and_field(gateway: Gateway) -> None:
     client = gateway.client()
     try:
-        ack = client.exchange(replace_segment(monitor("N-1"), "MSH",
-                                              msh("N-1", kind="ADT^A01^ADT_A01")))
+        ack = client.exchange(
+            replace_segment(monitor("N-1"), "MSH", msh("N-1", kind="ADT^A01^ADT_A01"))
+        )
         assert ack.code == "CR"  # enhanced mode (MSH-16 AL): commit reject
         assert ack.control_id == "N-1"
         assert ack.err is not None and ack.err[2] == "MSH^1^9^1^1"
-        ack = client.exchange(replace_segment(monitor("N-2", accept="", app=""), "MSH",
-                                              msh("N-2", version="2.1", accept="", app="")))
+        ack = client.exchange(
+            replace_segment(
+                monitor("N-2", accept="", app=""),
+                "MSH",
+                msh("N-2", version="2.1", accept="", app=""),
+            )
+        )
         assert ack.code == "AR"
         ack = client.exchange(replace_segment(monitor("N-3"), "PID", "PID|||^^^X^PI"))
         assert ack.code == "AE" and ack.control_id == "N-3"
         assert ack.err is not None
         assert ack.err[2] == "PID^1^3^1" and ack.err[3].startswith("101^")
-        bad_value = replace_segment(monitor("N-4", accept="", app=""), "OBX|6|", obx(
-            6, "NM", "151562^MDC_RESP_RATE^MDC", "1.3.1.1", "1,9", "/min"))
+        bad_value = replace_segment(
+            monitor("N-4", accept="", app=""),
+            "OBX|6|",
+            obx(6, "NM", "151562^MDC_RESP_RATE^MDC", "1.3.1.1", "1,9", "/min"),
+        )
         ack = client.exchange(bad_value)
         assert ack.code == "AE" and ack.err is not None
         assert ack.err[2] == "OBX^6^5^1" and ack.err[3].startswith("102^")
@@ -71,9 +81,20 @@ def test_naks_name_the_faulty_segment_and_field(gateway: Gateway) -> None:
         again = client.exchange(bad_value)
         assert (again.code, again.err[2]) == ("AE", "OBX^6^5^1")  # type: ignore[index]
         # enhanced mode, both acks, bad content: CA once journaled, then AE with ERR
-        client.send(replace_segment(monitor("N-7", accept="AL", app="AL"), "OBX|5|", obx(
-            5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", "97",
-            "999^MDC_DIM_FURLONG^MDC")))
+        client.send(
+            replace_segment(
+                monitor("N-7", accept="AL", app="AL"),
+                "OBX|5|",
+                obx(
+                    5,
+                    "NM",
+                    "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+                    "1.2.1.1",
+                    "97",
+                    "999^MDC_DIM_FURLONG^MDC",
+                ),
+            )
+        )
         commit, application = client.receive(), client.receive()
         assert (commit.code, commit.err, commit.control_id) == ("CA", None, "N-7")
         assert (application.code, application.control_id) == ("AE", "N-7")
@@ -88,7 +109,8 @@ def test_naks_name_the_faulty_segment_and_field(gateway: Gateway) -> None:
 
 
 def test_repeated_control_id_is_acknowledged_and_stored_once(
-        gateway: Gateway, platform: Platform, store: StoreContext) -> None:
+    gateway: Gateway, platform: Platform, store: StoreContext
+) -> None:
     client, other = gateway.client(), gateway.client()
     try:
         assert client.exchange(monitor("DUP-1")).code == "AA"
@@ -115,8 +137,9 @@ def test_character_sets_never_hang(gateway: Gateway, store: StoreContext) -> Non
         latin = monitor("CS-1", charset="8859/1", family="LEFÈVRE", given="Hélène")
         ack = client.exchange(latin.encode("latin-1"), encoding="latin-1")
         assert ack.code == "AA"
-        utf8 = monitor("CS-2", charset="UNICODE UTF-8", family="NGUYỄN", given="Thị",
-                       ipp="0000000008")
+        utf8 = monitor(
+            "CS-2", charset="UNICODE UTF-8", family="NGUYỄN", given="Thị", ipp="0000000008"
+        )
         assert client.exchange(utf8).code == "AA"
         # MSH-18 empty (ASCII) with a Latin-1 byte: a NAK naming MSH-18, at once
         undeclared = monitor("CS-3", charset="", family="MÜLLER", ipp="0000000009")
@@ -130,8 +153,12 @@ def test_character_sets_never_hang(gateway: Gateway, store: StoreContext) -> Non
         assert client.exchange(monitor("CS-5")).code == "AA"  # the connection still works
     finally:
         client.close()
-    names = {(p["name"][0]["family"], p["name"][0]["given"][0]) for p in (
-        m.resource for m in store.repository.search("Patient", [("_count", "10")]).matches)}
+    names = {
+        (p["name"][0]["family"], p["name"][0]["given"][0])
+        for p in (
+            m.resource for m in store.repository.search("Patient", [("_count", "10")]).matches
+        )
+    }
     assert names == {("LEFÈVRE", "Hélène"), ("NGUYỄN", "Thị")}
 
 
@@ -146,7 +173,7 @@ def test_framing_garbage_large_frames_and_split_packets(gateway: Gateway) -> Non
         # a message cut into small packets
         data = START + monitor("FR-2").encode() + END
         for i in range(0, len(data), 7):
-            sock.sendall(data[i:i + 7])
+            sock.sendall(data[i : i + 7])
         assert client.receive().code == "AA"
         # larger than the limit (1 MiB): refused, and the connection stays usable
         huge = monitor("FR-3") + "\rNTE|1||" + "x" * (1024 * 1024 + 10)

@@ -41,14 +41,17 @@ def mqtt_gateway(platform: Platform) -> Iterator[tuple[Gateway, str]]:
     run = uuid.uuid4().hex[:12]
     prefix = f"hygie-test-{run}"
     client_id = f"hygie-test-gw-{run}"
-    gateway = Gateway(platform, mqtt={"mqtt_topic": f"{prefix}/devices/+/observations",
-                                      "mqtt_client_id": client_id})
+    gateway = Gateway(
+        platform,
+        mqtt={"mqtt_topic": f"{prefix}/devices/+/observations", "mqtt_client_id": client_id},
+    )
     try:
         yield gateway, prefix
     finally:
         gateway.stop()
-        cleanup = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                              clean_session=True)
+        cleanup = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True
+        )
         cleanup.connect(*BROKER)
         cleanup.loop_start()
         time.sleep(0.2)
@@ -66,8 +69,9 @@ def start_and_wait_subscribed(gateway: Gateway) -> None:
 
 
 def publish(prefix: str, device: str, payload: dict | bytes) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                         client_id=f"hygie-test-dev-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=f"hygie-test-dev-{uuid.uuid4().hex[:8]}"
+    )
     client.connect(*BROKER)
     client.loop_start()
     data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
@@ -78,9 +82,13 @@ def publish(prefix: str, device: str, payload: dict | bytes) -> None:
 
 
 def reading(message_id: str, device: str, kind: str, ipp: str, measurements: list) -> dict:
-    return {"id": message_id, "device": {"id": device, "type": kind},
-            "patient": {"value": ipp}, "time": "2026-03-21T08:15:00+01:00",
-            "measurements": measurements}
+    return {
+        "id": message_id,
+        "device": {"id": device, "type": kind},
+        "patient": {"value": ipp},
+        "time": "2026-03-21T08:15:00+01:00",
+        "measurements": measurements,
+    }
 
 
 def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -91,28 +99,72 @@ def wait_for(predicate, timeout: float = 30) -> None:  # type: ignore[no-untyped
 
 
 def test_home_devices_land_on_the_right_patient(
-        mqtt_gateway: tuple[Gateway, str], platform: Platform, store: StoreContext) -> None:
+    mqtt_gateway: tuple[Gateway, str], platform: Platform, store: StoreContext
+) -> None:
     gateway, prefix = mqtt_gateway
     repo = store.repository
     ipp = "https://hygie.example/fhir/sid/ipp"
-    alice = repo.create({"resourceType": "Patient",
-                         "identifier": [{"system": ipp, "value": "0000000101"}]}).stored.res_id
-    bob = repo.create({"resourceType": "Patient",
-                       "identifier": [{"system": ipp, "value": "0000000102"}]}).stored.res_id
+    alice = repo.create(
+        {"resourceType": "Patient", "identifier": [{"system": ipp, "value": "0000000101"}]}
+    ).stored.res_id
+    bob = repo.create(
+        {"resourceType": "Patient", "identifier": [{"system": ipp, "value": "0000000102"}]}
+    ).stored.res_id
     start_and_wait_subscribed(gateway)
-    publish(prefix, "OXY-1", reading("m-1", "OXY-1", "pulse-oximeter", "0000000101", [
-        {"metric": "spo2", "value": 93, "unit": "%"}, {"metric": "pulse", "value": 88}]))
-    publish(prefix, "BP-7", reading("m-2", "BP-7", "blood-pressure", "0000000102", [
-        {"metric": "nibp_sys", "value": 151, "unit": "mm[Hg]"},
-        {"metric": "nibp_dia", "value": 92, "unit": "mm[Hg]"}]))
-    publish(prefix, "THERMO-3", reading("m-3", "THERMO-3", "thermometer", "0000000101", [
-        {"metric": "temp", "value": 101.3, "unit": "[degF]"}]))
+    publish(
+        prefix,
+        "OXY-1",
+        reading(
+            "m-1",
+            "OXY-1",
+            "pulse-oximeter",
+            "0000000101",
+            [{"metric": "spo2", "value": 93, "unit": "%"}, {"metric": "pulse", "value": 88}],
+        ),
+    )
+    publish(
+        prefix,
+        "BP-7",
+        reading(
+            "m-2",
+            "BP-7",
+            "blood-pressure",
+            "0000000102",
+            [
+                {"metric": "nibp_sys", "value": 151, "unit": "mm[Hg]"},
+                {"metric": "nibp_dia", "value": 92, "unit": "mm[Hg]"},
+            ],
+        ),
+    )
+    publish(
+        prefix,
+        "THERMO-3",
+        reading(
+            "m-3",
+            "THERMO-3",
+            "thermometer",
+            "0000000101",
+            [{"metric": "temp", "value": 101.3, "unit": "[degF]"}],
+        ),
+    )
     # QoS 1 may deliver twice: the same id again is stored once
-    publish(prefix, "OXY-1", reading("m-1", "OXY-1", "pulse-oximeter", "0000000101", [
-        {"metric": "spo2", "value": 93, "unit": "%"}, {"metric": "pulse", "value": 88}]))
+    publish(
+        prefix,
+        "OXY-1",
+        reading(
+            "m-1",
+            "OXY-1",
+            "pulse-oximeter",
+            "0000000101",
+            [{"metric": "spo2", "value": 93, "unit": "%"}, {"metric": "pulse", "value": 88}],
+        ),
+    )
     publish(prefix, "OXY-1", b"{not json")
-    publish(prefix, "OXY-1", reading("m-4", "OXY-1", "thermometer", "0000000101", [
-        {"metric": "spo2", "value": 93}]))
+    publish(
+        prefix,
+        "OXY-1",
+        reading("m-4", "OXY-1", "thermometer", "0000000101", [{"metric": "spo2", "value": 93}]),
+    )
     journal = open_journal(platform)
     wait_for(lambda: journal.counts() == {"stored": 3, "rejected": 2})
 
@@ -121,8 +173,11 @@ def test_home_devices_land_on_the_right_patient(
         return [m.resource for m in page.matches]
 
     alice_obs = observations(alice)
-    assert sorted(o["code"]["coding"][1]["code"] for o in alice_obs) == \
-        ["2708-6", "8310-5", "8889-8"]
+    assert sorted(o["code"]["coding"][1]["code"] for o in alice_obs) == [
+        "2708-6",
+        "8310-5",
+        "8889-8",
+    ]
     temp = next(o for o in alice_obs if o["code"]["coding"][0]["code"] == "150364")
     assert temp["valueQuantity"]["code"] == "[degF]"
     assert temp["device"]["reference"] == "Device/home-thermo-3"
@@ -140,12 +195,18 @@ def test_home_devices_land_on_the_right_patient(
 
 
 def test_messages_published_while_the_gateway_is_down_arrive(
-        mqtt_gateway: tuple[Gateway, str], platform: Platform, store: StoreContext) -> None:
+    mqtt_gateway: tuple[Gateway, str], platform: Platform, store: StoreContext
+) -> None:
     gateway, prefix = mqtt_gateway
     start_and_wait_subscribed(gateway)  # creates the persistent session
     gateway.stop()
-    publish(prefix, "OXY-9", reading("late-1", "OXY-9", "pulse-oximeter", "0000000555", [
-        {"metric": "spo2", "value": 97}]))
+    publish(
+        prefix,
+        "OXY-9",
+        reading(
+            "late-1", "OXY-9", "pulse-oximeter", "0000000555", [{"metric": "spo2", "value": 97}]
+        ),
+    )
     start_and_wait_subscribed(gateway)
     journal = open_journal(platform)
     wait_for(lambda: journal.counts() == {"stored": 1})

@@ -71,33 +71,119 @@ def _rejection(message: str) -> MessageRejected:
     return caught.value
 
 
-@pytest.mark.parametrize(("change", "location", "code"), [
-    (lambda m: replace_segment(m, "PID", "PID|||^^^HYGIE^PI||X^Y"), "PID[1]-3", 101),
-    (lambda m: replace_segment(m, "OBX|4|", obx(4, "NM", "147842^MDC_ECG_HEART_RATE^MDC",
-                                                "1.1.1.1", "eighty",
-                                                "264864^MDC_DIM_BEAT_PER_MIN^MDC")),
-     "OBX[4]-5", 102),
-    (lambda m: replace_segment(m, "OBX|5|", obx(5, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC",
-                                                "1.2.1.1", "97", "999^MDC_DIM_FURLONG^MDC")),
-     "OBX[5]-6.1", 103),
-    (lambda m: replace_segment(m, "OBX|6|", obx(6, "NM", "151562^MDC_RESP_RATE^MDC",
-                                                "1.3.1.1", "19", "/min", when="2026-13-45")),
-     "OBX[6]-14", 102),
-    (lambda m: replace_segment(m, "OBX|7|", obx(7, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC",
-                                                "1.x.1.1", "128", "mm[Hg]")), "OBX[7]-4", 102),
-    (lambda m: replace_segment(m, "OBX|8|", obx(8, "NM", "150022^MDC_PRESS_BLD_NONINV_DIA^MDC",
-                                                "1.4.1.2", "76", "mm[Hg]", status="")),
-     "OBX[8]-11", 101),
-    (lambda m: replace_segment(replace_segment(
-        m, "OBX|9|", obx(9, "NM", "150023^MDC_PRESS_BLD_NONINV_MEAN^MDC", "1.4.1.3", "93",
-                         "mm[Hg]", eui="")), "OBR", "OBR|1|X1|X1|182777000^monitoring^SCT"),
-     "OBX[9]-18", 101),
-    (lambda m: replace_segment(m, "OBX|10|", obx(10, "XX", "150035^MDC_PRESS_BLD_ART_MEAN^MDC",
-                                                 "1.5.1.3", "61", "mm[Hg]")), "OBX[10]-2", 103),
-    (lambda m: m.replace("\rOBR|", "\rZZZ|\rOBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|1"
-                                   "\rOBR|", 1), "OBX[1]", 100),
-    (lambda m: waveform(rate=None), "OBX[2]-5", 101),
-])
+@pytest.mark.parametrize(
+    ("change", "location", "code"),
+    [
+        (lambda m: replace_segment(m, "PID", "PID|||^^^HYGIE^PI||X^Y"), "PID[1]-3", 101),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|4|",
+                obx(
+                    4,
+                    "NM",
+                    "147842^MDC_ECG_HEART_RATE^MDC",
+                    "1.1.1.1",
+                    "eighty",
+                    "264864^MDC_DIM_BEAT_PER_MIN^MDC",
+                ),
+            ),
+            "OBX[4]-5",
+            102,
+        ),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|5|",
+                obx(
+                    5,
+                    "NM",
+                    "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+                    "1.2.1.1",
+                    "97",
+                    "999^MDC_DIM_FURLONG^MDC",
+                ),
+            ),
+            "OBX[5]-6.1",
+            103,
+        ),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|6|",
+                obx(
+                    6, "NM", "151562^MDC_RESP_RATE^MDC", "1.3.1.1", "19", "/min", when="2026-13-45"
+                ),
+            ),
+            "OBX[6]-14",
+            102,
+        ),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|7|",
+                obx(7, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC", "1.x.1.1", "128", "mm[Hg]"),
+            ),
+            "OBX[7]-4",
+            102,
+        ),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|8|",
+                obx(
+                    8,
+                    "NM",
+                    "150022^MDC_PRESS_BLD_NONINV_DIA^MDC",
+                    "1.4.1.2",
+                    "76",
+                    "mm[Hg]",
+                    status="",
+                ),
+            ),
+            "OBX[8]-11",
+            101,
+        ),
+        (
+            lambda m: replace_segment(
+                replace_segment(
+                    m,
+                    "OBX|9|",
+                    obx(
+                        9,
+                        "NM",
+                        "150023^MDC_PRESS_BLD_NONINV_MEAN^MDC",
+                        "1.4.1.3",
+                        "93",
+                        "mm[Hg]",
+                        eui="",
+                    ),
+                ),
+                "OBR",
+                "OBR|1|X1|X1|182777000^monitoring^SCT",
+            ),
+            "OBX[9]-18",
+            101,
+        ),
+        (
+            lambda m: replace_segment(
+                m,
+                "OBX|10|",
+                obx(10, "XX", "150035^MDC_PRESS_BLD_ART_MEAN^MDC", "1.5.1.3", "61", "mm[Hg]"),
+            ),
+            "OBX[10]-2",
+            103,
+        ),
+        (
+            lambda m: m.replace(
+                "\rOBR|", "\rZZZ|\rOBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|1\rOBR|", 1
+            ),
+            "OBX[1]",
+            100,
+        ),
+        (lambda m: waveform(rate=None), "OBX[2]-5", 101),
+    ],
+)
 def test_content_errors_name_segment_and_field(change, location: str, code: int) -> None:  # type: ignore[no-untyped-def]
     exc = _rejection(change(monitor("E1")))
     assert exc.location == location
@@ -121,8 +207,9 @@ def test_hl7_times() -> None:
 def test_effective_time_falls_back_to_obr7_then_msh7() -> None:
     # OBX-14 empty: OBR-7 (an hour after the OBX times of the corpus)
     no_obx_time = monitor("T1").replace("|||20260321081500+0100||||0012A1", "|||||||0012A1")
-    no_obx_time = replace_segment(no_obx_time, "OBR",
-                                  obr("T1", MONITOR_EUI, when="20260321091500+0100"))
+    no_obx_time = replace_segment(
+        no_obx_time, "OBR", obr("T1", MONITOR_EUI, when="20260321091500+0100")
+    )
     report = parse(no_obx_time)
     assert {r.time for r in report.readings} == {"2026-03-21T08:15:00Z"}
     # OBR-7 empty too: MSH-7, here a different time without an offset (Paris, summer)
@@ -133,32 +220,57 @@ def test_effective_time_falls_back_to_obr7_then_msh7() -> None:
     assert {r.time for r in report.readings} == {"2026-07-21T08:15:00Z"}
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("F", "final"), ("R", "preliminary"), ("P", "preliminary"), ("C", "corrected"),
-    ("D", "entered-in-error"), ("W", "entered-in-error"),
-])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("F", "final"),
+        ("R", "preliminary"),
+        ("P", "preliminary"),
+        ("C", "corrected"),
+        ("D", "entered-in-error"),
+        ("W", "entered-in-error"),
+    ],
+)
 def test_result_status_becomes_observation_status(status: str, expected: str) -> None:
-    message = replace_segment(monitor("S1"), "OBX|4|", obx(
-        4, "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", "88",
-        "264864^MDC_DIM_BEAT_PER_MIN^MDC", status=status))
+    message = replace_segment(
+        monitor("S1"),
+        "OBX|4|",
+        obx(
+            4,
+            "NM",
+            "147842^MDC_ECG_HEART_RATE^MDC",
+            "1.1.1.1",
+            "88",
+            "264864^MDC_DIM_BEAT_PER_MIN^MDC",
+            status=status,
+        ),
+    )
     hr = next(r for r in parse(message).readings if r.code == "147842")
     assert hr.status == expected
 
 
 def test_first_pid3_repetition_with_a_value_and_its_authority() -> None:
-    message = replace_segment(monitor("P1"), "PID",
-                              "PID|||~0000000042^^^CHJS^PI~1234^^^INS^NI||DURAND^Paul")
+    message = replace_segment(
+        monitor("P1"), "PID", "PID|||~0000000042^^^CHJS^PI~1234^^^INS^NI||DURAND^Paul"
+    )
     report = parse(message)
-    assert (report.patient.value, report.patient.authority, report.patient.type_code) == \
-        ("0000000042", "CHJS", "PI")
+    assert (report.patient.value, report.patient.authority, report.patient.type_code) == (
+        "0000000042",
+        "CHJS",
+        "PI",
+    )
     assert report.patient_name == ("DURAND", "Paul")
 
 
 def test_units_as_ucum_or_left_out() -> None:
-    message = replace_segment(monitor("U1"), "OBX|7|", obx(
-        7, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC", "1.4.1.1", "128", "mm[Hg]^^UCUM"))
-    message = replace_segment(message, "OBX|11|", obx(
-        11, "NM", "150364^MDC_TEMP_BODY^MDC", "1.6.1.1", "38.9", ""))
+    message = replace_segment(
+        monitor("U1"),
+        "OBX|7|",
+        obx(7, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC", "1.4.1.1", "128", "mm[Hg]^^UCUM"),
+    )
+    message = replace_segment(
+        message, "OBX|11|", obx(11, "NM", "150364^MDC_TEMP_BODY^MDC", "1.6.1.1", "38.9", "")
+    )
     units = {r.code: r.unit for r in parse(message).readings}
     assert units["150021"] == "mm[Hg]"
     assert units["150364"] == "Cel"  # no unit sent: the metric's own

@@ -28,15 +28,18 @@ def test_header_fields_and_modes() -> None:
     assert not errors_only.wants_application_ack(True)
 
 
-@pytest.mark.parametrize(("header", "field", "code"), [
-    (msh("X1", kind="ADT^A01^ADT_A01"), 9, "200"),
-    (msh("X2", kind="ORU^R30"), 9, "201"),
-    (msh("X3", version="2.1"), 12, "203"),
-    (msh(""), 10, "101"),
-    (msh("X5", accept="MAYBE"), 15, "103"),
-    (msh("X6", charset="UNICODE UTF-16"), 18, "103"),
-    (msh("X7", charset="EBCDIC"), 18, "103"),
-])
+@pytest.mark.parametrize(
+    ("header", "field", "code"),
+    [
+        (msh("X1", kind="ADT^A01^ADT_A01"), 9, "200"),
+        (msh("X2", kind="ORU^R30"), 9, "201"),
+        (msh("X3", version="2.1"), 12, "203"),
+        (msh(""), 10, "101"),
+        (msh("X5", accept="MAYBE"), 15, "103"),
+        (msh("X6", charset="UNICODE UTF-16"), 18, "103"),
+        (msh("X7", charset="EBCDIC"), 18, "103"),
+    ],
+)
 def test_header_rejections_name_the_msh_field(header: str, field: int, code: str) -> None:
     message = replace_segment(monitor("X"), "MSH", header)
     with pytest.raises(MessageRejected) as caught:
@@ -60,8 +63,11 @@ def test_msa2_echoes_msh10_and_ack_keeps_charset() -> None:
     message = monitor("LAT-1", charset="8859/1", family="HÉLÈNE").encode("latin-1")
     header, text = read_header(message)
     assert "HÉLÈNE" in text
-    raw = build_ack(header, "AE", MessageRejected("valeur erronée", segment="OBX", sequence=3,
-                                                 field=5, code=102))
+    raw = build_ack(
+        header,
+        "AE",
+        MessageRejected("valeur erronée", segment="OBX", sequence=3, field=5, code=102),
+    )
     ack = Ack.parse(raw, "latin-1")
     assert ack.control_id == "LAT-1"
     assert ack.segment("MSH")[17] == "8859/1"
@@ -98,8 +104,8 @@ def test_error_text_with_delimiters_is_escaped() -> None:
 
 
 def test_older_versions_get_err1() -> None:
-    header, _ = read_header(replace_segment(monitor("OLD"), "MSH",
-                                            msh("OLD", version="2.3")).encode())
-    ack = Ack.parse(build_ack(header, "AE", MessageRejected("x", segment="PID", field=3,
-                                                            code=101)))
+    header, _ = read_header(
+        replace_segment(monitor("OLD"), "MSH", msh("OLD", version="2.3")).encode()
+    )
+    ack = Ack.parse(build_ack(header, "AE", MessageRejected("x", segment="PID", field=3, code=101)))
     assert ack.err is not None and ack.err[1].startswith("PID^1^3^101&")

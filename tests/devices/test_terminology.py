@@ -39,8 +39,9 @@ VITALS = [
 
 
 @pytest.mark.parametrize(("code", "mnemonic", "loinc"), VITALS)
-def test_vitals_and_ventilator_metrics_carry_mdc_and_loinc(code: str, mnemonic: str,
-                                                           loinc: list[str]) -> None:
+def test_vitals_and_ventilator_metrics_carry_mdc_and_loinc(
+    code: str, mnemonic: str, loinc: list[str]
+) -> None:
     for concept in (mdc_concept(code, mnemonic), mdc_concept(code, "")):
         assert concept["coding"][0]["system"] == MDC_SYSTEM
         assert concept["coding"][0]["code"] == code
@@ -61,32 +62,39 @@ def test_settings_are_the_measured_code_plus_two_to_the_24() -> None:
 
 def test_other_mdc_metrics_keep_their_code_only() -> None:
     concept = mdc_concept("157784", "MDC_FLOW_FLUID_PUMP")
-    assert concept == {"coding": [{"system": MDC_SYSTEM, "code": "157784",
-                                   "display": "MDC_FLOW_FLUID_PUMP"}],
-                       "text": "MDC_FLOW_FLUID_PUMP"}
+    assert concept == {
+        "coding": [{"system": MDC_SYSTEM, "code": "157784", "display": "MDC_FLOW_FLUID_PUMP"}],
+        "text": "MDC_FLOW_FLUID_PUMP",
+    }
 
 
-@pytest.mark.parametrize(("code", "text", "system", "ucum"), [
-    ("264864", "MDC_DIM_BEAT_PER_MIN", "MDC", "/min"),  # MDC code and mnemonic
-    ("266016", "", "", "mm[Hg]"),  # MDC code, no coding system
-    ("", "MDC_DIM_CM_H2O", "MDC", "cm[H2O]"),  # MDC mnemonic only
-    ("MDC_DIM_DEGC", "", "", "Cel"),  # mnemonic in the code component
-    ("265266", "MDC_DIM_MILLI_L_PER_HR", "MDC", "mL/h"),
-    ("mm[Hg]", "", "UCUM", "mm[Hg]"),  # UCUM as it is
-    ("mmHg", "", "UCUM", "mm[Hg]"),  # printable spellings of UCUM
-    ("bpm", "", "", "/min"),
-    ("%", "percent", "UCUM", "%"),
-    ("[degF]", "", "UCUM", "[degF]"),
-])
+@pytest.mark.parametrize(
+    ("code", "text", "system", "ucum"),
+    [
+        ("264864", "MDC_DIM_BEAT_PER_MIN", "MDC", "/min"),  # MDC code and mnemonic
+        ("266016", "", "", "mm[Hg]"),  # MDC code, no coding system
+        ("", "MDC_DIM_CM_H2O", "MDC", "cm[H2O]"),  # MDC mnemonic only
+        ("MDC_DIM_DEGC", "", "", "Cel"),  # mnemonic in the code component
+        ("265266", "MDC_DIM_MILLI_L_PER_HR", "MDC", "mL/h"),
+        ("mm[Hg]", "", "UCUM", "mm[Hg]"),  # UCUM as it is
+        ("mmHg", "", "UCUM", "mm[Hg]"),  # printable spellings of UCUM
+        ("bpm", "", "", "/min"),
+        ("%", "percent", "UCUM", "%"),
+        ("[degF]", "", "UCUM", "[degF]"),
+    ],
+)
 def test_units_become_ucum(code: str, text: str, system: str, ucum: str) -> None:
     assert to_ucum(code, text, system) == ucum
 
 
-@pytest.mark.parametrize(("code", "text", "system"), [
-    ("999", "MDC_DIM_FURLONG", "MDC"),
-    ("furlong", "", "UCUM"),
-    ("mm[Hg]", "", "ISO+"),  # a UCUM code under another coding system is not guessed
-])
+@pytest.mark.parametrize(
+    ("code", "text", "system"),
+    [
+        ("999", "MDC_DIM_FURLONG", "MDC"),
+        ("furlong", "", "UCUM"),
+        ("mm[Hg]", "", "ISO+"),  # a UCUM code under another coding system is not guessed
+    ],
+)
 def test_unknown_units_are_refused(code: str, text: str, system: str) -> None:
     with pytest.raises(UnknownUnit):
         to_ucum(code, text, system)

@@ -51,13 +51,26 @@ def err_segment(error: MessageRejected, header: Header) -> str:
     name = ERROR_NAMES.get(error.code, "Error")
     text = _escape(error.text, header)
     if _version_at_least_25(header.version or "2.6"):
-        location = comp.join(str(x) for x in (
-            error.segment, error.sequence, error.field or "", error.repetition if error.field
-            else "", error.component or "")).rstrip(comp)
+        location = comp.join(
+            str(x)
+            for x in (
+                error.segment,
+                error.sequence,
+                error.field or "",
+                error.repetition if error.field else "",
+                error.component or "",
+            )
+        ).rstrip(comp)
         code = comp.join((str(error.code), name, "HL70357"))
         return sep.join(("ERR", "", location, code, "E", "", "", "", text))
-    eld = comp.join((error.segment, str(error.sequence), str(error.field or ""),
-                     sub.join((str(error.code), name, "HL70357"))))
+    eld = comp.join(
+        (
+            error.segment,
+            str(error.sequence),
+            str(error.field or ""),
+            sub.join((str(error.code), name, "HL70357")),
+        )
+    )
     return sep.join(("ERR", eld))
 
 
@@ -66,8 +79,9 @@ def _timestamp(second: int) -> str:
     return datetime.fromtimestamp(second, UTC).strftime("%Y%m%d%H%M%S") + "+0000"
 
 
-def build_ack(header: Header | None, code: str, error: MessageRejected | None = None,
-              text: str = "") -> bytes:
+def build_ack(
+    header: Header | None, code: str, error: MessageRejected | None = None, text: str = ""
+) -> bytes:
     """An ACK for ``header``'s message with MSA-1 ``code`` (AA, AE, AR, CA, CE, CR).
 
     Encoded in the character set of the message (MSH-18 is echoed), so a sender using
@@ -83,12 +97,28 @@ def build_ack(header: Header | None, code: str, error: MessageRejected | None = 
     now = _timestamp(int(time.time()))
     control = f"A{_PREFIX}{int(time.time()):x}{next(_COUNTER):06d}"
     version = h.version or "2.6"
-    msh = sep.join((
-        "MSH", encoding, h.receiving_application or "HYGIE", h.receiving_facility or "HYGIE",
-        h.sending_application, h.sending_facility, now, "",
-        comp.join(("ACK", "R01", "ACK")), control, h.processing_id or "P", version,
-        "", "", "", "", "", h.charset,
-    )).rstrip(sep)
+    msh = sep.join(
+        (
+            "MSH",
+            encoding,
+            h.receiving_application or "HYGIE",
+            h.receiving_facility or "HYGIE",
+            h.sending_application,
+            h.sending_facility,
+            now,
+            "",
+            comp.join(("ACK", "R01", "ACK")),
+            control,
+            h.processing_id or "P",
+            version,
+            "",
+            "",
+            "",
+            "",
+            "",
+            h.charset,
+        )
+    ).rstrip(sep)
     msa_text = _escape(text or (error.text if error else ""), h)
     msa = sep.join(("MSA", code, h.control_id, msa_text)).rstrip(sep)
     segments = [msh, msa]

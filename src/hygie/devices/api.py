@@ -52,12 +52,22 @@ async def board_data(request: Request) -> Response:
     _require_read(request)
     unit = request.query_params.get("unit") or None
     if unit is not None and len(unit) > 100:
-        return Response(orjson.dumps({"type": "about:blank", "title": "Bad request",
-                                      "status": 400, "detail": "unit is too long"}),
-                        status_code=400, media_type="application/problem+json")
+        return Response(
+            orjson.dumps(
+                {
+                    "type": "about:blank",
+                    "title": "Bad request",
+                    "status": 400,
+                    "detail": "unit is too long",
+                }
+            ),
+            status_code=400,
+            media_type="application/problem+json",
+        )
     platform = request.app.state.platform
-    beds = await run_in_threadpool(board_state, platform.engine, _store(request).repository,
-                                   unit=unit)
+    beds = await run_in_threadpool(
+        board_state, platform.engine, _store(request).repository, unit=unit
+    )
     return _json({"columns": columns(), "beds": [b.as_dict() for b in beds]})
 
 

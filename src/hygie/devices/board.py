@@ -35,10 +35,16 @@ class BedView:
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "label": self.label, "unit": self.unit,
-                "patient": self.patient, "patientId": self.patient_id,
-                "provisional": self.provisional, "device": self.device_id,
-                "values": self.values}
+        return {
+            "key": self.key,
+            "label": self.label,
+            "unit": self.unit,
+            "patient": self.patient,
+            "patientId": self.patient_id,
+            "provisional": self.provisional,
+            "device": self.device_id,
+            "values": self.values,
+        }
 
 
 def _patient_label(repository: Repository, patient_id: str) -> str:
@@ -52,8 +58,9 @@ def _patient_label(repository: Repository, patient_id: str) -> str:
     return f"{text} ({ident})" if text else ident or patient_id
 
 
-def board_state(engine: Engine, repository: Repository, stale_after_s: int = 120,
-                unit: str | None = None) -> list[BedView]:
+def board_state(
+    engine: Engine, repository: Repository, stale_after_s: int = 120, unit: str | None = None
+) -> list[BedView]:
     """Beds (optionally of one unit) with their latest values, ordered by unit and label."""
     query = select(bed).order_by(bed.c.unit, bed.c.label)
     if unit:
@@ -67,16 +74,26 @@ def board_state(engine: Engine, repository: Repository, stale_after_s: int = 120
         by_bed.setdefault(v.bed_key, []).append(v)
     views = []
     for b in beds:
-        view = BedView(b.bed_key, b.label, b.unit, _patient_label(repository, b.patient_id),
-                       b.patient_id, bool(b.provisional), b.device_id)
+        view = BedView(
+            b.bed_key,
+            b.label,
+            b.unit,
+            _patient_label(repository, b.patient_id),
+            b.patient_id,
+            bool(b.provisional),
+            b.device_id,
+        )
         for v in by_bed.get(b.bed_key, []):
             if v.metric not in BOARD_KEYS:
                 continue
             metric = METRICS_BY_KEY[v.metric]
             when = datetime.fromtimestamp(v.observed_at / 1e6, UTC).astimezone(PARIS)
             view.values[v.metric] = {
-                "value": v.value, "unit": v.unit, "label": metric.label,
-                "abnormal": bool(v.abnormal), "time": when.strftime("%H:%M:%S"),
+                "value": v.value,
+                "unit": v.unit,
+                "label": metric.label,
+                "abnormal": bool(v.abnormal),
+                "time": when.strftime("%H:%M:%S"),
                 "stale": (now - v.observed_at) > stale_after_s * 1_000_000,
                 "observation": v.observation_id,
             }
@@ -90,6 +107,11 @@ _UNIT_DISPLAY = {"Cel": "°C", "[degF]": "°F", "mm[Hg]": "mmHg", "cm[H2O]": "cm
 
 def columns() -> list[dict[str, str]]:
     """The board's columns: metric key, label, unit as shown."""
-    return [{"key": k, "label": METRICS_BY_KEY[k].label,
-             "unit": _UNIT_DISPLAY.get(METRICS_BY_KEY[k].ucum, METRICS_BY_KEY[k].ucum)}
-            for k in BOARD_KEYS]
+    return [
+        {
+            "key": k,
+            "label": METRICS_BY_KEY[k].label,
+            "unit": _UNIT_DISPLAY.get(METRICS_BY_KEY[k].ucum, METRICS_BY_KEY[k].ucum),
+        }
+        for k in BOARD_KEYS
+    ]

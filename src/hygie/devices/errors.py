@@ -50,9 +50,18 @@ class MessageRejected(DevicesError):
     has an error).
     """
 
-    def __init__(self, text: str, *, segment: str, field: int = 0, sequence: int = 1,
-                 repetition: int = 1, component: int = 0, code: int = DATA_TYPE_ERROR,
-                 reject: bool = False) -> None:
+    def __init__(
+        self,
+        text: str,
+        *,
+        segment: str,
+        field: int = 0,
+        sequence: int = 1,
+        repetition: int = 1,
+        component: int = 0,
+        code: int = DATA_TYPE_ERROR,
+        reject: bool = False,
+    ) -> None:
         super().__init__(text)
         self.text = text
         self.segment = segment
@@ -75,19 +84,29 @@ class MessageRejected(DevicesError):
 
     def as_dict(self) -> dict[str, object]:
         """The error as kept in the journal (to answer a resent message the same way)."""
-        return {"text": self.text, "segment": self.segment, "sequence": self.sequence,
-                "field": self.field, "repetition": self.repetition,
-                "component": self.component, "code": self.code, "reject": self.reject}
+        return {
+            "text": self.text,
+            "segment": self.segment,
+            "sequence": self.sequence,
+            "field": self.field,
+            "repetition": self.repetition,
+            "component": self.component,
+            "code": self.code,
+            "reject": self.reject,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> MessageRejected:
-        return cls(str(data["text"]), segment=str(data["segment"]),
-                   sequence=int(data.get("sequence", 1)),  # type: ignore[call-overload]
-                   field=int(data.get("field", 0)),  # type: ignore[call-overload]
-                   repetition=int(data.get("repetition", 1)),  # type: ignore[call-overload]
-                   component=int(data.get("component", 0)),  # type: ignore[call-overload]
-                   code=int(data.get("code", DATA_TYPE_ERROR)),  # type: ignore[call-overload]
-                   reject=bool(data.get("reject", False)))
+        return cls(
+            str(data["text"]),
+            segment=str(data["segment"]),
+            sequence=int(data.get("sequence", 1)),  # type: ignore[call-overload]
+            field=int(data.get("field", 0)),  # type: ignore[call-overload]
+            repetition=int(data.get("repetition", 1)),  # type: ignore[call-overload]
+            component=int(data.get("component", 0)),  # type: ignore[call-overload]
+            code=int(data.get("code", DATA_TYPE_ERROR)),  # type: ignore[call-overload]
+            reject=bool(data.get("reject", False)),
+        )
 
 
 class PayloadRejected(DevicesError):

@@ -40,8 +40,11 @@ OBX_IDENTIFIER = f"{HYGIE_BASE}/sid/hl7v2-obx"
 MQTT_IDENTIFIER = f"{HYGIE_BASE}/sid/mqtt-measurement"
 #: IEEE 11073 MDC_ATTR_SYS_ID (the EUI-64 system identifier), as an OID URN.
 EUI64_SYSTEM = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680"
-PROVISIONAL_TAG = {"system": DEVICES_CODES, "code": "provisional",
-                   "display": "Identité provisoire créée par la passerelle biomédicale"}
+PROVISIONAL_TAG = {
+    "system": DEVICES_CODES,
+    "code": "provisional",
+    "display": "Identité provisoire créée par la passerelle biomédicale",
+}
 _INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 _FLAGS = {"H", "L", "HH", "LL", "A", "AA", "N", "<", ">"}
 _RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)?\s*(-|<|>|<=|>=)?\s*([+-]?\d+(?:\.\d+)?)?\s*$")
@@ -91,8 +94,9 @@ def mdc_concept(code: str, mnemonic: str) -> Json:
     concept: Json = {"coding": [coding]}
     metric = metric_for(code, mnemonic)
     if metric is not None:
-        concept["coding"] += [{"system": LOINC_SYSTEM, "code": c, "display": d}
-                              for c, d in metric.loinc]
+        concept["coding"] += [
+            {"system": LOINC_SYSTEM, "code": c, "display": d} for c, d in metric.loinc
+        ]
         concept["text"] = metric.label
     elif mnemonic:
         concept["text"] = mnemonic
@@ -112,7 +116,9 @@ def device_resources(report: Report, patient_id: str, location_id: str | None) -
         if nid in devices:
             continue
         devices[nid] = {
-            "resourceType": "Device", "id": nid, "status": "active",
+            "resourceType": "Device",
+            "id": nid,
+            "status": "active",
             "type": mdc_concept(node.code, node.mnemonic),
             "parent": {"reference": f"Device/{_parent_id(node, explicit)}"},
         }
@@ -121,10 +127,16 @@ def device_resources(report: Report, patient_id: str, location_id: str | None) -
 
 def _mds(eui: str, node: DeviceNode | None, patient_id: str, location_id: str | None) -> Json:
     body: Json = {
-        "resourceType": "Device", "id": mds_id(eui), "status": "active",
+        "resourceType": "Device",
+        "id": mds_id(eui),
+        "status": "active",
         "identifier": [{"type": {"text": "EUI-64"}, "system": EUI64_SYSTEM, "value": eui}],
-        "deviceName": [{"name": f"{node.mnemonic if node and node.mnemonic else 'Appareil'} "
-                                f"{eui}", "type": "user-friendly-name"}],
+        "deviceName": [
+            {
+                "name": f"{node.mnemonic if node and node.mnemonic else 'Appareil'} {eui}",
+                "type": "user-friendly-name",
+            }
+        ],
         "patient": {"reference": f"Patient/{patient_id}"},
     }
     if node is not None:
@@ -171,27 +183,33 @@ def reference_range(text: str) -> list[Json]:
     return [out] if out else []
 
 
-def observation_resource(reading: Reading, *, res_id: str, identifier: Json, patient_id: str,
-                         device_id: str) -> Json:
+def observation_resource(
+    reading: Reading, *, res_id: str, identifier: Json, patient_id: str, device_id: str
+) -> Json:
     """The Observation of one reading."""
     metric = metric_for(reading.code, reading.mnemonic)
     body: Json = {
-        "resourceType": "Observation", "id": res_id, "identifier": [identifier],
+        "resourceType": "Observation",
+        "id": res_id,
+        "identifier": [identifier],
         "status": reading.status,
     }
     if metric is not None and metric.vital:
         body["category"] = [VITAL_SIGNS]
-    body.update({
-        "code": mdc_concept(reading.code, reading.mnemonic),
-        "subject": {"reference": f"Patient/{patient_id}"},
-        "effectiveDateTime": reading.time,
-        "device": {"reference": f"Device/{device_id}"},
-    })
+    body.update(
+        {
+            "code": mdc_concept(reading.code, reading.mnemonic),
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "effectiveDateTime": reading.time,
+            "device": {"reference": f"Device/{device_id}"},
+        }
+    )
     body.update(_value(reading.value_type, reading.value, reading.unit, reading.period_ms))
     flags = [f for f in reading.flags if f in _FLAGS]
     if flags:
-        body["interpretation"] = [{"coding": [{"system": _INTERPRETATION, "code": f}]}
-                                  for f in flags]
+        body["interpretation"] = [
+            {"coding": [{"system": _INTERPRETATION, "code": f}]} for f in flags
+        ]
     ranges = reference_range(reading.reference_range)
     if ranges:
         unit = reading.unit
@@ -202,17 +220,30 @@ def observation_resource(reading: Reading, *, res_id: str, identifier: Json, pat
         body["referenceRange"] = ranges
     if reading.facets:
         body["component"] = [
-            {"code": mdc_concept(code, mnemonic),
-             **_value("NM" if isinstance(value, float) else "ST" if isinstance(value, str)
-                      else "NA" if isinstance(value, list) else "CWE", value, unit, None,
-                      facet=True)}
+            {
+                "code": mdc_concept(code, mnemonic),
+                **_value(
+                    "NM"
+                    if isinstance(value, float)
+                    else "ST"
+                    if isinstance(value, str)
+                    else "NA"
+                    if isinstance(value, list)
+                    else "CWE",
+                    value,
+                    unit,
+                    None,
+                    facet=True,
+                ),
+            }
             for code, mnemonic, value, unit in reading.facets
         ]
     return body
 
 
-def _value(value_type: str, value: Any, unit: str | None, period_ms: float | None,
-           facet: bool = False) -> Json:
+def _value(
+    value_type: str, value: Any, unit: str | None, period_ms: float | None, facet: bool = False
+) -> Json:
     if value_type == "NM":
         return {"valueQuantity": quantity(value, unit)}
     if value_type == "NA":
@@ -221,9 +252,14 @@ def _value(value_type: str, value: Any, unit: str | None, period_ms: float | Non
         origin: Json = {"value": 0}
         if unit:
             origin.update({"unit": unit, "system": UCUM_SYSTEM, "code": unit})
-        return {"valueSampledData": {
-            "origin": origin, "period": number(round(period_ms, 6)), "dimensions": 1,
-            "data": " ".join(str(number(v)) for v in value)}}
+        return {
+            "valueSampledData": {
+                "origin": origin,
+                "period": number(round(period_ms, 6)),
+                "dimensions": 1,
+                "data": " ".join(str(number(v)) for v in value),
+            }
+        }
     if value_type in ("ST", "TX"):
         return {"valueString": value}
     if not value["code"]:
@@ -233,14 +269,17 @@ def _value(value_type: str, value: Any, unit: str | None, period_ms: float | Non
         coding["display"] = value["display"]
     if value.get("system") == "MDC":
         coding["system"] = MDC_SYSTEM
-    return {"valueCodeableConcept": {"coding": [coding],
-                                     "text": value.get("display") or value["code"]}}
+    return {
+        "valueCodeableConcept": {"coding": [coding], "text": value.get("display") or value["code"]}
+    }
 
 
-def provisional_patient(patient_id: str, identifier: PatientId, system: str,
-                        name: tuple[str, str]) -> Json:
+def provisional_patient(
+    patient_id: str, identifier: PatientId, system: str, name: tuple[str, str]
+) -> Json:
     body: Json = {
-        "resourceType": "Patient", "id": patient_id,
+        "resourceType": "Patient",
+        "id": patient_id,
         "meta": {"tag": [PROVISIONAL_TAG]},
         "identifier": [{"system": system, "value": identifier.value}],
         "active": True,
@@ -258,14 +297,31 @@ def provisional_patient(patient_id: str, identifier: PatientId, system: str,
 
 def provisional_flag(patient_id: str, when: str) -> Json:
     return {
-        "resourceType": "Flag", "id": f"{patient_id}-flag", "status": "active",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/flag-category", "code": "admin",
-            "display": "Administrative"}]}],
-        "code": {"coding": [{"system": DEVICES_CODES, "code": "provisional-identity",
-                             "display": "Provisional identity"}],
-                 "text": "Identité provisoire créée par la passerelle biomédicale : "
-                         "à rapprocher du dossier du patient"},
+        "resourceType": "Flag",
+        "id": f"{patient_id}-flag",
+        "status": "active",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/flag-category",
+                        "code": "admin",
+                        "display": "Administrative",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {
+                    "system": DEVICES_CODES,
+                    "code": "provisional-identity",
+                    "display": "Provisional identity",
+                }
+            ],
+            "text": "Identité provisoire créée par la passerelle biomédicale : "
+            "à rapprocher du dossier du patient",
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "period": {"start": when},
     }

@@ -37,8 +37,9 @@ from hygie.store.model import now_us
 log = logging.getLogger("hygie.devices")
 
 
-def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection,
-               results: Connection) -> None:
+def run_mapper(
+    settings: Settings, dsettings: DevicesSettings, wakes: Connection, results: Connection
+) -> None:
     """Body of the mapper process: map pending messages until the gateway goes away."""
     from hygie.devices.ingest import Mapper
     from hygie.store.server import open_store
@@ -53,8 +54,13 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
     lock = (folder / "mapper.lock").open("wb")
     fcntl.flock(lock, fcntl.LOCK_EX)
     platform = open_platform(settings)
-    mapper = Mapper(platform.engine, open_store(platform).repository, dsettings,
-                    open_journal(platform), record=False)
+    mapper = Mapper(
+        platform.engine,
+        open_store(platform).repository,
+        dsettings,
+        open_journal(platform),
+        record=False,
+    )
     next_purge = next_checkpoint = 0.0
     receipt = [0, 0.0]  # the gateway's last reported receipt rate, and when
 
@@ -87,11 +93,16 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
                 time.sleep(1.0)
                 continue
             if outcomes:
-                results.send_bytes(orjson.dumps(
-                    [[o.journal_id, o.status, o.error, o.observations] for o in outcomes]))
+                results.send_bytes(
+                    orjson.dumps(
+                        [[o.journal_id, o.status, o.error, o.observations] for o in outcomes]
+                    )
+                )
                 read_wakes(0)
-                busy = (receipt[0] > dsettings.mapper_throttle_rate
-                        and time.monotonic() - receipt[1] < 1.5)
+                busy = (
+                    receipt[0] > dsettings.mapper_throttle_rate
+                    and time.monotonic() - receipt[1] < 1.5
+                )
                 if busy:
                     # a burst: the journal absorbs it, the mapper steps aside for the
                     # receipt path (its store writes would hold the acks back)
@@ -108,8 +119,12 @@ def run_mapper(settings: Settings, dsettings: DevicesSettings, wakes: Connection
 class MapperProcess:
     """Starts, wakes and restarts the mapper process."""
 
-    def __init__(self, settings: Settings, dsettings: DevicesSettings,
-                 on_outcomes: Callable[[list[Outcome]], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dsettings: DevicesSettings,
+        on_outcomes: Callable[[list[Outcome]], None],
+    ) -> None:
         self.settings = settings
         self.dsettings = dsettings
         self.on_outcomes = on_outcomes
@@ -122,8 +137,11 @@ class MapperProcess:
         wake_read, wake_write = self._ctx.Pipe(duplex=False)
         result_read, result_write = self._ctx.Pipe(duplex=False)
         self.process = self._ctx.Process(
-            target=run_mapper, name="hygie-devices-mapper", daemon=True,
-            args=(self.settings, self.dsettings, wake_read, result_write))
+            target=run_mapper,
+            name="hygie-devices-mapper",
+            daemon=True,
+            args=(self.settings, self.dsettings, wake_read, result_write),
+        )
         self.process.start()
         wake_read.close()
         result_write.close()
@@ -153,8 +171,9 @@ class MapperProcess:
         while True:
             await asyncio.sleep(1.0)
             if self.process is not None and not self.process.is_alive():
-                log.warning("mapper process ended (exit %s); starting a new one",
-                            self.process.exitcode)
+                log.warning(
+                    "mapper process ended (exit %s); starting a new one", self.process.exitcode
+                )
                 self.stop()
                 self.start()
 
@@ -171,8 +190,13 @@ class MapperProcess:
             self.process.join(5)
 
 
-async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = True,
-                announce: Callable[[str], None] = print) -> None:
+async def serve(
+    settings: Settings,
+    dsettings: DevicesSettings,
+    *,
+    mqtt: bool = True,
+    announce: Callable[[str], None] = print,
+) -> None:
     """Run the gateway until SIGTERM or SIGINT."""
     from hygie.devices.mllp import MllpServer
     from hygie.devices.mqtt import MqttIngest
@@ -205,13 +229,22 @@ async def serve(settings: Settings, dsettings: DevicesSettings, *, mqtt: bool = 
     ingest = None
     if mqtt:
         loop = asyncio.get_running_loop()
-        ingest = MqttIngest(journal, dsettings, lambda: loop.call_soon_threadsafe(mapper.wake),
-                            on_subscribed=lambda: ready.write_text(dsettings.mqtt_topic))
+        ingest = MqttIngest(
+            journal,
+            dsettings,
+            lambda: loop.call_soon_threadsafe(mapper.wake),
+            on_subscribed=lambda: ready.write_text(dsettings.mqtt_topic),
+        )
         ingest.start()
     (folder / "mllp.port").write_text(str(port))
-    announce(f"MLLP listening on {dsettings.mllp_host}:{port}"
-             + (f"; MQTT {dsettings.mqtt_host}:{dsettings.mqtt_port} {dsettings.mqtt_topic}"
-                if mqtt else ""))
+    announce(
+        f"MLLP listening on {dsettings.mllp_host}:{port}"
+        + (
+            f"; MQTT {dsettings.mqtt_host}:{dsettings.mqtt_port} {dsettings.mqtt_topic}"
+            if mqtt
+            else ""
+        )
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -121,9 +121,18 @@ def parse_payload(raw: bytes, default_system: str) -> HomeReport:
             raise PayloadRejected(str(exc), path + "unit") from exc
         if unit != metric.ucum and unit not in _OTHER_UNITS.get(key, set()):
             raise PayloadRejected(f"must be {metric.ucum}", path + "unit")
-        readings.append(Reading(
-            obx=i + 1, path=(1, 1, 1, i + 1), code=str(metric.mdc), mnemonic=metric.mnemonic,
-            value_type="NM", value=float(number), unit=unit,  # type: ignore[arg-type]
-            status="final", time=time, eui64=device_id))
-    return HomeReport(message_id, device_id, kind, PatientId(value), system, time,
-                      tuple(readings))
+        readings.append(
+            Reading(
+                obx=i + 1,
+                path=(1, 1, 1, i + 1),
+                code=str(metric.mdc),
+                mnemonic=metric.mnemonic,
+                value_type="NM",
+                value=float(number),
+                unit=unit,  # type: ignore[arg-type]
+                status="final",
+                time=time,
+                eui64=device_id,
+            )
+        )
+    return HomeReport(message_id, device_id, kind, PatientId(value), system, time, tuple(readings))

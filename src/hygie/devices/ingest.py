@@ -73,8 +73,15 @@ class Plan:
 class Mapper:
     """Maps pending journal rows into the store; see the module docstring."""
 
-    def __init__(self, engine: Engine, repository: SqlRepository, settings: DevicesSettings,
-                 journal: Journal | None = None, *, record: bool = True) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        repository: SqlRepository,
+        settings: DevicesSettings,
+        journal: Journal | None = None,
+        *,
+        record: bool = True,
+    ) -> None:
         """``engine`` is the platform's (board tables); ``journal`` defaults to one on it.
 
         With ``record`` False the outcomes are only returned: the gateway records them
@@ -99,43 +106,71 @@ class Mapper:
             return self._plan_home(row, parse_payload(row.raw, self.settings.patient_system))
         header, text = read_header(row.raw, self.settings.default_charset)
         report = parse_report(header, text, self.settings.local_timezone)
-        system = self.settings.authority_systems.get(report.patient.authority,
-                                                     self.settings.patient_system)
+        system = self.settings.authority_systems.get(
+            report.patient.authority, self.settings.patient_system
+        )
         explicit = {fhir.node_id(n.eui64, n.path) for n in report.devices}
         observations = []
         for reading in report.readings:
             oid = fhir.observation_id(row.sender, row.control_id, reading.obx)
-            identifier = {"system": fhir.OBX_IDENTIFIER,
-                          "value": f"{row.sender}|{row.control_id}|{reading.obx}"}
-            observations.append((reading, oid, identifier,
-                                 fhir.reading_device(reading, explicit)))
-        first_eui = (report.readings[0].eui64 if report.readings else report.devices[0].eui64)
-        return Plan(row, report.patient, system, report.patient_name, report.bed,
-                    lambda pid, loc: fhir.device_resources(report, pid, loc), observations,
-                    fhir.mds_id(first_eui), report.message_time)
+            identifier = {
+                "system": fhir.OBX_IDENTIFIER,
+                "value": f"{row.sender}|{row.control_id}|{reading.obx}",
+            }
+            observations.append((reading, oid, identifier, fhir.reading_device(reading, explicit)))
+        first_eui = report.readings[0].eui64 if report.readings else report.devices[0].eui64
+        return Plan(
+            row,
+            report.patient,
+            system,
+            report.patient_name,
+            report.bed,
+            lambda pid, loc: fhir.device_resources(report, pid, loc),
+            observations,
+            fhir.mds_id(first_eui),
+            report.message_time,
+        )
 
     def _plan_home(self, row: PendingRow, home: HomeReport) -> Plan:
         device_id = f"home-{home.device_id.lower()}"
         code, mnemonic = DEVICE_TYPES[home.device_type]
 
         def devices(patient_id: str, _location: str | None) -> list[Json]:
-            return [{
-                "resourceType": "Device", "id": device_id, "status": "active",
-                "identifier": [{"system": f"{fhir.HYGIE_BASE}/sid/home-device",
-                                "value": home.device_id}],
-                "type": {"coding": [{"system": fhir.MDC_SYSTEM, "code": code,
-                                     "display": mnemonic}], "text": home.device_type},
-                "patient": {"reference": f"Patient/{patient_id}"},
-            }]
+            return [
+                {
+                    "resourceType": "Device",
+                    "id": device_id,
+                    "status": "active",
+                    "identifier": [
+                        {"system": f"{fhir.HYGIE_BASE}/sid/home-device", "value": home.device_id}
+                    ],
+                    "type": {
+                        "coding": [{"system": fhir.MDC_SYSTEM, "code": code, "display": mnemonic}],
+                        "text": home.device_type,
+                    },
+                    "patient": {"reference": f"Patient/{patient_id}"},
+                }
+            ]
 
         observations = []
         for reading in home.readings:
             oid = f"mqtt-{fhir.short_hash(home.device_id, home.message_id)[:32]}-{reading.obx}"
-            identifier = {"system": fhir.MQTT_IDENTIFIER,
-                          "value": f"{home.device_id}|{home.message_id}|{reading.obx}"}
+            identifier = {
+                "system": fhir.MQTT_IDENTIFIER,
+                "value": f"{home.device_id}|{home.message_id}|{reading.obx}",
+            }
             observations.append((reading, oid, identifier, device_id))
-        return Plan(row, home.patient, home.patient_system, ("", ""), None, devices,
-                    observations, device_id, home.time)
+        return Plan(
+            row,
+            home.patient,
+            home.patient_system,
+            ("", ""),
+            None,
+            devices,
+            observations,
+            device_id,
+            home.time,
+        )
 
     # --- resolving -------------------------------------------------------------------
 
@@ -152,14 +187,18 @@ class Mapper:
             plan.patient_id, plan.provisional = self._patients[key]
             return
         page = self.repository.search(
-            "Patient", [("identifier", f"{plan.system}|{plan.patient.value}"), ("_count", "2")],
-            strict=True)
+            "Patient",
+            [("identifier", f"{plan.system}|{plan.patient.value}"), ("_count", "2")],
+            strict=True,
+        )
         found = [m for m in page.matches]
         if found:
             stored = found[0]
             tags = stored.resource.get("meta", {}).get("tag", [])
-            provisional = any(t.get("code") == "provisional" and t.get("system")
-                              == fhir.DEVICES_CODES for t in tags)
+            provisional = any(
+                t.get("code") == "provisional" and t.get("system") == fhir.DEVICES_CODES
+                for t in tags
+            )
             self._patients[key] = (stored.res_id, provisional)
             plan.patient_id, plan.provisional = stored.res_id, provisional
             return
@@ -224,11 +263,12 @@ class Mapper:
             except (DBAPIError, FhirError):
                 raise
             except Exception as exc:
-                log.error("message %d could not be mapped (%s)", row.journal_id,
-                          type(exc).__name__)
-                error = MessageRejected("internal error while mapping the message; see the "
-                                        "gateway log", segment="MSH",
-                                        code=APPLICATION_INTERNAL_ERROR)
+                log.error("message %d could not be mapped (%s)", row.journal_id, type(exc).__name__)
+                error = MessageRejected(
+                    "internal error while mapping the message; see the gateway log",
+                    segment="MSH",
+                    code=APPLICATION_INTERNAL_ERROR,
+                )
                 outcome = Outcome(row.journal_id, REJECTED, error.as_dict())
                 self._finish([outcome])
                 outcomes.append(outcome)
@@ -243,7 +283,8 @@ class Mapper:
         if self._reported:
             now = time.monotonic()
             still = self.journal.pending_among(
-                [i for i, when in self._reported.items() if now - when < 30])
+                [i for i, when in self._reported.items() if now - when < 30]
+            )
             self._reported = {i: w for i, w in self._reported.items() if i in still}
         return self.journal.pending(limit, skip=self._reported)
 
@@ -264,12 +305,14 @@ class Mapper:
                 outcomes[row.journal_id] = Outcome(row.journal_id, REJECTED, exc.as_dict())
                 continue
             except PayloadRejected as exc:
-                outcomes[row.journal_id] = Outcome(row.journal_id, REJECTED,
-                                                   {"text": str(exc), "path": exc.path})
+                outcomes[row.journal_id] = Outcome(
+                    row.journal_id, REJECTED, {"text": str(exc), "path": exc.path}
+                )
                 continue
             if plan.observations and self._exists("Observation", plan.observations[0][1]):
-                outcomes[row.journal_id] = Outcome(row.journal_id, STORED, None,
-                                                   len(plan.observations))
+                outcomes[row.journal_id] = Outcome(
+                    row.journal_id, STORED, None, len(plan.observations)
+                )
                 continue
             plans.append(plan)
         written = self._write(plans, outcomes)
@@ -292,8 +335,12 @@ class Mapper:
                 items = []
                 for reading, oid, identifier, device_id in plan.observations:
                     body = fhir.observation_resource(
-                        reading, res_id=oid, identifier=identifier,
-                        patient_id=plan.patient_id, device_id=device_id)
+                        reading,
+                        res_id=oid,
+                        identifier=identifier,
+                        patient_id=plan.patient_id,
+                        device_id=device_id,
+                    )
                     try:
                         items.append(repo.prepare(body, oid))
                     except FhirError as exc:
@@ -302,19 +349,25 @@ class Mapper:
                     repo.prepare(body, body["id"])
                     devices[body["id"]] = body
             except MessageRejected as exc:
-                outcomes[plan.row.journal_id] = Outcome(plan.row.journal_id, REJECTED,
-                                                        exc.as_dict())
+                outcomes[plan.row.journal_id] = Outcome(
+                    plan.row.journal_id, REJECTED, exc.as_dict()
+                )
                 continue
             except FhirError as exc:
-                error = MessageRejected(f"the device cannot be recorded: {exc}",
-                                        segment="OBX", code=APPLICATION_INTERNAL_ERROR)
-                outcomes[plan.row.journal_id] = Outcome(plan.row.journal_id, REJECTED,
-                                                        error.as_dict())
+                error = MessageRejected(
+                    f"the device cannot be recorded: {exc}",
+                    segment="OBX",
+                    code=APPLICATION_INTERNAL_ERROR,
+                )
+                outcomes[plan.row.journal_id] = Outcome(
+                    plan.row.journal_id, REJECTED, error.as_dict()
+                )
                 continue
             prepared.append(items)
             good.append(plan)
-            outcomes[plan.row.journal_id] = Outcome(plan.row.journal_id, STORED, None,
-                                                    len(plan.observations))
+            outcomes[plan.row.journal_id] = Outcome(
+                plan.row.journal_id, STORED, None, len(plan.observations)
+            )
         needed_patients = {p.patient_id for p in good}
         context = []
         for pid, bodies in created.items():
@@ -327,8 +380,10 @@ class Mapper:
         # database (the API, other services), which must not wait behind a long batch
         # (larger ones write fewer pages in all). The journal has its own file.
         step = max(1, self.settings.messages_per_transaction)
-        groups = [context] + [[i for items in prepared[k:k + step] for i in items]
-                              for k in range(0, len(prepared), step)]
+        groups = [context] + [
+            [i for items in prepared[k : k + step] for i in items]
+            for k in range(0, len(prepared), step)
+        ]
         pause = self.settings.mapper_yield_ms / 1000 if repo.is_sqlite else 0.0
         for items in groups:
             if items:
@@ -341,8 +396,7 @@ class Mapper:
         for body in changed:
             self._devices[body["id"]] = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
         for plan in good:
-            self._patients[(plan.system, plan.patient.value)] = (plan.patient_id,
-                                                                 plan.provisional)
+            self._patients[(plan.system, plan.patient.value)] = (plan.patient_id, plan.provisional)
         return good
 
     # --- board -----------------------------------------------------------------------
@@ -355,11 +409,16 @@ class Mapper:
             if plan.row.channel != "hl7":
                 continue  # home devices are not ICU beds
             key, label = fhir.bed_label(plan.bed, plan.mds.removeprefix("eui64-").upper())
-            beds[key] = {"bed_key": key, "label": label[:200],
-                         "unit": plan.bed.point_of_care[:100] if plan.bed else "",
-                         "location_id": plan.location_id or "", "patient_id": plan.patient_id,
-                         "provisional": plan.provisional, "device_id": plan.mds,
-                         "updated_at": now}
+            beds[key] = {
+                "bed_key": key,
+                "label": label[:200],
+                "unit": plan.bed.point_of_care[:100] if plan.bed else "",
+                "location_id": plan.location_id or "",
+                "patient_id": plan.patient_id,
+                "provisional": plan.provisional,
+                "device_id": plan.mds,
+                "updated_at": now,
+            }
             for reading, oid, _identifier, _device in plan.observations:
                 metric = metric_for(reading.code, reading.mnemonic)
                 if metric is None or reading.value_type != "NM":
@@ -368,12 +427,18 @@ class Mapper:
                 previous = values.get((key, metric.key))
                 if previous and previous["observed_at"] > observed:
                     continue
-                abnormal = (any(f not in ("N", "") for f in reading.flags)
-                            or out_of_range(metric.key, reading.value))
+                abnormal = any(f not in ("N", "") for f in reading.flags) or out_of_range(
+                    metric.key, reading.value
+                )
                 values[(key, metric.key)] = {
-                    "bed_key": key, "metric": metric.key, "value": reading.value,
-                    "unit": reading.unit or metric.ucum, "observed_at": observed,
-                    "abnormal": abnormal, "observation_id": oid}
+                    "bed_key": key,
+                    "metric": metric.key,
+                    "value": reading.value,
+                    "unit": reading.unit or metric.ucum,
+                    "observed_at": observed,
+                    "abnormal": abnormal,
+                    "observation_id": oid,
+                }
         if not beds:
             return
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
@@ -383,18 +448,42 @@ class Mapper:
             if self.engine.dialect.name == "sqlite":
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
-                conn.execute(bed_insert.on_conflict_do_update(
-                    index_elements=["bed_key"],
-                    set_={c: bed_insert.excluded[c] for c in (
-                        "label", "unit", "location_id", "patient_id", "provisional",
-                        "device_id", "updated_at")}), list(beds.values()))
+                conn.execute(
+                    bed_insert.on_conflict_do_update(
+                        index_elements=["bed_key"],
+                        set_={
+                            c: bed_insert.excluded[c]
+                            for c in (
+                                "label",
+                                "unit",
+                                "location_id",
+                                "patient_id",
+                                "provisional",
+                                "device_id",
+                                "updated_at",
+                            )
+                        },
+                    ),
+                    list(beds.values()),
+                )
                 if values:
-                    conn.execute(value_insert.on_conflict_do_update(
-                        index_elements=["bed_key", "metric"],
-                        set_={c: value_insert.excluded[c] for c in (
-                            "value", "unit", "observed_at", "abnormal", "observation_id")},
-                        where=value_insert.excluded.observed_at >= bed_value.c.observed_at,
-                    ), list(values.values()))
+                    conn.execute(
+                        value_insert.on_conflict_do_update(
+                            index_elements=["bed_key", "metric"],
+                            set_={
+                                c: value_insert.excluded[c]
+                                for c in (
+                                    "value",
+                                    "unit",
+                                    "observed_at",
+                                    "abnormal",
+                                    "observation_id",
+                                )
+                            },
+                            where=value_insert.excluded.observed_at >= bed_value.c.observed_at,
+                        ),
+                        list(values.values()),
+                    )
 
 
 def _epoch_us(text: str) -> int:
@@ -404,7 +493,17 @@ def _epoch_us(text: str) -> int:
 
 def _rejected_resource(plan: Plan, reading: Reading, exc: FhirError) -> MessageRejected:
     if plan.row.channel == "mqtt":
-        return MessageRejected(f"measurement {reading.obx}: {exc}", segment="OBX",
-                               sequence=reading.obx, field=5, code=DATA_TYPE_ERROR)
-    return MessageRejected(f"the observation cannot be recorded: {exc}", segment="OBX",
-                           sequence=reading.obx, field=5, code=DATA_TYPE_ERROR)
+        return MessageRejected(
+            f"measurement {reading.obx}: {exc}",
+            segment="OBX",
+            sequence=reading.obx,
+            field=5,
+            code=DATA_TYPE_ERROR,
+        )
+    return MessageRejected(
+        f"the observation cannot be recorded: {exc}",
+        segment="OBX",
+        sequence=reading.obx,
+        field=5,
+        code=DATA_TYPE_ERROR,
+    )

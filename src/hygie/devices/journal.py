@@ -32,8 +32,18 @@ from hygie.platform import Platform, create_engine
 from hygie.store.model import now_us
 
 PENDING, STORED, REJECTED = "pending", "stored", "rejected"
-_COLUMNS = ("channel", "sender", "control_id", "codec", "raw", "received_at", "status", "error",
-            "processed_at", "observations")
+_COLUMNS = (
+    "channel",
+    "sender",
+    "control_id",
+    "codec",
+    "raw",
+    "received_at",
+    "status",
+    "error",
+    "processed_at",
+    "observations",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,8 +153,9 @@ class Journal:
             with conn.begin():
                 yield conn
 
-    def append(self, batch: Sequence[Incoming], *, wait: bool = True,
-               finished: Sequence[Outcome] = ()) -> list[Appended]:
+    def append(
+        self, batch: Sequence[Incoming], *, wait: bool = True, finished: Sequence[Outcome] = ()
+    ) -> list[Appended]:
         """Commit ``batch``; one ``Appended`` per message, in order.
 
         ``finished`` are outcomes of the mapper to record in the same transaction,
@@ -177,11 +188,21 @@ class Journal:
         # one row per key: a key twice in one batch is a duplicate of its first copy
         unique: dict[tuple[str, str], tuple[object, ...]] = {}
         for m in batch:
-            unique.setdefault((m.sender, m.control_id), (
-                m.channel, m.sender, m.control_id, m.codec, m.raw, when,
-                REJECTED if m.error else PENDING,
-                orjson.dumps(m.error).decode() if m.error else None,
-                when if m.error else None, 0))
+            unique.setdefault(
+                (m.sender, m.control_id),
+                (
+                    m.channel,
+                    m.sender,
+                    m.control_id,
+                    m.codec,
+                    m.raw,
+                    when,
+                    REJECTED if m.error else PENDING,
+                    orjson.dumps(m.error).decode() if m.error else None,
+                    when if m.error else None,
+                    0,
+                ),
+            )
         with self._writing() as conn:
             if finished:
                 self._finish(conn, finished, when)
@@ -191,10 +212,15 @@ class Journal:
             missing = [k for k in unique if k not in inserted]
             existing: dict[tuple[str, str], tuple[int, str, str | None]] = {}
             if missing:
-                for r in conn.execute(select(
-                        message.c.id, message.c.sender, message.c.control_id,
-                        message.c.status, message.c.error).where(
-                        tuple_(message.c.sender, message.c.control_id).in_(missing))):
+                for r in conn.execute(
+                    select(
+                        message.c.id,
+                        message.c.sender,
+                        message.c.control_id,
+                        message.c.status,
+                        message.c.error,
+                    ).where(tuple_(message.c.sender, message.c.control_id).in_(missing))
+                ):
                     existing[(r.sender, r.control_id)] = (r.id, r.status, r.error)
         out: list[Appended] = []
         seen: set[tuple[str, str]] = set()
@@ -202,8 +228,9 @@ class Journal:
             key = (m.sender, m.control_id)
             if key in inserted and key not in seen:
                 seen.add(key)
-                out.append(Appended(inserted[key], False, REJECTED if m.error else PENDING,
-                                    m.error))
+                out.append(
+                    Appended(inserted[key], False, REJECTED if m.error else PENDING, m.error)
+                )
                 continue
             if key in inserted:  # twice in one batch: the second is a duplicate
                 out.append(Appended(inserted[key], True, PENDING))
@@ -212,8 +239,9 @@ class Journal:
             out.append(Appended(jid, True, status, orjson.loads(error) if error else None))
         return out
 
-    def _insert(self, conn: Connection, rows: list[tuple[object, ...]]
-                ) -> dict[tuple[str, str], int]:
+    def _insert(
+        self, conn: Connection, rows: list[tuple[object, ...]]
+    ) -> dict[tuple[str, str], int]:
         """Insert rows whose key is new; return the new rows' ids by key.
 
         One multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` on the DBAPI
@@ -228,12 +256,13 @@ class Journal:
         cursor = dbapi.cursor()
         try:
             for start in range(0, len(rows), 500):
-                chunk = rows[start:start + 500]
+                chunk = rows[start : start + 500]
                 cursor.execute(
                     f"INSERT INTO {message.name} ({', '.join(_COLUMNS)}) VALUES "
                     f"{', '.join([one] * len(chunk))} ON CONFLICT (sender, control_id) "
                     "DO NOTHING RETURNING id, sender, control_id",
-                    [value for row in chunk for value in row])
+                    [value for row in chunk for value in row],
+                )
                 for jid, sender, control_id in cursor.fetchall():
                     inserted[(sender, control_id)] = jid
         finally:
@@ -244,21 +273,36 @@ class Journal:
         """The oldest messages not mapped yet, but for those in ``skip``."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(message.c.id, message.c.channel, message.c.sender, message.c.control_id,
-                       message.c.codec, message.c.raw)
-                .where(message.c.status == PENDING).order_by(message.c.id)
+                select(
+                    message.c.id,
+                    message.c.channel,
+                    message.c.sender,
+                    message.c.control_id,
+                    message.c.codec,
+                    message.c.raw,
+                )
+                .where(message.c.status == PENDING)
+                .order_by(message.c.id)
                 .limit(limit + len(skip))
             ).all()
-        return [PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, bytes(r.raw))
-                for r in rows if r.id not in skip][:limit]
+        return [
+            PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, bytes(r.raw))
+            for r in rows
+            if r.id not in skip
+        ][:limit]
 
     def pending_among(self, ids: Collection[int]) -> set[int]:
         """Which of ``ids`` are still pending."""
         if not ids:
             return set()
         with self.engine.connect() as conn:
-            return set(conn.execute(select(message.c.id).where(
-                message.c.status == PENDING, message.c.id.in_(list(ids)))).scalars())
+            return set(
+                conn.execute(
+                    select(message.c.id).where(
+                        message.c.status == PENDING, message.c.id.in_(list(ids))
+                    )
+                ).scalars()
+            )
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Record what the mapper did (one transaction)."""
@@ -267,12 +311,24 @@ class Journal:
 
     def _finish(self, conn: Connection, outcomes: Sequence[Outcome], when: int) -> None:
         conn.execute(
-            update(message).where(message.c.id == bindparam("jid")).values(
-                status=bindparam("new_status"), processed_at=when,
-                observations=bindparam("count"), error=bindparam("error_json")),
-            [{"jid": o.journal_id, "new_status": o.status, "count": o.observations,
-              "error_json": orjson.dumps(o.error).decode() if o.error else None}
-             for o in outcomes])
+            update(message)
+            .where(message.c.id == bindparam("jid"))
+            .values(
+                status=bindparam("new_status"),
+                processed_at=when,
+                observations=bindparam("count"),
+                error=bindparam("error_json"),
+            ),
+            [
+                {
+                    "jid": o.journal_id,
+                    "new_status": o.status,
+                    "count": o.observations,
+                    "error_json": orjson.dumps(o.error).decode() if o.error else None,
+                }
+                for o in outcomes
+            ],
+        )
 
     def checkpoint(self) -> None:
         """Copy the SQLite write-ahead log into the database without blocking writers.
@@ -287,10 +343,14 @@ class Journal:
 
     def outcome(self, journal_id: int) -> Outcome:
         with self.engine.connect() as conn:
-            r = conn.execute(select(message.c.status, message.c.error, message.c.observations)
-                             .where(message.c.id == journal_id)).one()
-        return Outcome(journal_id, r.status, orjson.loads(r.error) if r.error else None,
-                       r.observations)
+            r = conn.execute(
+                select(message.c.status, message.c.error, message.c.observations).where(
+                    message.c.id == journal_id
+                )
+            ).one()
+        return Outcome(
+            journal_id, r.status, orjson.loads(r.error) if r.error else None, r.observations
+        )
 
     def purge(self, older_than_us: int, chunk: int = 2000) -> int:
         """Delete processed messages received before ``older_than_us``; return how many.
@@ -302,9 +362,12 @@ class Journal:
         removed = 0
         while True:
             with self._writing() as conn:
-                ids = select(message.c.id).where(
-                    message.c.status != PENDING, message.c.received_at < older_than_us
-                ).order_by(message.c.id).limit(chunk)
+                ids = (
+                    select(message.c.id)
+                    .where(message.c.status != PENDING, message.c.received_at < older_than_us)
+                    .order_by(message.c.id)
+                    .limit(chunk)
+                )
                 count = conn.execute(delete(message).where(message.c.id.in_(ids))).rowcount
             removed += count
             if count < chunk:
@@ -313,6 +376,7 @@ class Journal:
     def counts(self) -> dict[str, int]:
         """Messages by status."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(message.c.status, func.count())
-                                .group_by(message.c.status)).all()
+            rows = conn.execute(
+                select(message.c.status, func.count()).group_by(message.c.status)
+            ).all()
         return {status: n for status, n in rows}

@@ -59,8 +59,9 @@ class GroupCommit:
     is what limited an earlier version to about a third of this throughput.
     """
 
-    def __init__(self, journal: Journal,
-                 on_recorded: Callable[[list[Outcome]], None] = lambda _o: None) -> None:
+    def __init__(
+        self, journal: Journal, on_recorded: Callable[[list[Outcome]], None] = lambda _o: None
+    ) -> None:
         self.journal = journal
         self.on_recorded = on_recorded
         self._queue: list[tuple[Incoming, asyncio.Future[Appended]]] = []
@@ -91,8 +92,9 @@ class GroupCommit:
         if not batch and not finished:
             return
         try:
-            results = self.journal.append([item for item, _ in batch], wait=False,
-                                          finished=finished)
+            results = self.journal.append(
+                [item for item, _ in batch], wait=False, finished=finished
+            )
         except JournalBusy:
             # another writer (an MQTT delivery, a purge): try again in a millisecond,
             # with what arrives meanwhile
@@ -128,8 +130,9 @@ class GroupCommit:
 class MllpServer:
     """Accepts MLLP connections; see the module docstring."""
 
-    def __init__(self, journal: Journal, settings: DevicesSettings,
-                 wake_mapper: Callable[[int], None]) -> None:
+    def __init__(
+        self, journal: Journal, settings: DevicesSettings, wake_mapper: Callable[[int], None]
+    ) -> None:
         self.settings = settings
         self.commit = GroupCommit(journal, self._resolve)
         self.journal = journal
@@ -147,8 +150,7 @@ class MllpServer:
 
     async def start(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        return await loop.create_server(lambda: _Connection(self), host, port,
-                                        reuse_address=True)
+        return await loop.create_server(lambda: _Connection(self), host, port, reuse_address=True)
 
     def resolve(self, outcomes: list[Outcome]) -> None:
         """The mapper finished these messages: record them, then send the application
@@ -177,14 +179,20 @@ class MllpServer:
             conn.send(build_ack(partial, code, exc))
             return
         future = self.commit.submit(
-            Incoming("hl7", header.sender[:400], header.control_id, header.codec, frame))
+            Incoming("hl7", header.sender[:400], header.control_id, header.codec, frame)
+        )
         future.add_done_callback(lambda f: self._committed(f, header, conn))
 
-    def _committed(self, future: asyncio.Future[Appended], header: Header,
-                   conn: _Connection) -> None:
+    def _committed(
+        self, future: asyncio.Future[Appended], header: Header, conn: _Connection
+    ) -> None:
         if future.exception() is not None:
-            error = MessageRejected("the message could not be stored; send it again",
-                                    segment="MSH", field=10, code=APPLICATION_INTERNAL_ERROR)
+            error = MessageRejected(
+                "the message could not be stored; send it again",
+                segment="MSH",
+                field=10,
+                code=APPLICATION_INTERNAL_ERROR,
+            )
             conn.send(build_ack(header, "CE" if header.enhanced else "AE", error))
             return
         appended = future.result()
@@ -193,15 +201,17 @@ class MllpServer:
         if appended.status == PENDING:
             if header.wants_application_ack(True) or header.wants_application_ack(False):
                 self._waiters.setdefault(appended.journal_id, []).append(
-                    lambda outcome: self._application_ack(outcome, header, conn))
+                    lambda outcome: self._application_ack(outcome, header, conn)
+                )
             if not appended.duplicate and not self._wake_scheduled:
                 # one wake per batch, not per message: each wake is a syscall and a
                 # context switch to the mapper
                 self._wake_scheduled = True
                 asyncio.get_running_loop().call_soon(self._wake)
             return
-        self._application_ack(Outcome(appended.journal_id, appended.status, appended.error),
-                              header, conn)
+        self._application_ack(
+            Outcome(appended.journal_id, appended.status, appended.error), header, conn
+        )
 
     def _application_ack(self, outcome: Outcome, header: Header, conn: _Connection) -> None:
         accepted = outcome.status == STORED
@@ -210,8 +220,11 @@ class MllpServer:
         if accepted:
             conn.send(build_ack(header, "AA"))
             return
-        error = (MessageRejected.from_dict(outcome.error) if outcome.error and "segment"
-                 in outcome.error else MessageRejected("rejected", segment="MSH"))
+        error = (
+            MessageRejected.from_dict(outcome.error)
+            if outcome.error and "segment" in outcome.error
+            else MessageRejected("rejected", segment="MSH")
+        )
         conn.send(build_ack(header, "AR" if error.reject else "AE", error))
 
     def close(self) -> None:
@@ -272,12 +285,16 @@ class _Connection(asyncio.Protocol):
 
     def _too_large(self, head: bytes) -> None:
         try:
-            header: Header | None = read_header(head.split(b"\r", 1)[0],
-                                                self.server.settings.default_charset)[0]
+            header: Header | None = read_header(
+                head.split(b"\r", 1)[0], self.server.settings.default_charset
+            )[0]
         except MessageRejected as exc:
             header = getattr(exc, "header", None)
         error = MessageRejected(
             f"the message is larger than {self.server.settings.max_message_bytes} bytes",
-            segment="MSH", code=APPLICATION_INTERNAL_ERROR, reject=True)
+            segment="MSH",
+            code=APPLICATION_INTERNAL_ERROR,
+            reject=True,
+        )
         code = "CR" if header is not None and header.enhanced else "AR"
         self.send(build_ack(header, code, error))

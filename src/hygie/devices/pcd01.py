@@ -32,13 +32,24 @@ from hygie.devices.model import Bed, DeviceNode, Header, PatientId, Reading, Rep
 from hygie.devices.terminology import MDC_ATTR_SAMP_RATE, UnknownUnit, metric_for, to_ucum
 
 _HEX64 = re.compile(r"^[0-9A-Fa-f]{16}$")
-_DTM = re.compile(r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?"
-                  r"([+-]\d{4})?$")
+_DTM = re.compile(
+    r"^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(?:\.(\d{1,4}))?"
+    r"([+-]\d{4})?$"
+)
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 #: OBX-11 (HL7 table 0085) -> Observation.status.
-_STATUS = {"F": "final", "R": "preliminary", "P": "preliminary", "C": "corrected",
-           "A": "amended", "D": "entered-in-error", "W": "entered-in-error", "I": "registered",
-           "S": "registered", "U": "final"}
+_STATUS = {
+    "F": "final",
+    "R": "preliminary",
+    "P": "preliminary",
+    "C": "corrected",
+    "A": "amended",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+    "I": "registered",
+    "S": "registered",
+    "U": "final",
+}
 _VALUE_TYPES = frozenset({"NM", "NA", "ST", "TX", "CWE", "CE", "CF", "CNE"})
 
 
@@ -47,8 +58,7 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def hl7_time(text: str, local_timezone: str, segment: str, sequence: int,
-             field: int) -> str:
+def hl7_time(text: str, local_timezone: str, segment: str, sequence: int, field: int) -> str:
     """An HL7 DTM as a FHIR dateTime in UTC (a date alone stays a date).
 
     Times without an offset are in ``local_timezone`` (devices of a French ICU run on
@@ -56,19 +66,29 @@ def hl7_time(text: str, local_timezone: str, segment: str, sequence: int,
     """
     match = _DTM.match(text.strip())
     if not match:
-        raise MessageRejected(f"{text!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])",
-                              segment=segment, sequence=sequence, field=field,
-                              code=DATA_TYPE_ERROR)
+        raise MessageRejected(
+            f"{text!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])",
+            segment=segment,
+            sequence=sequence,
+            field=field,
+            code=DATA_TYPE_ERROR,
+        )
     year, month, day, hour, minute, second, frac, offset = match.groups()
     try:
         if hour is None:
             return f"{year}-{month or '01'}-{day or '01'}"
         micro = int((frac or "0").ljust(6, "0")[:6])
-        naive = datetime(int(year), int(month), int(day), int(hour), int(minute or 0),
-                         int(second or 0), micro)
+        naive = datetime(
+            int(year), int(month), int(day), int(hour), int(minute or 0), int(second or 0), micro
+        )
     except ValueError as exc:
-        raise MessageRejected(f"{text!r} is not a valid date/time ({exc})", segment=segment,
-                              sequence=sequence, field=field, code=DATA_TYPE_ERROR) from exc
+        raise MessageRejected(
+            f"{text!r} is not a valid date/time ({exc})",
+            segment=segment,
+            sequence=sequence,
+            field=field,
+            code=DATA_TYPE_ERROR,
+        ) from exc
     if offset:
         sign = 1 if offset[0] == "+" else -1
         delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5]))
@@ -85,8 +105,9 @@ def hl7_time(text: str, local_timezone: str, segment: str, sequence: int,
 class _Segment:
     """One segment of the parsed message with HL7 numbering (``get(3, 1)`` is PID-3.1)."""
 
-    def __init__(self, message: hl7.Message, segment: hl7.Segment, name: str,
-                 sequence: int) -> None:
+    def __init__(
+        self, message: hl7.Message, segment: hl7.Segment, name: str, sequence: int
+    ) -> None:
         self.message = message
         self.segment = segment
         self.name = name
@@ -129,16 +150,33 @@ class _Segment:
             return len(value)
         return 1 if str(value) else 0
 
-    def error(self, text: str, field: int, code: int = DATA_TYPE_ERROR, component: int = 0,
-              repetition: int = 1) -> MessageRejected:
-        return MessageRejected(text, segment=self.name, sequence=self.sequence, field=field,
-                               component=component, repetition=repetition, code=code)
+    def error(
+        self,
+        text: str,
+        field: int,
+        code: int = DATA_TYPE_ERROR,
+        component: int = 0,
+        repetition: int = 1,
+    ) -> MessageRejected:
+        return MessageRejected(
+            text,
+            segment=self.name,
+            sequence=self.sequence,
+            field=field,
+            component=component,
+            repetition=repetition,
+            code=code,
+        )
 
     def require(self, field: int, what: str, component: int = 1) -> str:
         value = self.get(field, component)
         if not value:
-            raise self.error(f"{self.name}-{field} ({what}) is required", field,
-                             REQUIRED_FIELD_MISSING, component if component > 1 else 0)
+            raise self.error(
+                f"{self.name}-{field} ({what}) is required",
+                field,
+                REQUIRED_FIELD_MISSING,
+                component if component > 1 else 0,
+            )
         return value
 
 
@@ -150,8 +188,9 @@ def _eui64(seg: _Segment, field: int) -> str:
     if first and _HEX64.match(first):
         return first.upper()
     if seg.get(field, 2).upper() == "EUI-64" and first:
-        raise seg.error(f"{first!r} is not an EUI-64 (16 hexadecimal digits)", field,
-                        DATA_TYPE_ERROR, 1)
+        raise seg.error(
+            f"{first!r} is not an EUI-64 (16 hexadecimal digits)", field, DATA_TYPE_ERROR, 1
+        )
     return ""
 
 
@@ -206,8 +245,9 @@ def parse_report(header: Header, text: str, local_timezone: str = "Europe/Paris"
     try:
         message = hl7.parse(normalized)
     except Exception as exc:  # the library raises several types on malformed input
-        raise MessageRejected(f"the message cannot be parsed: {exc}", segment="MSH",
-                              code=DATA_TYPE_ERROR) from exc
+        raise MessageRejected(
+            f"the message cannot be parsed: {exc}", segment="MSH", code=DATA_TYPE_ERROR
+        ) from exc
     comp = (header.encoding or "^")[0]
     counts: dict[str, int] = {}
     pid: _Segment | None = None
@@ -217,19 +257,24 @@ def parse_report(header: Header, text: str, local_timezone: str = "Europe/Paris"
     obr_eui = ""
     nodes: dict[tuple[int, ...], DeviceNode] = {}
     rows: list[tuple[_Segment, tuple[int, ...], str, str]] = []
-    message_time = hl7_time(_Segment(message, message.segment("MSH"), "MSH", 1).require(
-        7, "date/time of message"), local_timezone, "MSH", 1, 7)
+    message_time = hl7_time(
+        _Segment(message, message.segment("MSH"), "MSH", 1).require(7, "date/time of message"),
+        local_timezone,
+        "MSH",
+        1,
+        7,
+    )
     for segment in message:
         name = str(segment[0])
         counts[name] = counts.get(name, 0) + 1
         seg = _Segment(message, segment, name, counts[name])
         if name == "PID":
             if pid is not None:
-                raise seg.error("only one patient per message (a second PID)", 0,
-                                SEGMENT_SEQUENCE_ERROR)
+                raise seg.error(
+                    "only one patient per message (a second PID)", 0, SEGMENT_SEQUENCE_ERROR
+                )
             if obr is not None:
-                raise seg.error("PID must come before the OBR groups", 0,
-                                SEGMENT_SEQUENCE_ERROR)
+                raise seg.error("PID must come before the OBR groups", 0, SEGMENT_SEQUENCE_ERROR)
             pid = seg
         elif name == "PV1":
             pv1 = seg
@@ -245,8 +290,11 @@ def parse_report(header: Header, text: str, local_timezone: str = "Europe/Paris"
             path = _path(seg)
             eui = _eui64(seg, 18) or obr_eui
             if not eui:
-                raise seg.error("no EUI-64 for this observation's device (OBX-18, or OBR-3)",
-                                18, REQUIRED_FIELD_MISSING)
+                raise seg.error(
+                    "no EUI-64 for this observation's device (OBX-18, or OBR-3)",
+                    18,
+                    REQUIRED_FIELD_MISSING,
+                )
             code = seg.require(3, "observation identifier: MDC code")
             status = seg.require(11, "observation result status")
             if status == "X":
@@ -254,17 +302,24 @@ def parse_report(header: Header, text: str, local_timezone: str = "Europe/Paris"
             else:
                 rows.append((seg, path, eui, obr_time))
     if pid is None:
-        raise MessageRejected("the message has no PID segment", segment="PID",
-                              code=SEGMENT_SEQUENCE_ERROR)
+        raise MessageRejected(
+            "the message has no PID segment", segment="PID", code=SEGMENT_SEQUENCE_ERROR
+        )
     patient = _patient(pid)
     readings = _readings(rows, nodes, comp, message_time, local_timezone)
     if not readings and not nodes:
-        raise MessageRejected("the message carries no OBX segment", segment="OBX",
-                              code=SEGMENT_SEQUENCE_ERROR)
-    return Report(header=header, patient=patient,
-                  patient_name=(pid.get(5, 1), pid.get(5, 2)), bed=_bed(pv1),
-                  message_time=message_time, devices=tuple(nodes.values()),
-                  readings=tuple(readings))
+        raise MessageRejected(
+            "the message carries no OBX segment", segment="OBX", code=SEGMENT_SEQUENCE_ERROR
+        )
+    return Report(
+        header=header,
+        patient=patient,
+        patient_name=(pid.get(5, 1), pid.get(5, 2)),
+        bed=_bed(pv1),
+        message_time=message_time,
+        devices=tuple(nodes.values()),
+        readings=tuple(readings),
+    )
 
 
 def _patient(pid: _Segment) -> PatientId:
@@ -281,20 +336,24 @@ def _bed(pv1: _Segment | None) -> Bed | None:
     return Bed(pv1.get(3, 1), pv1.get(3, 2), pv1.get(3, 3), pv1.get(3, 4))
 
 
-def _readings(rows: list[tuple[_Segment, tuple[int, ...], str, str]],
-              nodes: dict[tuple[int, ...], DeviceNode], comp: str, message_time: str,
-              local_timezone: str) -> list[Reading]:
+def _readings(
+    rows: list[tuple[_Segment, tuple[int, ...], str, str]],
+    nodes: dict[tuple[int, ...], DeviceNode],
+    comp: str,
+    message_time: str,
+    local_timezone: str,
+) -> list[Reading]:
     metrics: dict[tuple[int, ...], dict[str, Any]] = {}
     facets: dict[tuple[int, ...], list[tuple[str, str, Any, str | None]]] = {}
     for seg, path, eui, obr_time in rows:
         code, mnemonic = seg.get(3, 1), seg.get(3, 2)
         value_type = seg.get(2)
         if not value_type:
-            raise seg.error("OBX-2 (value type) is required for a result", 2,
-                            REQUIRED_FIELD_MISSING)
+            raise seg.error(
+                "OBX-2 (value type) is required for a result", 2, REQUIRED_FIELD_MISSING
+            )
         if value_type not in _VALUE_TYPES:
-            raise seg.error(f"value type {value_type!r} is not supported", 2,
-                            TABLE_VALUE_NOT_FOUND)
+            raise seg.error(f"value type {value_type!r} is not supported", 2, TABLE_VALUE_NOT_FOUND)
         if not seg.raw(5):
             raise seg.error("OBX-5 (observation value) is empty", 5, REQUIRED_FIELD_MISSING)
         value = _value(seg, value_type, comp)
@@ -304,17 +363,29 @@ def _readings(rows: list[tuple[_Segment, tuple[int, ...], str, str]],
             continue
         status_code = seg.get(11)
         if status_code not in _STATUS:
-            raise seg.error(f"OBX-11 {status_code!r} is not in HL7 table 0085", 11,
-                            TABLE_VALUE_NOT_FOUND)
+            raise seg.error(
+                f"OBX-11 {status_code!r} is not in HL7 table 0085", 11, TABLE_VALUE_NOT_FOUND
+            )
         time_text = seg.get(14)
-        when = (hl7_time(time_text, local_timezone, "OBX", seg.sequence, 14) if time_text
-                else obr_time or message_time)
+        when = (
+            hl7_time(time_text, local_timezone, "OBX", seg.sequence, 14)
+            if time_text
+            else obr_time or message_time
+        )
         flags = tuple(seg.get(8, 1, r) for r in range(1, seg.repetitions(8) + 1))
         metrics[path] = {
-            "obx": seg.sequence, "path": path, "code": code, "mnemonic": mnemonic,
-            "value_type": value_type, "value": value, "unit": unit,
-            "status": _STATUS[status_code], "time": when, "eui64": eui,
-            "reference_range": seg.get(7), "flags": tuple(f for f in flags if f),
+            "obx": seg.sequence,
+            "path": path,
+            "code": code,
+            "mnemonic": mnemonic,
+            "value_type": value_type,
+            "value": value,
+            "unit": unit,
+            "status": _STATUS[status_code],
+            "time": when,
+            "eui64": eui,
+            "reference_range": seg.get(7),
+            "flags": tuple(f for f in flags if f),
             "segment": seg,
         }
     out: list[Reading] = []
@@ -338,5 +409,9 @@ def _period(seg: _Segment, facets: list[tuple[str, str, Any, str | None]]) -> fl
                 return 1000.0 / value
             if unit == "/min":
                 return 60000.0 / value
-    raise seg.error("a waveform (NA) needs its sample rate: a MDC_ATTR_SAMP_RATE facet row "
-                    "(OBX-4 one level below the metric)", 5, REQUIRED_FIELD_MISSING)
+    raise seg.error(
+        "a waveform (NA) needs its sample rate: a MDC_ATTR_SAMP_RATE facet row "
+        "(OBX-4 one level below the metric)",
+        5,
+        REQUIRED_FIELD_MISSING,
+    )

@@ -29,8 +29,9 @@ from hygie.devices.errors import (
 from hygie.devices.model import ACK_TYPES, Header
 
 #: Versions whose ORU^R01 carries what PCD-01 needs (PCD-01 itself is on 2.6).
-SUPPORTED_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
-                                "2.8", "2.8.1", "2.8.2", "2.9"})
+SUPPORTED_VERSIONS = frozenset(
+    {"2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9"}
+)
 _PROCESSING_IDS = frozenset({"P", "D", "T"})
 
 
@@ -41,14 +42,17 @@ def _field(fields: list[str], n: int) -> str:
 
 def _header(fields: list[str], sep: str, codec: str, charset: str) -> Header:
     f = fields + [""] * (16 - len(fields))
-    return Header(sep, f[1], f[2], f[3], f[4], f[5], f[8], f[9], f[10], f[11], f[14], f[15],
-                  charset, codec)
+    return Header(
+        sep, f[1], f[2], f[3], f[4], f[5], f[8], f[9], f[10], f[11], f[14], f[15], charset, codec
+    )
 
 
-def _reject(text: str, field: int, code: int, header: Header | None,
-            component: int = 0) -> MessageRejected:
-    exc = MessageRejected(text, segment="MSH", field=field, code=code, reject=True,
-                          component=component)
+def _reject(
+    text: str, field: int, code: int, header: Header | None, component: int = 0
+) -> MessageRejected:
+    exc = MessageRejected(
+        text, segment="MSH", field=field, code=code, reject=True, component=component
+    )
     exc.header = header  # type: ignore[attr-defined]
     return exc
 
@@ -60,8 +64,9 @@ def read_header(frame: bytes, default_charset: str = "ASCII") -> tuple[Header, s
     ``header`` attribute holds what could be read, so that the NAK can echo MSH-10.
     """
     if len(frame) < 8 or frame[:3] != b"MSH":
-        raise _reject("the message does not start with an MSH segment", 0,
-                      REQUIRED_FIELD_MISSING, None)
+        raise _reject(
+            "the message does not start with an MSH segment", 0, REQUIRED_FIELD_MISSING, None
+        )
     sep_byte = frame[3:4]
     sep = sep_byte.decode("latin-1")
     end = frame.find(b"\r")
@@ -71,55 +76,86 @@ def read_header(frame: bytes, default_charset: str = "ASCII") -> tuple[Header, s
     raw_fields = line.split(sep_byte)
     encoding = raw_fields[1].decode("latin-1")
     rep_sep = encoding[1] if len(encoding) > 1 else "~"
-    charset_field = (raw_fields[17].decode("latin-1") if len(raw_fields) > 17 else "")
+    charset_field = raw_fields[17].decode("latin-1") if len(raw_fields) > 17 else ""
     charset_field = charset_field.split(rep_sep, 1)[0].strip()
     codec = codec_for(charset_field, default_charset)
     if len(encoding) < 4 or sep.isalnum() or sep in encoding or codec is None:
-        partial = _header([f.decode("latin-1") for f in raw_fields], sep, codec or "ascii",
-                          charset_field)
+        partial = _header(
+            [f.decode("latin-1") for f in raw_fields], sep, codec or "ascii", charset_field
+        )
         if codec is None:
             why = REFUSED.get(charset_field.upper(), "not in HL7 table 0211")
-            raise _reject(f"character set {charset_field!r} is not supported ({why})", 18,
-                          TABLE_VALUE_NOT_FOUND, partial)
-        raise _reject("MSH-2 must hold the four encoding characters", 2,
-                      TABLE_VALUE_NOT_FOUND, partial)
+            raise _reject(
+                f"character set {charset_field!r} is not supported ({why})",
+                18,
+                TABLE_VALUE_NOT_FOUND,
+                partial,
+            )
+        raise _reject(
+            "MSH-2 must hold the four encoding characters", 2, TABLE_VALUE_NOT_FOUND, partial
+        )
     try:
         text = frame.decode(codec)
     except UnicodeDecodeError as exc:
-        partial = _header([f.decode("latin-1") for f in raw_fields], sep, codec,
-                          charset_field)
+        partial = _header([f.decode("latin-1") for f in raw_fields], sep, codec, charset_field)
         named = charset_field or f"{default_charset} (MSH-18 empty)"
-        raise _reject(f"the message is not valid {named}: byte {exc.start} "
-                      f"(0x{frame[exc.start]:02x}) cannot be decoded", 18,
-                      TABLE_VALUE_NOT_FOUND, partial) from exc
+        raise _reject(
+            f"the message is not valid {named}: byte {exc.start} "
+            f"(0x{frame[exc.start]:02x}) cannot be decoded",
+            18,
+            TABLE_VALUE_NOT_FOUND,
+            partial,
+        ) from exc
     text_end = text.find("\r")
     if text_end < 0:
         text_end = text.find("\n")
-    header = _header((text[:text_end] if text_end >= 0 else text).split(sep), sep, codec,
-                     charset_field)
+    header = _header(
+        (text[:text_end] if text_end >= 0 else text).split(sep), sep, codec, charset_field
+    )
     comp = encoding[0]
     control_id = header.control_id
     if not control_id:
-        raise _reject("MSH-10 (message control id) is empty", 10, REQUIRED_FIELD_MISSING,
-                      header)
+        raise _reject("MSH-10 (message control id) is empty", 10, REQUIRED_FIELD_MISSING, header)
     if len(control_id) > 199:
         raise _reject("MSH-10 is longer than 199 characters", 10, TABLE_VALUE_NOT_FOUND, header)
     type_parts = header.message_type.split(comp)
     if type_parts[0] != "ORU":
-        raise _reject(f"message type {type_parts[0]!r} is not supported (only ORU)", 9,
-                      UNSUPPORTED_MESSAGE_TYPE, header, component=1)
+        raise _reject(
+            f"message type {type_parts[0]!r} is not supported (only ORU)",
+            9,
+            UNSUPPORTED_MESSAGE_TYPE,
+            header,
+            component=1,
+        )
     if len(type_parts) < 2 or type_parts[1] != "R01":
         event = type_parts[1] if len(type_parts) > 1 else ""
-        raise _reject(f"event {event!r} is not supported (only R01)", 9,
-                      UNSUPPORTED_EVENT_CODE, header, component=2)
+        raise _reject(
+            f"event {event!r} is not supported (only R01)",
+            9,
+            UNSUPPORTED_EVENT_CODE,
+            header,
+            component=2,
+        )
     if header.processing_id.split(comp)[0] not in _PROCESSING_IDS:
-        raise _reject(f"processing id {header.processing_id!r} is not P, D or T", 11,
-                      UNSUPPORTED_PROCESSING_ID, header)
+        raise _reject(
+            f"processing id {header.processing_id!r} is not P, D or T",
+            11,
+            UNSUPPORTED_PROCESSING_ID,
+            header,
+        )
     if header.version.split(comp)[0] not in SUPPORTED_VERSIONS:
-        raise _reject(f"version {header.version!r} is not supported (2.3 to 2.9)", 12,
-                      UNSUPPORTED_VERSION_ID, header)
+        raise _reject(
+            f"version {header.version!r} is not supported (2.3 to 2.9)",
+            12,
+            UNSUPPORTED_VERSION_ID,
+            header,
+        )
     for number, value in ((15, header.accept_ack), (16, header.application_ack)):
         if value and value not in ACK_TYPES:
-            raise _reject(f"MSH-{number} {value!r} is not AL, NE, ER or SU", number,
-                          TABLE_VALUE_NOT_FOUND, header)
+            raise _reject(
+                f"MSH-{number} {value!r} is not AL, NE, ER or SU",
+                number,
+                TABLE_VALUE_NOT_FOUND,
+                header,
+            )
     return header, text

@@ -83,10 +83,22 @@ class SimDevice:
         return f"{self.eui64[-6:]}{self.counter:09d}"
 
 
-def _obx(n: int, vt: str, code: str, path: str, value: str, unit: str, eui: str, when: str,
-         status: str = "R", ref: str = "") -> str:
-    return (f"OBX|{n}|{vt}|{code}|{path}|{value}|{unit}|{ref}||||{status}|||{when}||||"
-            f"{eui}^^{eui}^EUI-64")
+def _obx(
+    n: int,
+    vt: str,
+    code: str,
+    path: str,
+    value: str,
+    unit: str,
+    eui: str,
+    when: str,
+    status: str = "R",
+    ref: str = "",
+) -> str:
+    return (
+        f"OBX|{n}|{vt}|{code}|{path}|{value}|{unit}|{ref}||||{status}|||{when}||||"
+        f"{eui}^^{eui}^EUI-64"
+    )
 
 
 def _header(device: SimDevice, control: str, when: str, accept: str, app: str) -> list[str]:
@@ -101,66 +113,215 @@ def _header(device: SimDevice, control: str, when: str, accept: str, app: str) -
     ]
 
 
-def monitor_message(device: SimDevice, control: str, when: str, accept: str = "NE",
-                    app: str = "AL", hierarchy: bool = True) -> bytes:
+def monitor_message(
+    device: SimDevice,
+    control: str,
+    when: str,
+    accept: str = "NE",
+    app: str = "AL",
+    hierarchy: bool = True,
+) -> bytes:
     """A monitor's ORU^R01: its MDS row (unless ``hierarchy`` is False) and 10 metrics
     (HR, SpO2, pulse, RR, NIBP, arterial pressure, temperature)."""
     p, e = device.patient, device.eui64
     rows = _header(device, control, when, accept, app)
     if hierarchy:
-        rows.append(_obx(1, "", "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC", "1.0.0.0", "",
-                         "", e, when, "X"))
+        rows.append(
+            _obx(
+                1,
+                "",
+                "69965^MDC_DEV_MON_PHYSIO_MULTI_PARAM_MDS^MDC",
+                "1.0.0.0",
+                "",
+                "",
+                e,
+                when,
+                "X",
+            )
+        )
     rows += [
-        _obx(2, "NM", "147842^MDC_ECG_HEART_RATE^MDC", "1.1.1.1", f"{p.hr:.0f}",
-             "264864^MDC_DIM_BEAT_PER_MIN^MDC", e, when, ref="50-120"),
-        _obx(3, "NM", "150456^MDC_PULS_OXIM_SAT_O2^MDC", "1.2.1.1", f"{p.spo2:.0f}",
-             "262688^MDC_DIM_PERCENT^MDC", e, when, ref="92-100"),
-        _obx(4, "NM", "149530^MDC_PULS_OXIM_PULS_RATE^MDC", "1.2.1.2", f"{p.hr + 1:.0f}",
-             "264864^MDC_DIM_BEAT_PER_MIN^MDC", e, when),
-        _obx(5, "NM", "151562^MDC_RESP_RATE^MDC", "1.3.1.1", f"{p.rr:.0f}",
-             "264928^MDC_DIM_RESP_PER_MIN^MDC", e, when),
-        _obx(6, "NM", "150021^MDC_PRESS_BLD_NONINV_SYS^MDC", "1.4.1.1", f"{p.sys:.0f}",
-             "266016^MDC_DIM_MMHG^MDC", e, when),
-        _obx(7, "NM", "150022^MDC_PRESS_BLD_NONINV_DIA^MDC", "1.4.1.2", f"{p.dia:.0f}",
-             "266016^MDC_DIM_MMHG^MDC", e, when),
-        _obx(8, "NM", "150033^MDC_PRESS_BLD_ART_SYS^MDC", "1.5.1.1", f"{p.sys + 4:.0f}",
-             "266016^MDC_DIM_MMHG^MDC", e, when),
-        _obx(9, "NM", "150034^MDC_PRESS_BLD_ART_DIA^MDC", "1.5.1.2", f"{p.dia - 2:.0f}",
-             "266016^MDC_DIM_MMHG^MDC", e, when),
-        _obx(10, "NM", "150035^MDC_PRESS_BLD_ART_MEAN^MDC", "1.5.1.3",
-             f"{(p.sys + 2 * p.dia) / 3:.0f}", "266016^MDC_DIM_MMHG^MDC", e, when),
-        _obx(11, "NM", "150364^MDC_TEMP_BODY^MDC", "1.6.1.1", f"{p.temp:.1f}",
-             "268192^MDC_DIM_DEGC^MDC", e, when),
+        _obx(
+            2,
+            "NM",
+            "147842^MDC_ECG_HEART_RATE^MDC",
+            "1.1.1.1",
+            f"{p.hr:.0f}",
+            "264864^MDC_DIM_BEAT_PER_MIN^MDC",
+            e,
+            when,
+            ref="50-120",
+        ),
+        _obx(
+            3,
+            "NM",
+            "150456^MDC_PULS_OXIM_SAT_O2^MDC",
+            "1.2.1.1",
+            f"{p.spo2:.0f}",
+            "262688^MDC_DIM_PERCENT^MDC",
+            e,
+            when,
+            ref="92-100",
+        ),
+        _obx(
+            4,
+            "NM",
+            "149530^MDC_PULS_OXIM_PULS_RATE^MDC",
+            "1.2.1.2",
+            f"{p.hr + 1:.0f}",
+            "264864^MDC_DIM_BEAT_PER_MIN^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            5,
+            "NM",
+            "151562^MDC_RESP_RATE^MDC",
+            "1.3.1.1",
+            f"{p.rr:.0f}",
+            "264928^MDC_DIM_RESP_PER_MIN^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            6,
+            "NM",
+            "150021^MDC_PRESS_BLD_NONINV_SYS^MDC",
+            "1.4.1.1",
+            f"{p.sys:.0f}",
+            "266016^MDC_DIM_MMHG^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            7,
+            "NM",
+            "150022^MDC_PRESS_BLD_NONINV_DIA^MDC",
+            "1.4.1.2",
+            f"{p.dia:.0f}",
+            "266016^MDC_DIM_MMHG^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            8,
+            "NM",
+            "150033^MDC_PRESS_BLD_ART_SYS^MDC",
+            "1.5.1.1",
+            f"{p.sys + 4:.0f}",
+            "266016^MDC_DIM_MMHG^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            9,
+            "NM",
+            "150034^MDC_PRESS_BLD_ART_DIA^MDC",
+            "1.5.1.2",
+            f"{p.dia - 2:.0f}",
+            "266016^MDC_DIM_MMHG^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            10,
+            "NM",
+            "150035^MDC_PRESS_BLD_ART_MEAN^MDC",
+            "1.5.1.3",
+            f"{(p.sys + 2 * p.dia) / 3:.0f}",
+            "266016^MDC_DIM_MMHG^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            11,
+            "NM",
+            "150364^MDC_TEMP_BODY^MDC",
+            "1.6.1.1",
+            f"{p.temp:.1f}",
+            "268192^MDC_DIM_DEGC^MDC",
+            e,
+            when,
+        ),
     ]
     return "\r".join(rows).encode("utf-8")
 
 
-def ventilator_message(device: SimDevice, control: str, when: str, accept: str = "NE",
-                       app: str = "AL") -> bytes:
+def ventilator_message(
+    device: SimDevice, control: str, when: str, accept: str = "NE", app: str = "AL"
+) -> bytes:
     """A ventilator's ORU^R01: settings and measured values."""
     p, e = device.patient, device.eui64
     rows = _header(device, control, when, accept, app)
     rows += [
         _obx(1, "", "70001^MDC_DEV_SYS_PT_VENT_MDS^MDC", "1.0.0.0", "", "", e, when, "X"),
         _obx(2, "", "70002^MDC_DEV_SYS_PT_VENT_VMD^MDC", "1.1.0.0", "", "", e, when, "X"),
-        _obx(3, "NM", "152196^MDC_CONC_AWAY_O2_INSP^MDC", "1.1.1.1", f"{p.fio2:.0f}",
-             "262688^MDC_DIM_PERCENT^MDC", e, when),
-        _obx(4, "NM", "151976^MDC_VENT_PRESS_AWAY_END_EXP_POS^MDC", "1.1.1.2",
-             f"{p.peep:.0f}", "266048^MDC_DIM_CM_H2O^MDC", e, when),
-        _obx(5, "NM", "151980^MDC_VENT_VOL_TIDAL^MDC", "1.1.1.3", f"{p.vt:.0f}",
-             "263762^MDC_DIM_MILLI_L^MDC", e, when),
-        _obx(6, "NM", "151586^MDC_VENT_RESP_RATE^MDC", "1.1.1.4", f"{p.rr:.0f}",
-             "264928^MDC_DIM_RESP_PER_MIN^MDC", e, when),
-        _obx(7, "NM", "16929196^MDC_VENT_VOL_TIDAL_SETTING^MDC", "1.1.1.5", "420",
-             "263762^MDC_DIM_MILLI_L^MDC", e, when),
-        _obx(8, "NM", "16928802^MDC_VENT_RESP_RATE_SETTING^MDC", "1.1.1.6", "18",
-             "264928^MDC_DIM_RESP_PER_MIN^MDC", e, when),
+        _obx(
+            3,
+            "NM",
+            "152196^MDC_CONC_AWAY_O2_INSP^MDC",
+            "1.1.1.1",
+            f"{p.fio2:.0f}",
+            "262688^MDC_DIM_PERCENT^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            4,
+            "NM",
+            "151976^MDC_VENT_PRESS_AWAY_END_EXP_POS^MDC",
+            "1.1.1.2",
+            f"{p.peep:.0f}",
+            "266048^MDC_DIM_CM_H2O^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            5,
+            "NM",
+            "151980^MDC_VENT_VOL_TIDAL^MDC",
+            "1.1.1.3",
+            f"{p.vt:.0f}",
+            "263762^MDC_DIM_MILLI_L^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            6,
+            "NM",
+            "151586^MDC_VENT_RESP_RATE^MDC",
+            "1.1.1.4",
+            f"{p.rr:.0f}",
+            "264928^MDC_DIM_RESP_PER_MIN^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            7,
+            "NM",
+            "16929196^MDC_VENT_VOL_TIDAL_SETTING^MDC",
+            "1.1.1.5",
+            "420",
+            "263762^MDC_DIM_MILLI_L^MDC",
+            e,
+            when,
+        ),
+        _obx(
+            8,
+            "NM",
+            "16928802^MDC_VENT_RESP_RATE_SETTING^MDC",
+            "1.1.1.6",
+            "18",
+            "264928^MDC_DIM_RESP_PER_MIN^MDC",
+            e,
+            when,
+        ),
     ]
     return "\r".join(rows).encode("utf-8")
 
 
-def make_devices(monitors: int, ventilators: int, seed: int = 2020,
-                 first_ipp: int = 1) -> list[SimDevice]:
+def make_devices(
+    monitors: int, ventilators: int, seed: int = 2020, first_ipp: int = 1
+) -> list[SimDevice]:
     """Monitors on the demo territory's ICU beds (then on extra beds), ventilators on the
     first beds, each bed with its patient."""
     rng = random.Random(seed)
@@ -174,11 +335,15 @@ def make_devices(monitors: int, ventilators: int, seed: int = 2020,
         facility, unit, room, bed = beds[i]
         patient = Patient(random.Random(rng.random()))
         ipp = f"{first_ipp + i:010d}"
-        devices.append(SimDevice(f"0012A1FFFE{i:06X}", "monitor", ipp, facility, unit, room,
-                                 bed, patient))
+        devices.append(
+            SimDevice(f"0012A1FFFE{i:06X}", "monitor", ipp, facility, unit, room, bed, patient)
+        )
         if i < ventilators:
-            devices.append(SimDevice(f"0012A2FFFE{i:06X}", "ventilator", ipp, facility, unit,
-                                     room, bed, patient))
+            devices.append(
+                SimDevice(
+                    f"0012A2FFFE{i:06X}", "ventilator", ipp, facility, unit, room, bed, patient
+                )
+            )
     return devices
 
 
@@ -205,8 +370,16 @@ def ack_code(frame: bytes) -> str:
     return ""
 
 
-async def run_device(device: SimDevice, host: str, port: int, interval: float, count: int,
-                     stats: Stats, deadline: float, timeout: float = 10.0) -> None:
+async def run_device(
+    device: SimDevice,
+    host: str,
+    port: int,
+    interval: float,
+    count: int,
+    stats: Stats,
+    deadline: float,
+    timeout: float = 10.0,
+) -> None:
     """Send ``count`` messages (0: until ``deadline``), one every ``interval`` seconds."""
     sent = 0
     reader: asyncio.StreamReader | None = None
@@ -249,12 +422,22 @@ async def run_device(device: SimDevice, host: str, port: int, interval: float, c
         writer.close()
 
 
-async def simulate(host: str, port: int, monitors: int, ventilators: int, interval: float,
-                   count: int, duration: float, seed: int = 2020, first_ipp: int = 1) -> Stats:
+async def simulate(
+    host: str,
+    port: int,
+    monitors: int,
+    ventilators: int,
+    interval: float,
+    count: int,
+    duration: float,
+    seed: int = 2020,
+    first_ipp: int = 1,
+) -> Stats:
     """Run the devices until each sent ``count`` messages or ``duration`` seconds passed."""
     stats = Stats()
-    deadline = time.monotonic() + (duration if duration > 0 else 10 ** 9)
+    deadline = time.monotonic() + (duration if duration > 0 else 10**9)
     devices = make_devices(monitors, ventilators, seed, first_ipp)
-    await asyncio.gather(*(run_device(d, host, port, interval, count, stats, deadline)
-                           for d in devices))
+    await asyncio.gather(
+        *(run_device(d, host, port, interval, count, stats, deadline) for d in devices)
+    )
     return stats
