@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from hygie.followup import tables as t
 from hygie.followup.errors import Conflict, NotFound
@@ -124,6 +124,175 @@ def team_of(notifier: Notifier, team_id: str | None) -> Any:
     return notifier.teams.get(wanted) if wanted else None
 
 
+@dataclass(frozen=True)
+class AlertRequest:
+    """An alert to raise: for which enrollment (a ``followup_enrollment`` row) and
+    session, of which kind and level, and why."""
+
+    protocol: Protocol
+    enrollment: Any
+    session_id: str | None
+    kind: AlertKind
+    level: Level
+    reasons: list[str]
+
+
+_INSERT_EVENT = insert(t.alert_event)
+_UPDATE_ALERT = (
+    update(t.alert)
+    .where(t.alert.c.id == bindparam("b_id"))
+    .values(
+        level=bindparam("b_level"),
+        reasons=bindparam("b_reasons"),
+        status=bindparam("b_status"),
+        updated_ms=bindparam("b_updated"),
+        escalate_at_ms=bindparam("b_escalate"),
+        escalations=bindparam("b_escalations"),
+        resolved_ms=bindparam("b_resolved"),
+        resolved_by=bindparam("b_resolved_by"),
+    )
+)
+
+
+def alert_id_for(request: AlertRequest, now: int) -> str:
+    anchor = request.session_id or f"{request.enrollment.id}-{now}"
+    return f"{anchor}-{request.kind}"[:80]
+
+
+def raise_alerts(
+    conn: Connection, notifier: Notifier, requests: list[AlertRequest], now: int
+) -> list[str]:
+    """Raise alerts (or raise them higher) and tell the teams on duty, in a few
+    statements for the whole list; returns their ids.
+
+    An alert already open at the same or a higher level only gains the new reasons; a
+    higher level (or an alert resolved since) re-opens it, restarts its escalation and
+    tells the team again.
+    """
+    if not requests:
+        return []
+    ids = [alert_id_for(r, now) for r in requests]
+    current: dict[str, dict[str, Any]] = {}
+    unique = sorted(set(ids))
+    for i in range(0, len(unique), 500):
+        for row in conn.execute(
+            select(t.alert).where(t.alert.c.id.in_(unique[i : i + 500])).with_for_update()
+        ):
+            current[row.id] = dict(row._mapping)
+    new: dict[str, dict[str, Any]] = {}
+    changed: set[str] = set()
+    events: list[dict[str, Any]] = []
+    told: list[tuple[AlertRequest, str, Level]] = []
+    for request, alert_id in zip(requests, ids, strict=True):
+        row = new.get(alert_id) or current.get(alert_id)
+        level = request.level
+        if row is None:
+            row = {
+                "id": alert_id,
+                "enrollment_id": request.enrollment.id,
+                "patient_id": request.enrollment.patient_id,
+                "session_id": request.session_id,
+                "hospital": request.enrollment.hospital,
+                "kind": str(request.kind),
+                "level": int(level),
+                "reasons": list(dict.fromkeys(request.reasons)),
+                "status": AlertStatus.OPEN,
+                "raised_ms": now,
+                "updated_ms": now,
+                "escalate_at_ms": _escalate_at(request.protocol, level, 0, now),
+                "escalations": 0,
+                "resolved_ms": None,
+                "resolved_by": None,
+            }
+            new[alert_id] = row
+        else:
+            merged = list(dict.fromkeys([*row["reasons"], *request.reasons]))
+            if level <= row["level"] and row["status"] != AlertStatus.RESOLVED:
+                if merged != row["reasons"]:
+                    row.update(reasons=merged, updated_ms=now)
+                    changed.add(alert_id)
+                continue
+            level = Level(max(level, row["level"]))
+            row.update(
+                level=int(level),
+                reasons=merged,
+                status=AlertStatus.OPEN,
+                updated_ms=now,
+                escalate_at_ms=_escalate_at(request.protocol, level, 0, now),
+                escalations=0,
+                resolved_ms=None,
+                resolved_by=None,
+            )
+            changed.add(alert_id)
+        events.append(
+            {
+                "alert_id": alert_id,
+                "at_ms": now,
+                "kind": "raised",
+                "actor": None,
+                "detail": f"niveau {int(level)} : {'; '.join(request.reasons)}"[:500],
+            }
+        )
+        told.append((request, alert_id, level))
+    if new:
+        conn.execute(insert(t.alert), list(new.values()))
+    updates = [current[a] for a in changed if a not in new]
+    if updates:
+        conn.execute(
+            _UPDATE_ALERT,
+            [
+                {
+                    "b_id": r["id"],
+                    "b_level": r["level"],
+                    "b_reasons": r["reasons"],
+                    "b_status": r["status"],
+                    "b_updated": r["updated_ms"],
+                    "b_escalate": r["escalate_at_ms"],
+                    "b_escalations": r["escalations"],
+                    "b_resolved": r["resolved_ms"],
+                    "b_resolved_by": r["resolved_by"],
+                }
+                for r in updates
+            ],
+        )
+    flags = [
+        flag_resource(
+            r["id"],
+            r["patient_id"],
+            r["kind"],
+            Level(r["level"]),
+            r["reasons"],
+            r["raised_ms"],
+            None,
+        )
+        for r in [*new.values(), *updates]
+    ]
+    project(conn, flags, now)
+    messages: list[Outgoing] = []
+    for request, alert_id, level in told:
+        team = team_of(notifier, request.enrollment.team_id)
+        contacts = team.on_duty(now) if team is not None else []
+        sent = _messages(
+            notifier, request.protocol, alert_id, level, request.kind, contacts, f"l{int(level)}"
+        )
+        messages.extend(sent)
+        events.append(
+            {
+                "alert_id": alert_id,
+                "at_ms": now,
+                "kind": "notified",
+                "actor": None,
+                "detail": f"{len(sent)} destinataire(s) de garde"
+                if sent
+                else "aucune équipe à prévenir",
+            }
+        )
+    queue(conn, messages, now)
+    if events:
+        conn.execute(_INSERT_EVENT, events)
+    return ids
+
+
 def raise_alert(
     conn: Connection,
     notifier: Notifier,
@@ -135,95 +304,13 @@ def raise_alert(
     reasons: list[str],
     now: int,
 ) -> str:
-    """Raise an alert (or raise it higher), tell the team on duty; returns its id.
-
-    ``enrollment`` is a ``followup_enrollment`` row.
-    """
-    anchor = session_id or f"{enrollment.id}-{now}"
-    alert_id = f"{anchor}-{kind}"[:80]
-    row = conn.execute(select(t.alert).where(t.alert.c.id == alert_id).with_for_update()).first()
-    if row is not None:
-        merged = list(dict.fromkeys([*row.reasons, *reasons]))
-        if level <= row.level and row.status != AlertStatus.RESOLVED:
-            if merged != list(row.reasons):
-                conn.execute(
-                    update(t.alert)
-                    .where(t.alert.c.id == alert_id)
-                    .values(reasons=merged, updated_ms=now)
-                )
-                project(
-                    conn,
-                    [
-                        flag_resource(
-                            alert_id,
-                            enrollment.patient_id,
-                            kind,
-                            Level(row.level),
-                            merged,
-                            row.raised_ms,
-                            None,
-                        )
-                    ],
-                    now,
-                )
-            return alert_id
-        level = Level(max(level, row.level))
-        conn.execute(
-            update(t.alert)
-            .where(t.alert.c.id == alert_id)
-            .values(
-                level=int(level),
-                reasons=merged,
-                status=AlertStatus.OPEN,
-                updated_ms=now,
-                escalate_at_ms=_escalate_at(protocol, level, 0, now),
-                escalations=0,
-                resolved_ms=None,
-                resolved_by=None,
-            )
-        )
-        _event(conn, alert_id, "raised", now, detail=f"niveau {int(level)} : " + "; ".join(reasons))
-        raised_ms = row.raised_ms
-    else:
-        merged = list(dict.fromkeys(reasons))
-        conn.execute(
-            insert(t.alert).values(
-                id=alert_id,
-                enrollment_id=enrollment.id,
-                patient_id=enrollment.patient_id,
-                session_id=session_id,
-                hospital=enrollment.hospital,
-                kind=str(kind),
-                level=int(level),
-                reasons=merged,
-                status=AlertStatus.OPEN,
-                raised_ms=now,
-                updated_ms=now,
-                escalate_at_ms=_escalate_at(protocol, level, 0, now),
-                escalations=0,
-            )
-        )
-        _event(conn, alert_id, "raised", now, detail=f"niveau {int(level)} : " + "; ".join(merged))
-        raised_ms = now
-    project(
+    """Raise one alert (see :func:`raise_alerts`); returns its id."""
+    return raise_alerts(
         conn,
-        [flag_resource(alert_id, enrollment.patient_id, kind, level, merged, raised_ms, None)],
+        notifier,
+        [AlertRequest(protocol, enrollment, session_id, kind, level, reasons)],
         now,
-    )
-    team = team_of(notifier, enrollment.team_id)
-    contacts = team.on_duty(now) if team is not None else []
-    messages = _messages(notifier, protocol, alert_id, level, kind, contacts, f"l{int(level)}")
-    queue(conn, messages, now)
-    _event(
-        conn,
-        alert_id,
-        "notified",
-        now,
-        detail=f"{len(messages)} destinataire(s) de garde"
-        if messages
-        else "aucune équipe à prévenir",
-    )
-    return alert_id
+    )[0]
 
 
 def escalate_due(

@@ -44,7 +44,7 @@ _HINT = {
 }
 _TEXTS = {
     "fr": {
-        "first": "Suivi Hygie ({title}), questionnaire de {time}. ",
+        "first": "Suivi Hygie, questionnaire de {time}. ",
         "unclear": "Je n'ai pas compris votre réponse. ",
         "reminder": "Rappel : ",
         "thanks": "Merci, vos réponses sont transmises à l'équipe soignante. "
@@ -54,7 +54,7 @@ _TEXTS = {
         "le 15 maintenant. L'équipe soignante est prévenue.",
     },
     "en": {
-        "first": "Hygie follow-up ({title}), {time} questionnaire. ",
+        "first": "Hygie follow-up, {time} questionnaire. ",
         "unclear": "Sorry, I did not understand your answer. ",
         "reminder": "Reminder: ",
         "thanks": "Thank you, your answers have been sent to the care team. "
@@ -380,17 +380,22 @@ def take_answer(
         return complete(protocol, state, patient, now, effects)
     state.position, state.attempt, state.asked_ms, state.reminded = following, 0, now, False
     effects.messages.append(ask(protocol, state, patient, now))
-    effects.resources.append(
-        response_resource(
-            state.id,
-            patient.patient_id,
-            protocol,
-            state.answers,
-            "in-progress",
-            now,
-            patient.language,
+    if len(state.answers) == 1:
+        # The response enters the record as in-progress with its first answer; the
+        # others reach it when the session completes, stops or is handed over (the
+        # service's tables have each answer at once: one store write per session
+        # instead of one per reply).
+        effects.resources.append(
+            response_resource(
+                state.id,
+                patient.patient_id,
+                protocol,
+                state.answers,
+                "in-progress",
+                now,
+                patient.language,
+            )
         )
-    )
     arm_timer(state, protocol)
     return effects
 

@@ -633,6 +633,7 @@ class FollowupService:
             dirty: dict[str, cv.SessionState] = {}
             messages: list[Outgoing] = []
             resources: list[dict[str, Any]] = []
+            raised: list[al.AlertRequest] = []
             for a in mine:
                 if a.id in known:
                     continue
@@ -689,18 +690,13 @@ class FollowupService:
                         dirty[state.id] = state
                 messages.extend(effects.messages)
                 resources.extend(effects.resources)
-                for kind, level, reasons in effects.alerts:
-                    al.raise_alert(
-                        conn,
-                        notifier,
-                        protocol,
-                        e,
-                        state.id if state is not None else None,
-                        kind,
-                        level,
-                        reasons,
-                        now,
+                raised.extend(
+                    al.AlertRequest(
+                        protocol, e, state.id if state is not None else None, k, lv, why
                     )
+                    for k, lv, why in effects.alerts
+                )
+            al.raise_alerts(conn, notifier, raised, self.clock())
             if answer_rows:
                 conn.execute(insert(t.answer), answer_rows)
             if dirty:
@@ -836,6 +832,7 @@ class FollowupService:
                 for e in conn.execute(select(t.enrollment).where(t.enrollment.c.id.in_(part))):
                     enrollments[e.id] = e
             updates, messages, resources = [], [], []
+            raised: list[al.AlertRequest] = []
             for row in rows:
                 state = cv.SessionState.from_row(row)
                 e = enrollments.get(row.enrollment_id)
@@ -848,9 +845,12 @@ class FollowupService:
                 effects = cv.fire_timer(protocol, state, _patient(e), now)
                 messages.extend(effects.messages)
                 resources.extend(effects.resources)
-                for kind, level, reasons in effects.alerts:
-                    al.raise_alert(conn, notifier, protocol, e, state.id, kind, level, reasons, now)
+                raised.extend(
+                    al.AlertRequest(protocol, e, state.id, k, lv, why)
+                    for k, lv, why in effects.alerts
+                )
                 updates.append(_session_params(state))
+            al.raise_alerts(conn, notifier, raised, now)
             conn.execute(_SESSION_UPDATE, updates)
             queue(conn, messages, now)
             project(conn, resources, now)

@@ -384,7 +384,7 @@ def covid19_definition() -> dict[str, Any]:
         _item(
             "temp",
             "decimal",
-            "Quelle est votre température aujourd'hui (en °C) ? Exemple : 37,8",
+            "Quelle est votre température aujourd'hui (en degrés) ? Exemple : 37,8",
             "What is your temperature today (°C)? For example 37.8",
             low=34,
             high=43,
@@ -394,7 +394,7 @@ def covid19_definition() -> dict[str, Any]:
         _item(
             "breath",
             "boolean",
-            "Êtes-vous plus essoufflé(e) que d'habitude ? Répondez OUI ou NON",
+            "Avez-vous plus de mal à respirer que d'habitude ? Répondez OUI ou NON",
             "Are you more short of breath than usual? Answer YES or NO",
         ),
         _item(
@@ -422,7 +422,7 @@ def covid19_definition() -> dict[str, Any]:
         _item(
             "symptoms",
             "boolean",
-            "Avez-vous de nouveaux symptômes (toux, douleur, diarrhée, perte du goût) ? OUI ou NON",
+            "Avez-vous de nouveaux troubles (toux, douleur, diarrhée, perte d'odorat) ? OUI ou NON",
             "Do you have new symptoms (cough, pain, diarrhoea, loss of taste)? YES or NO",
         ),
     ]

@@ -435,16 +435,16 @@ _DISTRESS = (
 _NEGATIONS = {"pas", "aucun", "aucune", "sans", "no", "not", "ni", "jamais"}
 
 
+_DISTRESS_RE = re.compile(r"(?:^| )(" + "|".join(re.escape(p) for p in _DISTRESS) + r")(?= |$)")
+
+
 def distress(text: str) -> str | None:
     """The distress phrase a message contains (not negated), or None."""
     folded = fold(text)
-    for phrase in _DISTRESS:
-        m = re.search(rf"(^| ){re.escape(phrase)}($| )", folded)
-        if m is None:
-            continue
-        if any(w in _NEGATIONS for w in folded[: m.start()].split()[-3:]):
+    for m in _DISTRESS_RE.finditer(folded):
+        if any(w in _NEGATIONS for w in folded[: m.start(1)].split()[-3:]):
             continue  # "pas de douleur thoracique"
-        return phrase
+        return m.group(1)
     return None
 
 
