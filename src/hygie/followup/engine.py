@@ -96,8 +96,6 @@ class Options:
     dispatch_chunk: int = 2000
     #: Whether home-device readings in the store are read and checked.
     device_readings: bool = True
-    #: Home-device readings older than this (minutes) do not answer a question.
-    reading_fresh_min: int = 240
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> Options:
