@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from hygie.channels import tables as t
 from hygie.channels.model import Channel, Status
 from hygie.channels.receipts import FINAL_STATES
 from hygie.channels.references import user_ref
 from hygie.channels.transactions import chunks as _chunks
-from hygie.platform import write_transaction
+from hygie.platform import pairs_in, write_transaction
 
 
 class ReceiptSettlement:
@@ -100,7 +100,7 @@ class ReceiptSettlement:
                     continue
                 for chunk in _chunks(keys, 400):
                     conn.execute(update(t.sms_part).where(
-                        tuple_(t.sms_part.c.message_id, t.sms_part.c.part).in_(chunk))
+                        pairs_in(t.sms_part.c.message_id, t.sms_part.c.part, chunk))
                         .values(status=status, error=error))
             for chunk in _chunks(applied, 500):
                 conn.execute(update(t.receipt).where(t.receipt.c.id.in_(chunk))

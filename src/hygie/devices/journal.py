@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from hygie.devices.tables import message
-from hygie.platform import Platform, create_engine
+from hygie.platform import Platform, create_engine, pairs_in
 from hygie.store.model import now_us
 
 PENDING, STORED, REJECTED = "pending", "stored", "rejected"
@@ -219,7 +219,7 @@ class Journal:
                         message.c.control_id,
                         message.c.status,
                         message.c.error,
-                    ).where(tuple_(message.c.sender, message.c.control_id).in_(missing))
+                    ).where(pairs_in(message.c.sender, message.c.control_id, missing))
                 ):
                     existing[(r.sender, r.control_id)] = (r.id, r.status, r.error)
         out: list[Appended] = []

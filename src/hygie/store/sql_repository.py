@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from hygie.platform import pairs_in
 from hygie.store import outcomes
 from hygie.store.access import BodyCodec, Clause
 from hygie.store.definitions import patient_compartment
@@ -593,7 +594,7 @@ class SqlRepository(Repository):
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             query = select(*columns).where(
-                tuple_(resource_tbl.c.res_type, resource_tbl.c.res_id).in_(chunk)
+                pairs_in(resource_tbl.c.res_type, resource_tbl.c.res_id, chunk)
             )
             if not self.is_sqlite:
                 query = query.with_for_update()
