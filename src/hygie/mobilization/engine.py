@@ -395,6 +395,33 @@ class MobilizationService:
                 out.setdefault(r.campaign_id, []).append((r.id, r.attempts, error or "failed"))
         return out
 
+    def held_alerts(self, now: int) -> dict[str, set[str]]:
+        """People whose answer window has passed but whose alert has not left yet
+        (still to hand over, queued, or a call being placed), by campaign: the window
+        is for answering, so they are not moved on before their alert is out."""
+        c, o = t.contact.c, t.outgoing.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(c.campaign_id, c.id, o.message_id, o.error)
+                .join(t.outgoing, (o.contact_id == c.id) & (o.attempt == c.attempts))
+                .where(c.state == ContactState.PENDING, c.due_ms <= now, o.kind == "alert")
+            ).all()
+        if not rows:
+            return {}
+        handed = [r.message_id for r in rows if r.message_id is not None]
+        statuses: dict[str, tuple[Any, str | None]] = {}
+        for part in chunks(handed, 5000):
+            statuses.update(self.channels.statuses(list(part)))
+        out: dict[str, set[str]] = {}
+        for r in rows:
+            if r.message_id is None:
+                waiting = r.error is None
+            else:
+                waiting = str(statuses.get(r.message_id, ("", None))[0]) in ("queued", "sending")
+            if waiting:
+                out.setdefault(r.campaign_id, set()).add(r.id)
+        return out
+
     def run_once(self) -> dict[str, int]:
         """One pass: failures, due timers, hand-over, records; returns counts."""
         now = self.clock()
@@ -405,11 +432,18 @@ class MobilizationService:
             failed = self.failed_alerts()
         with self.engine.connect() as conn:
             due = set(due_campaigns(conn, now)) | set(failed)
+        held = self.held_alerts(now) if due else {}
         stepped = 0
         for campaign_id in sorted(due):
             with writing(self.engine) as conn:
                 lock_campaign(conn, campaign_id)
-                result = advance(conn, campaign_id, now, failed.get(campaign_id, ()))
+                result = advance(
+                    conn,
+                    campaign_id,
+                    now,
+                    failed.get(campaign_id, ()),
+                    held.get(campaign_id, frozenset()),
+                )
             self._after(campaign_id, result)
             stepped += 1
         handed = self.hand_over()

@@ -28,6 +28,7 @@ to the channels outbox after the commit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -183,16 +184,34 @@ def reply_channel(answer_channel: str, contact: Any) -> str | None:
     return None
 
 
+#: How long a time-out is put off when the alert has not left yet (milliseconds).
+HOLD_MS = 5_000
+
+
 def _time_outs(
-    conn: Connection, campaign: Any, plan: Plan, now: int, failed: Sequence[tuple[str, int, str]]
+    conn: Connection,
+    campaign: Any,
+    plan: Plan,
+    now: int,
+    failed: Sequence[tuple[str, int, str]],
+    held: AbstractSet[str] = frozenset(),
 ) -> int:
-    """Move pending people past their window (or whose message failed) on."""
+    """Move pending people past their window (or whose message failed) on; those
+    whose alert has not left yet (``held``) get their window put off a little."""
     c = t.contact.c
     due = conn.execute(
         select(c.id, c.request_id, c.attempts, c.phone, c.email, c.channel).where(
             c.campaign_id == campaign.id, c.state == S.PENDING, c.due_ms <= now
         )
     ).all()
+    waiting = [row.id for row in due if row.id in held]
+    for part in chunks(waiting):
+        conn.execute(
+            update(t.contact)
+            .where(c.id.in_(list(part)))
+            .values(due_ms=now + min(HOLD_MS, int(plan.wait_s * 1000)))
+        )
+    due = [row for row in due if row.id not in held]
     reasons = {row.id: "timeout" for row in due}
     rows = {row.id: row for row in due}
     if failed:
@@ -417,11 +436,16 @@ def _ask(
 
 
 def advance(
-    conn: Connection, campaign_id: str, now: int, failed: Sequence[tuple[str, int, str]] = ()
+    conn: Connection,
+    campaign_id: str,
+    now: int,
+    failed: Sequence[tuple[str, int, str]] = (),
+    held: AbstractSet[str] = frozenset(),
 ) -> StepResult:
     """One step of a campaign (see the module docstring); the caller holds its lock.
 
-    ``failed`` lists ``(contact id, attempt, error)`` of alerts the channels gave up on.
+    ``failed`` lists ``(contact id, attempt, error)`` of alerts the channels gave up on;
+    ``held``, people whose alert has not left yet (their window waits for it).
     """
     result = StepResult()
     campaign = conn.execute(select(t.campaign).where(t.campaign.c.id == campaign_id)).first()
@@ -430,7 +454,7 @@ def advance(
     from hygie.mobilization.plans import parse_plan
 
     plan = parse_plan(campaign.definition)
-    result.changed = _time_outs(conn, campaign, plan, now, failed) > 0
+    result.changed = _time_outs(conn, campaign, plan, now, failed, held) > 0
     requests = conn.execute(
         select(t.request)
         .where(t.request.c.campaign_id == campaign_id, t.request.c.status == RequestStatus.OPEN)
