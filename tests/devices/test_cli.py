@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from hygie.cli import main
 from hygie.devices.journal import open_journal
 from hygie.devices.simulator import make_devices, monitor_message, ventilator_message
+from hygie.devices.tables import bed
 from hygie.platform import Platform
 from hygie.store.interactions import StoreContext
 from tests.devices.conftest import Gateway
@@ -67,3 +71,41 @@ def test_simulator_messages_follow_pcd01() -> None:
     assert "IHE_PCD_001" in segments[0]
     vent = ventilator_message(devices[1], "C2", "20260321081500+0100").decode()
     assert "MDC_VENT_PRESS_AWAY_END_EXP_POS" in vent
+
+
+def test_simulator_runs_as_its_own_process_with_40_monitors(
+    gateway: Gateway, platform: Platform, store: StoreContext
+) -> None:
+    """``hygie devices simulate --monitors 40`` as an operator runs it: another process."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hygie",
+            "devices",
+            "simulate",
+            "--port",
+            str(gateway.port),
+            "--monitors",
+            "40",
+            "--interval",
+            "0.5",
+            "--count",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # 40 monitors and, by default, a ventilator on each of the first 10 beds
+    assert "sent 50, acknowledged 50, negative 0" in done.stdout
+    journal = open_journal(platform)
+    assert journal.counts() == {"stored": 50}
+    page = store.repository.search("Observation", [("_count", "0"), ("_total", "accurate")])
+    assert page.total == 40 * 10 + 10 * 6
+    # every bed of the demo territory's two ICUs, then the beds opened for the crisis
+    with platform.engine.connect() as conn:
+        units = [r.unit for r in conn.execute(select(bed.c.unit))]
+    assert sorted(set(units)) == ["icu", "icu-ext"] and len(units) == 40
