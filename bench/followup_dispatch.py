@@ -28,11 +28,12 @@ import argparse
 import tempfile
 import threading
 import time
+import uuid
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 
 from hygie.channels import Channel
 from hygie.channels.peers import run_smsc
@@ -43,7 +44,7 @@ from hygie.config import load_settings
 from hygie.followup import tables as t
 from hygie.followup.engine import FollowupService, Options
 from hygie.followup.schedule import end_of_followup_ms, local_instant_ms
-from hygie.platform import open_platform
+from hygie.platform import create_engine, open_platform
 from hygie.store.migrations import upgrade
 from hygie.store.server import open_store
 
@@ -123,6 +124,12 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hygie-bench-followup-"))
     url = args.database_url or f"sqlite:///{work / 'hygie.db'}"
+    schema = None
+    if url.startswith("postgresql"):  # a schema of its own, dropped at the end
+        schema = "bench_followup_" + uuid.uuid4().hex[:8]
+        with create_engine(url).begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
     settings = load_settings(database_url=url, var_dir=work / "var")
     platform = open_platform(settings)
     upgrade(platform.engine)
@@ -212,6 +219,9 @@ def main() -> None:
         )
         dispatcher.stop()
     platform.close()
+    if schema is not None:
+        with create_engine(args.database_url).begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from hygie.followup.fhir import flag_resource, project
 from hygie.followup.model import AlertKind, AlertStatus, Level, Protocol
 from hygie.followup.outgoing import Outgoing, queue
 from hygie.followup.team import Contact, TeamDirectory
+from hygie.followup.transactions import insert_rows
 
 log = logging.getLogger("hygie.followup")
 
@@ -137,7 +138,6 @@ class AlertRequest:
     reasons: list[str]
 
 
-_INSERT_EVENT = insert(t.alert_event)
 _UPDATE_ALERT = (
     update(t.alert)
     .where(t.alert.c.id == bindparam("b_id"))
@@ -235,7 +235,7 @@ def raise_alerts(
         )
         told.append((request, alert_id, level))
     if new:
-        conn.execute(insert(t.alert), list(new.values()))
+        insert_rows(conn, t.alert, list(new.values()))
     updates = [current[a] for a in changed if a not in new]
     if updates:
         conn.execute(
@@ -289,7 +289,7 @@ def raise_alerts(
         )
     queue(conn, messages, now)
     if events:
-        conn.execute(_INSERT_EVENT, events)
+        insert_rows(conn, t.alert_event, events)
     return ids
 
 

@@ -73,7 +73,7 @@ from hygie.followup.protocols import (
 )
 from hygie.followup.schedule import end_of_followup_ms, local_instant_ms, next_session_ms
 from hygie.followup.team import TeamDirectory
-from hygie.followup.transactions import chunks, now_ms, writing
+from hygie.followup.transactions import chunks, insert_rows, now_ms, writing
 from hygie.platform import Platform
 from hygie.store.outcomes import FhirError
 
@@ -696,7 +696,7 @@ class FollowupService:
                 )
             al.raise_alerts(conn, notifier, raised, self.clock())
             if answer_rows:
-                conn.execute(insert(t.answer), answer_rows)
+                insert_rows(conn, t.answer, answer_rows)
             if dirty:
                 conn.execute(_SESSION_UPDATE, [_session_params(s) for s in dirty.values()])
             now = self.clock()
@@ -760,7 +760,7 @@ class FollowupService:
                 overrides = _overrides(e.overrides)
                 due = e.next_due_ms
                 if protocol is None:
-                    moves.append({"b_id": e.id, "b_cs": e.current_session, "b_nd": None})
+                    moves.append({"id": e.id, "due": due, "next": None, "started": False})
                     continue
                 start, end = date.fromisoformat(e.start_date), date.fromisoformat(e.end_date)
                 times = overrides.times or protocol.schedule.times
@@ -772,7 +772,7 @@ class FollowupService:
                 following = next_session_ms(max(due, now), start, end, times, on_days)
                 if now - due > protocol.timing.expire_after_min * 60_000 or due >= e.end_ms:
                     # The server was down past this session's window: do not send it late.
-                    moves.append({"b_id": e.id, "b_cs": e.current_session, "b_nd": following})
+                    moves.append({"id": e.id, "due": due, "next": following, "started": False})
                     continue
                 state = cv.SessionState(
                     id=f"{e.id}-{due}",
@@ -796,16 +796,24 @@ class FollowupService:
                 effects = cv.start(protocol, state, _patient(e), now)
                 messages.extend(effects.messages)
                 sessions.append(state.as_row())
-                moves.append({"b_id": e.id, "b_cs": state.id, "b_nd": following})
+                moves.append({"id": e.id, "due": due, "next": following, "started": True})
                 started += 1
             if sessions:
-                conn.execute(insert(t.session), sessions)
-            conn.execute(
-                update(t.enrollment)
-                .where(t.enrollment.c.id == bindparam("b_id"))
-                .values(current_session=bindparam("b_cs"), next_due_ms=bindparam("b_nd")),
-                moves,
-            )
+                insert_rows(conn, t.session, sessions)
+            # Most of a wave shares its due time and its next one: one UPDATE per pair.
+            groups: dict[tuple[int, int | None, bool], list[str]] = {}
+            for move in moves:
+                groups.setdefault((move["due"], move["next"], move["started"]), []).append(
+                    move["id"]
+                )
+            for (due, following, began), ids in groups.items():
+                values: dict[str, Any] = {"next_due_ms": following}
+                if began:
+                    values["current_session"] = t.enrollment.c.id + f"-{due}"
+                for part in chunks(ids):
+                    conn.execute(
+                        update(t.enrollment).where(t.enrollment.c.id.in_(part)).values(**values)
+                    )
             queue(conn, messages, now)
         return started
 

@@ -25,11 +25,11 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, select
 
 from hygie.followup import tables as t
 from hygie.followup.model import Level, Protocol, Question
-from hygie.followup.transactions import writing
+from hygie.followup.transactions import insert_rows, writing
 from hygie.store.outcomes import FhirError
 
 log = logging.getLogger("hygie.followup")
@@ -49,8 +49,9 @@ def iso(ms: int) -> str:
 def project(conn: Connection, resources: list[dict[str, Any]], now: int) -> None:
     """Queue resources for the store in the caller's transaction."""
     if resources:
-        conn.execute(
-            insert(t.projection),
+        insert_rows(
+            conn,
+            t.projection,
             [
                 {"res_type": r["resourceType"], "res_id": r["id"], "body": r, "created_ms": now}
                 for r in resources

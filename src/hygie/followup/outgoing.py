@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from hygie.channels import Channel, ChannelError, Channels, OutboundMessage
 from hygie.followup import tables as t
-from hygie.followup.transactions import writing
+from hygie.followup.transactions import insert_rows, writing
 
 log = logging.getLogger("hygie.followup")
 
@@ -49,8 +49,9 @@ def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
     """Write messages in the caller's transaction (sent by the next hand-over)."""
     if not messages:
         return
-    conn.execute(
-        insert(t.outgoing),
+    insert_rows(
+        conn,
+        t.outgoing,
         [
             {
                 "key": m.key,
@@ -65,7 +66,6 @@ def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
                 "awaits": m.awaits,
                 "state": PENDING,
                 "created_ms": now,
-                "message_id": None,
             }
             for m in messages
         ],
@@ -97,13 +97,6 @@ def _message(row: Any) -> OutboundMessage:
     )
 
 
-_MARK = (
-    update(t.outgoing)
-    .where(t.outgoing.c.key == bindparam("k"), t.outgoing.c.state == PENDING)
-    .values(state=HANDED, message_id=bindparam("mid"))
-)
-
-
 def hand_over(engine: Engine, channels: Channels, limit: int = 2000) -> int:
     """Pass pending messages to the channels outbox, oldest first; returns how many.
 
@@ -120,21 +113,25 @@ def hand_over(engine: Engine, channels: Channels, limit: int = 2000) -> int:
         ).all()
     if not rows:
         return 0
-    done: list[dict[str, Any]] = []
+    done: list[str] = []
     refused: list[str] = []
     try:
-        ids = channels.enqueue_many([_message(r) for r in rows])
-        done = [{"k": r.key, "mid": mid} for r, mid in zip(rows, ids, strict=True)]
+        channels.enqueue_many([_message(r) for r in rows])
+        done = [r.key for r in rows]
     except ChannelError:
         for r in rows:
             try:
-                done.append({"k": r.key, "mid": channels.enqueue(_message(r)).id})
+                channels.enqueue(_message(r))
+                done.append(r.key)
             except ChannelError as exc:
                 log.warning("follow-up message refused by the outbox: %s", type(exc).__name__)
                 refused.append(r.key)
     with writing(engine) as conn:
-        if done:
-            conn.execute(_MARK, done)
-        for key in refused:
-            conn.execute(update(t.outgoing).where(t.outgoing.c.key == key).values(state=CANCELLED))
+        for state, keys in ((HANDED, done), (CANCELLED, refused)):
+            for i in range(0, len(keys), 500):
+                conn.execute(
+                    update(t.outgoing)
+                    .where(t.outgoing.c.key.in_(keys[i : i + 500]), t.outgoing.c.state == PENDING)
+                    .values(state=state)
+                )
     return len(done)

@@ -176,8 +176,9 @@ cursor = Table(
 )
 
 #: Messages decided in a follow-up transaction and not yet handed to the channels
-#: outbox (``state`` pending), then the outbox id they got (``handed``). The key is the
-#: channels idempotency key, so a hand-over repeated after a crash sends nothing twice.
+#: outbox (``state`` pending), then ``handed``. The key is the channels idempotency key
+#: (``channels.get_by_key`` finds the message), so a hand-over repeated after a crash
+#: sends nothing twice.
 outgoing = Table(
     "followup_outgoing",
     metadata,
@@ -193,7 +194,6 @@ outgoing = Table(
     Column("awaits", Boolean, nullable=False),
     Column("state", String(10), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
-    Column("message_id", String(40), nullable=True),
     Index("ix_followup_outgoing_state", "state", "created_ms"),
     Index("ix_followup_outgoing_enrollment", "enrollment_id", "state"),
 )

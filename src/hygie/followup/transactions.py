@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Table, insert
 
 _LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _GUARD = threading.Lock()
@@ -54,3 +54,11 @@ def writing(engine: Engine) -> Iterator[Connection]:
 def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert many rows with one ``executemany``: SQLite runs it in process, and psycopg
+    pipelines it on PostgreSQL (measured faster here than multi-row ``VALUES`` batches,
+    whose statements SQLAlchemy must compile for each batch size)."""
+    if rows:
+        conn.execute(insert(table), list(rows))

@@ -31,7 +31,6 @@ def upgrade() -> None:
         sa.Column("awaits", sa.Boolean(), nullable=False),
         sa.Column("state", sa.String(length=10), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
-        sa.Column("message_id", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_followup_outgoing")),
     )
     with op.batch_alter_table("followup_outgoing", schema=None) as batch_op:
