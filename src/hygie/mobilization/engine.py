@@ -49,8 +49,9 @@ class Options:
     worker: bool = True
     #: Longest sleep of the worker between two passes (an answer wakes it at once).
     worker_interval_s: float = 0.25
-    #: How often the statuses of pending alerts are read to catch failures early.
-    failure_check_s: float = 1.0
+    #: How often the statuses of pending alerts are read to move people on as soon as
+    #: their alert failed (a whole wave's statuses: not on every pass).
+    failure_check_s: float = 5.0
     #: Most messages handed to the channels in one transaction.
     handover_batch: int = 2000
 
