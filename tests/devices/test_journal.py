@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from hygie.devices.journal import Incoming, Outcome, journal_url, open_journal
+from hygie.devices.journal import Incoming, Journal, Outcome, journal_url, open_journal
 from hygie.devices.tables import message
 from hygie.platform import Platform
 
@@ -74,3 +74,16 @@ def test_outcomes_commit_with_the_next_batch_and_answer_its_copies(platform: Pla
     ]
     assert journal.pending_among([first.journal_id, other.journal_id]) == {other.journal_id}
     journal.checkpoint()
+
+
+def test_postgresql_journal_commits_may_skip_the_wait_for_the_disk(platform: Platform) -> None:
+    journal = open_journal(platform)
+    assert journal.synchronous_commit
+    if journal.is_sqlite:
+        return
+    fast = Journal(platform.engine, synchronous_commit=False)
+    for j, expected in ((journal, "on"), (fast, "off")):
+        with j._writing() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == expected
+    [appended] = fast.append([incoming("F-1")])
+    assert journal.outcome(appended.journal_id).status == "pending"

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, select, upda
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from hygie.devices.model import DevicesSettings
 from hygie.devices.tables import message
 from hygie.platform import Platform, create_engine, pairs_in
 from hygie.store.model import now_us
@@ -118,14 +119,17 @@ def journal_url(database_url: str) -> str | None:
 def open_journal(platform: Platform) -> Journal:
     """The platform's journal: on SQLite in its own file (created on first use).
 
-    One engine per platform, disposed with it.
+    One engine per platform, disposed with it. On PostgreSQL, the setting
+    ``devices_journal_synchronous_commit`` (default true) says whether its commits
+    wait for the disk.
     """
     journal = platform.parts.get("devices.journal")
     if journal is not None:
         return journal  # type: ignore[no-any-return]
     url = journal_url(platform.settings.database_url)
     if url is None:
-        journal = Journal(platform.engine)
+        synchronous = DevicesSettings.from_settings(platform.settings).journal_synchronous_commit
+        journal = Journal(platform.engine, synchronous_commit=bool(synchronous))
     else:
         engine = create_engine(url)
         with engine.begin() as conn:
@@ -139,11 +143,18 @@ def open_journal(platform: Platform) -> Journal:
 
 
 class Journal:
-    """Journal rows on one engine (see ``open_journal`` for which)."""
+    """Journal rows on one engine (see ``open_journal`` for which).
 
-    def __init__(self, engine: Engine) -> None:
+    ``synchronous_commit`` False lets a PostgreSQL commit return before its WAL
+    record is flushed to disk (``SET LOCAL synchronous_commit = off``): a crash of the
+    gateway still loses nothing, a crash of the database server can lose the last
+    fraction of a second, which is what SQLite's ``synchronous=NORMAL`` gives too.
+    """
+
+    def __init__(self, engine: Engine, *, synchronous_commit: bool = True) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.synchronous_commit = synchronous_commit
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -151,6 +162,8 @@ class Journal:
             if self.is_sqlite:
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
+                if not self.is_sqlite and not self.synchronous_commit:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
 
     def append(

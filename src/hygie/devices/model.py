@@ -176,6 +176,9 @@ class DevicesSettings:
     mapper_yield_ms: float = 2.0
     #: Days a processed message stays in the journal (and a resent copy is recognised).
     journal_retention_days: float = 7.0
+    #: PostgreSQL: journal commits wait for the WAL flush (false: they survive a crash
+    #: of the gateway but not of the database server, as on SQLite; see journal.py).
+    journal_synchronous_commit: bool = True
     #: Above this receipt rate (messages/s) the mapper steps aside: after each batch
     #: it pauses ``mapper_busy_ratio`` times as long as the batch took.
     mapper_throttle_rate: int = 300
