@@ -137,14 +137,18 @@ def arrivals(conn: Connection, campaign_id: str, limit: int = 500) -> list[Arriv
 def journal(
     conn: Connection, campaign_id: str, after: int = 0, limit: int = 200
 ) -> list[dict[str, Any]]:
+    """Journal entries in order: the oldest ``limit`` after ``after`` (a stream catching
+    up loses none), or the latest ``limit`` when ``after`` is 0 (a first paint)."""
     j, c = t.journal.c, t.contact.c
-    rows = conn.execute(
+    q = (
         select(j.id, j.at_ms, j.kind, j.request_id, j.contact_id, j.detail, c.name)
         .outerjoin(t.contact, c.id == j.contact_id)
         .where(j.campaign_id == campaign_id, j.id > after)
-        .order_by(j.id.desc())
-        .limit(limit)
-    ).all()
+    )
+    if after:
+        rows = conn.execute(q.order_by(j.id).limit(limit)).all()
+    else:
+        rows = list(reversed(conn.execute(q.order_by(j.id.desc()).limit(limit)).all()))
     return [
         {
             "id": r.id,
@@ -156,7 +160,7 @@ def journal(
             "name": r.name,
             "detail": r.detail,
         }
-        for r in reversed(rows)
+        for r in rows
     ]
 
 
@@ -206,8 +210,12 @@ def board(conn: Connection, campaign_id: str, after: int = 0) -> dict[str, Any]:
         unit["pending"] += r.pending
         unit["needed"] += r.needed
     people = arrivals(conn, campaign_id)
+    events = journal(conn, campaign_id, after, limit=2000 if after else 30)
+    latest = version(conn, campaign_id)
     return {
-        "version": version(conn, campaign_id),
+        # With ``after``, the last entry sent: a stream asks again from there, so that
+        # a burst larger than one event's share is sent over several events.
+        "version": events[-1]["id"] if after and events else latest,
         "campaign": {
             "id": campaign.id,
             "plan": campaign.plan_name,
@@ -239,5 +247,5 @@ def board(conn: Connection, campaign_id: str, after: int = 0) -> dict[str, Any]:
             }
             for a in people
         ],
-        "events": journal(conn, campaign_id, after, limit=200 if after else 30),
+        "events": events,
     }
