@@ -3,10 +3,11 @@
 ``seed_demo(platform)`` (called by ``hygie demo``, and ``hygie followup seed-demo``)
 gives the demo a care team of nurses from the territory (a ``CareTeam`` of their
 PractitionerRoles, so their ``availableTime`` says who is on duty) and enrolls the
-first patients of the record with the shipped COVID-19 protocol from today, with
-consent recorded. Demo phones are fictional numbers in the ranges ARCEP keeps for
-fiction (+33 6 39 98 xx xx), so the loopback SMSC is the only one that hears them.
-It is idempotent: a second run finds the team and the enrollments and does nothing.
+first patients of the record whose mobile number (``Patient.telecom``, generated with
+the fictional territory) is a valid mobile number, with the shipped COVID-19 protocol
+from today and consent recorded. ``hygie serve`` sends through the loopback SMSC by
+default, so nobody's phone hears them. It is idempotent: a second run finds the team
+and the enrollments and does nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from hygie.followup.engine import FollowupService, Options
+from hygie.followup.engine import FollowupService, Options, mobile_number
+from hygie.followup.errors import InvalidPhone
 from hygie.followup.model import EnrollmentRequest, EnrollmentStatus
 from hygie.platform import Platform
 
@@ -59,17 +61,31 @@ def seed_demo(platform: Platform, patients: int = 6, today: date | None = None) 
         },
     )
     already = {e.patient_id for e in service.enrollments(EnrollmentStatus.ACTIVE, limit=1000)}
-    page = repository.search("Patient", [("_count", str(patients)), ("_sort", "_id")])
+    page = repository.search("Patient", [("_count", str(patients * 4)), ("_sort", "_id")])
     enrolled = 0
     start = (today or date.today()).isoformat()
-    for n, match in enumerate(page.matches):
+    for match in page.matches:
+        if enrolled + len(already) >= patients:
+            break
         if match.res_id in already:
+            continue
+        phone = next(
+            (
+                t.get("value")
+                for t in match.resource.get("telecom", [])
+                if t.get("system") == "phone" and t.get("use") == "mobile"
+            ),
+            None,
+        )
+        try:
+            phone = mobile_number(phone or "")
+        except InvalidPhone:
             continue
         service.enroll(
             EnrollmentRequest(
                 patient_id=match.res_id,
                 protocol_id="covid19",
-                phone=f"+336399800{n:02d}",
+                phone=phone,
                 start=start,
                 consent=True,
                 consent_method="oral",

@@ -24,6 +24,24 @@ from hygie.followup.schedule import local_text
 from hygie.web.pages import render
 
 WIDTH, HEIGHT, PAD = 640, 160, 28
+#: Chart titles for the usual codes (the LOINC displays are English).
+TITLES = {
+    "8310-5": "Température",
+    "59408-5": "Saturation (SpO2)",
+    "2708-6": "Saturation",
+    "8867-4": "Pouls",
+    "8889-8": "Pouls",
+}
+#: How an answer was read, as the timeline says it.
+OUTCOMES = {
+    "value": "compris",
+    "skip": "sans mesure",
+    "unclear": "non compris",
+    "distress": "détresse",
+    "unsolicited": "hors questionnaire",
+    "stop": "STOP",
+    "ignored": "ignoré (suivi terminé)",
+}
 
 
 @dataclass(frozen=True)
@@ -33,7 +51,7 @@ class Chart:
     title: str
     unit: str
     points: list[tuple[float, float, str, str]]  # x, y, value text, time text
-    thresholds: list[tuple[float, str, int]]  # y, label, level
+    thresholds: list[tuple[float, str, int, str]]  # y, label, level, value text
     low: float
     high: float
     path: str
@@ -64,7 +82,7 @@ def chart(
         for at, v in series
     ]
     path = " ".join(f"{px},{py}" for px, py, _v, _t in points)
-    lines = [(round(y(v), 1), label, lv) for v, label, lv in thresholds]
+    lines = [(round(y(v), 1), label, lv, f"{v:g}") for v, label, lv in thresholds]
     return Chart(title, unit, points, lines, low, high, path)
 
 
@@ -131,7 +149,8 @@ async def timeline(request: Request) -> Response:
                 for r in rules
                 if r.item == link_id and not isinstance(r.value, bool)
             ]
-            drawn = chart(q.code[2] if q.code else link_id, q.unit_display or "", series, lines)
+            title = TITLES.get(q.code[1], q.code[2]) if q.code else link_id
+            drawn = chart(title, q.unit_display or "", series, lines)
             if drawn is not None:
                 charts.append(drawn)
         return {
@@ -153,7 +172,7 @@ async def timeline(request: Request) -> Response:
     return render(
         request,
         "followup/timeline.html",
-        {**context, "when": local_text, "width": WIDTH, "height": HEIGHT},
+        {**context, "when": local_text, "width": WIDTH, "height": HEIGHT, "outcomes": OUTCOMES},
     )
 
 
