@@ -234,3 +234,54 @@ def test_home_device_readings_count(harness: Harness, enroll: Any) -> None:
     harness.answer_and_wait(phone, "37", 3)
     assert "pouls" in harness.answer_and_wait(phone, "non", 4)[-1]
     assert _session(harness, e.id).answers["spo2"] == 91.0
+
+
+def test_english_conversation_email_notification_and_end(
+    harness: Harness, enroll: Any, tmp_path: Any
+) -> None:
+    """A patient followed in English; a protocol that tells the team by e-mail (through
+    the real SMTP sink); ending the follow-up stops its messages."""
+    from hygie.channels import Channel
+    from hygie.channels.peers import run_mail_sink
+    from hygie.channels.settings import channel_settings
+    from hygie.channels.worker import Dispatcher, build_senders
+    from hygie.followup.protocols import covid19_definition
+
+    definition = covid19_definition()
+    definition["notify"] = "email"
+    harness.service.save_protocol(definition, by="test")
+    with run_mail_sink(tmp_path / "mail") as sink:
+        harness.dispatcher.stop()
+        harness.channels.settings = channel_settings(
+            harness.platform.settings,
+            smpp_port=harness.smsc.smpp_port,
+            smtp_port=sink.port,
+            poll_s=0.05,
+        )
+        harness.channels.outbox.settings = harness.channels.settings
+        harness.dispatcher = Dispatcher(
+            harness.channels, build_senders(harness.channels, {Channel.SMS, Channel.EMAIL})
+        )
+        phone = "+33612000061"
+        e = enroll("john", phone, language="en")
+        harness.pump(lambda: len(harness.texts_to(phone)) == 1)
+        assert "Reply STOP" in harness.texts_to(phone)[0]
+        harness.now = paris_ms("2026-03-02 08:00")
+        harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+        assert "What is your temperature" in harness.texts_to(phone)[1]
+        again = harness.answer_and_wait(phone, "pretty hot", 3)[-1]
+        assert again.startswith("Sorry, I did not understand") and "37.8" in again
+        harness.answer_and_wait(phone, "102 F", 4)  # 38.9 °C
+        harness.pump(lambda: len(sink.messages()) == 1)
+        (mail,) = sink.messages()
+        assert mail["to"] == ["nurse1@hopital.example"]  # the nurse on duty
+        assert "Alerte Vigilance" in mail["subject"]
+        # The clinician ends the follow-up: the question waiting is not sent again.
+        harness.service.end(e.id, "dr.house", "hospitalised")
+        harness.advance(120)
+        harness.pump()
+        assert len(harness.texts_to(phone)) == 4
+        assert _session(harness, e.id).status is SessionStatus.CANCELLED
+        harness.now = paris_ms("2026-03-02 15:00")
+        harness.pump()
+        assert len(harness.texts_to(phone)) == 4
