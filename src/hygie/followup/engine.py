@@ -677,8 +677,11 @@ class FollowupService:
                     continue
                 state = sessions.get(e.current_session) if e.current_session else None
                 now = self.clock()
-                overrides = _overrides(e.overrides)
-                rules = effective_rules(protocol, overrides.rules, overrides.removed)
+                if e.overrides:
+                    overrides = _overrides(e.overrides)
+                    rules = effective_rules(protocol, overrides.rules, overrides.removed)
+                else:
+                    rules = protocol.rules
                 effects = cv.take_answer(protocol, rules, state, _patient(e), a.text, now)
                 row["outcome"] = effects.outcome
                 row["link_id"] = effects.link_id

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from hygie.followup.model import Question
 
@@ -33,6 +34,7 @@ class Reading:
     note: str | None = None
 
 
+@lru_cache(maxsize=8192)
 def fold(text: str) -> str:
     """Lower case, no accents, apostrophes and punctuation as spaces, one space."""
     plain = unicodedata.normalize("NFKD", text.lower())
