@@ -77,7 +77,10 @@ def flush_projection(engine: Engine, repository: Any, limit: int = 500) -> int:
         try:
             prepared.append(repository.prepare(body, res_id))
         except FhirError as exc:
-            log.error("follow-up %s refused by the store: %s", res_type, exc)
+            # The type and id only: the store's message may quote the patient's answers.
+            log.error(
+                "follow-up %s/%s refused by the store (%s)", res_type, res_id, type(exc).__name__
+            )
     if prepared:
         repository.put_many(prepared)
     seqs = [row.seq for row in rows]

@@ -46,11 +46,23 @@ def _value(resource: dict[str, Any]) -> float | None:
     return None
 
 
+#: LOINC codes that measure the same thing for a question: a pulse oximeter reports a
+#: pulse rate (8889-8) where a question asks a heart rate (8867-4); SpO2 comes as
+#: 59408-5 or 2708-6.
+SAME = {
+    ("http://loinc.org", "8889-8"): ("http://loinc.org", "8867-4"),
+    ("http://loinc.org", "8867-4"): ("http://loinc.org", "8889-8"),
+    ("http://loinc.org", "2708-6"): ("http://loinc.org", "59408-5"),
+    ("http://loinc.org", "59408-5"): ("http://loinc.org", "2708-6"),
+}
+
+
 def _codes(resource: dict[str, Any]) -> set[tuple[str, str]]:
-    return {
+    found = {
         (c.get("system", ""), c.get("code", ""))
         for c in (resource.get("code") or {}).get("coding", [])
     }
+    return found | {SAME[c] for c in found if c in SAME}
 
 
 def scan_readings(service: FollowupService, max_pages: int = 5) -> int:
