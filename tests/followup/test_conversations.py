@@ -285,3 +285,42 @@ def test_english_conversation_email_notification_and_end(
         harness.now = paris_ms("2026-03-02 15:00")
         harness.pump()
         assert len(harness.texts_to(phone)) == 4
+
+
+def test_stop_in_reply_to_the_welcome_message(harness: Harness, enroll: Any) -> None:
+    phone = "+33612000081"
+    e = enroll("stopearly", phone)
+    harness.pump(lambda: len(harness.texts_to(phone)) == 1)
+    harness.reply(phone, "Stop")
+    harness.pump(lambda: harness.service.enrollment(e.id).status is EnrollmentStatus.STOPPED)
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump()
+    assert len(harness.texts_to(phone)) == 1 and harness.service.sessions(e.id) == []
+    assert harness.channels.is_opted_out(phone)
+
+
+def test_a_stop_said_to_another_service_ends_the_follow_up(harness: Harness, enroll: Any) -> None:
+    from hygie.channels import Channel, OutboundMessage
+
+    phone = "+33612000091"
+    e = enroll("stopelsewhere", phone)
+    harness.pump(lambda: len(harness.texts_to(phone)) == 1)
+    # Another service's message takes the number's conversation; STOP answers it.
+    harness.channels.enqueue(
+        OutboundMessage(
+            "other:1",
+            "other:1",
+            Channel.SMS,
+            phone,
+            "Confirmez-vous le rendez-vous ?",
+            expected_answers=["OUI", "NON"],
+        )
+    )
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+    harness.reply(phone, "STOP")
+    harness.pump(lambda: harness.channels.is_opted_out(phone))
+    assert harness.service.enrollment(e.id).status is EnrollmentStatus.ACTIVE
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: harness.service.enrollment(e.id).status is EnrollmentStatus.STOPPED)
+    assert [a.kind for a in harness.service.alerts(enrollment_id=e.id)] == [AlertKind.STOPPED]
+    assert len(harness.texts_to(phone)) == 2

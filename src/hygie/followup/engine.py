@@ -478,6 +478,9 @@ class FollowupService:
                         enrollment_id=enrollment_id,
                         about=f"Patient/{request.patient_id}",
                         recipient_ref=f"Patient/{request.patient_id}",
+                        # A reply is welcome: a STOP sent back to this first message
+                        # must reach the follow-up (the number's conversation is ours).
+                        awaits=True,
                     )
                 ],
                 now,
@@ -489,7 +492,7 @@ class FollowupService:
         """Hand messages over and write resources right away (the worker retries)."""
         try:
             self.flush()
-            hand_over(self.engine, self.channels)
+            self._hand_over()
         except Exception as exc:  # left pending for the worker's next pass
             log.warning("follow-up hand-over deferred: %s", type(exc).__name__)
 
@@ -708,11 +711,55 @@ class FollowupService:
         if stopped:
             self._cancel_outbox(stopped, "opted out (STOP)")
         try:
-            hand_over(self.engine, self.channels)
+            self._hand_over()
         except Exception as exc:  # the worker hands them over on its next pass
             log.warning("follow-up hand-over deferred: %s", type(exc).__name__)
 
     # --- background work ---------------------------------------------------------------
+
+    def _hand_over(self, limit: int = 2000) -> int:
+        """Hand pending messages to the outbox; end the follow-ups whose number said
+        STOP elsewhere (their questions failed at once)."""
+        opted: list[str] = []
+        handed = hand_over(self.engine, self.channels, limit, opted_out=opted)
+        if opted:
+            self._stop_opted_out(sorted(set(opted)))
+        return handed
+
+    def _stop_opted_out(self, enrollment_ids: list[str]) -> None:
+        now = self.clock()
+        protocols = self.protocol_map()
+        stopped = []
+        with writing(self.engine) as conn:
+            for part in chunks(enrollment_ids):
+                rows = conn.execute(
+                    select(t.enrollment)
+                    .where(
+                        t.enrollment.c.id.in_(part),
+                        t.enrollment.c.status == EnrollmentStatus.ACTIVE,
+                    )
+                    .with_for_update()
+                ).all()
+                for row in rows:
+                    self._end(conn, row, EnrollmentStatus.STOPPED, "le numéro a répondu STOP", now)
+                    protocol = protocols.get(row.protocol_id)
+                    if protocol is not None:
+                        al.raise_alert(
+                            conn,
+                            self.notifier,
+                            protocol,
+                            row,
+                            None,
+                            AlertKind.STOPPED,
+                            Level.WARNING,
+                            [
+                                "Le numéro du patient a répondu STOP : plus aucun "
+                                "message ne lui est envoyé"
+                            ],
+                            now,
+                        )
+                    stopped.append(row.id)
+        self._cancel_outbox(stopped, "opted out (STOP)")
 
     def dispatch_due(self, limit: int | None = None) -> int:
         """Start the sessions that are due, one chunk per transaction, handing each
@@ -725,7 +772,7 @@ class FollowupService:
             if started < 0:
                 break
             total += started
-            hand_over(self.engine, self.channels, limit=chunk + 100)
+            self._hand_over(limit=chunk + 100)
         return total
 
     def _dispatch_chunk(self, chunk: int) -> int:
@@ -911,7 +958,7 @@ class FollowupService:
             "escalated": self.escalate(),
             "readings": self.read_devices(),
         }
-        out["handed"] = hand_over(self.engine, self.channels)
+        out["handed"] = self._hand_over()
         out["projected"] = self.flush()
         return out
 

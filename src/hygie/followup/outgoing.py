@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, select, update
 
-from hygie.channels import Channel, ChannelError, Channels, OutboundMessage
+from hygie.channels import Channel, ChannelError, Channels, OutboundMessage, Status
 from hygie.followup import tables as t
 from hygie.followup.transactions import insert_rows, writing
 
@@ -97,8 +97,14 @@ def _message(row: Any) -> OutboundMessage:
     )
 
 
-def hand_over(engine: Engine, channels: Channels, limit: int = 2000) -> int:
+def hand_over(
+    engine: Engine, channels: Channels, limit: int = 2000, opted_out: list[str] | None = None
+) -> int:
     """Pass pending messages to the channels outbox, oldest first; returns how many.
+
+    A question the outbox fails at once because its number said STOP (to another
+    service's message, so the STOP never reached this conversation) puts its
+    enrollment's id in ``opted_out``, for the caller to end that follow-up.
 
     Messages go in one ``enqueue_many`` per batch; when the outbox refuses the batch
     (a bad address in it), they are retried one by one so that one bad row cannot
@@ -116,8 +122,17 @@ def hand_over(engine: Engine, channels: Channels, limit: int = 2000) -> int:
     done: list[str] = []
     refused: list[str] = []
     try:
-        channels.enqueue_many([_message(r) for r in rows])
+        ids = channels.enqueue_many([_message(r) for r in rows])
         done = [r.key for r in rows]
+        if opted_out is not None:
+            asked = {
+                mid: r.enrollment_id
+                for r, mid in zip(rows, ids, strict=True)
+                if r.awaits and r.enrollment_id
+            }
+            for mid, (status, error) in channels.statuses(list(asked)).items():
+                if status is Status.FAILED and "opted out" in (error or ""):
+                    opted_out.append(asked[mid])
     except ChannelError:
         for r in rows:
             try:
