@@ -142,9 +142,10 @@ async def fhir_endpoint(request: Request) -> Response:
             body=body,
             principal=getattr(request.state, "principal", None),
         )
-        if fhir_req.method == "GET" and _is_point_read(segments):
-            # A read by id is one indexed row: cheaper to run here than to hand it
-            # to a worker thread and back (the hand-off costs more than the query).
+        if fhir_req.method == "GET" and _is_point_read(segments) and ctx.local_reads:
+            # A read by id is one indexed row in a local file: cheaper to run here than
+            # to hand it to a worker thread and back (the hand-off costs more than the
+            # query). A database server's round trip would stall the loop instead.
             resp = handle(fhir_req, ctx)
         else:
             resp = await run_in_threadpool(handle, fhir_req, ctx)

@@ -87,6 +87,8 @@ class StoreContext:
     #: Access rules beyond scopes, and where interactions are reported (store/access.py).
     access: AccessPolicy = field(default_factory=ScopesOnly)
     audit: AuditSink = field(default_factory=NoAudit)
+    #: Reads by id are served on the event loop (the database is a local file).
+    local_reads: bool = True
 
 
 #: Methods of the interactions that write one resource (create, update, patch, delete).
