@@ -208,10 +208,33 @@ async def enroll_page(request: Request) -> Response:
     )
 
 
+async def protocols_page(request: Request) -> Response:
+    """The protocols, each editable as its JSON definition (saved through the API)."""
+    if not _can(request, "Questionnaire", "s"):
+        return _forbidden(request)
+    import json
+
+    from hygie.followup.protocols import protocol_definition
+
+    service = _service(request)
+    protocols = await run_in_threadpool(service.protocols)
+    return render(
+        request,
+        "followup/protocols.html",
+        {
+            "protocols": [
+                (p, json.dumps(protocol_definition(p), ensure_ascii=False, indent=2))
+                for p in protocols
+            ]
+        },
+    )
+
+
 def routes() -> list[BaseRoute]:
     return [
         Route("/", dashboard),
         Route("/enroll", enroll_page),
+        Route("/protocols", protocols_page),
         Route("/enrollments/{enrollment_id}", timeline),
         Route("/alerts/{alert_id}", alert_page),
     ]
