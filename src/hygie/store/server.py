@@ -132,6 +132,7 @@ def open_store(platform: Platform) -> StoreContext:
         },
         max_bundle_entries=settings.max_bundle_entries,
         project=_project,
+        local_reads=platform.engine.dialect.name == "sqlite",
     )
     if PARTS["access"] in platform.parts:
         ctx.access = platform.parts[PARTS["access"]]
