@@ -24,12 +24,17 @@ own process. Run:
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -45,6 +50,7 @@ from hygie.config import load_settings
 from hygie.mobilization import MobilizationService, Options, Staff, parse_plan
 from hygie.mobilization import tables as t
 from hygie.mobilization.directory import put_staff
+from hygie.mobilization.messages import OWNER_PREFIX
 from hygie.mobilization.transactions import now_ms, writing
 from hygie.platform import Platform, open_platform
 from hygie.store.migrations import upgrade
@@ -161,6 +167,60 @@ def listen(url: str, token: str, seen: dict[str, float], stop: threading.Event) 
                 data = b""
 
 
+def start_profile(path: str | None) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling this process (its threads, on CPU) until sent SIGINT."""
+    if path is None:
+        return None
+    spy = Path(sys.executable).parent / "py-spy"
+    command = [str(spy), "record", "--pid", str(os.getpid()), "--threads", "--format", "raw"]
+    profiler = subprocess.Popen([*command, "--rate", "200", "-o", path])
+    time.sleep(1.0)  # attached
+    return profiler
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def breakdown(
+    platform: Platform,
+    sent: dict[str, float],
+    seen: dict[str, float],
+    handled: dict[str, tuple[float, float]],
+    wall_offset: float,
+) -> dict[str, list[float]]:
+    """Where each answer's time went, from the rows' own timestamps (wall clock):
+    SMSC to committed inbox row, inbox row to the handler's start, the handler (its
+    transaction and the hand-over of the replies), the handler's end to the stream."""
+    from hygie.channels import tables as ct
+
+    with platform.engine.connect() as conn:
+        rows = conn.execute(
+            select(ct.inbound.c.id, ct.inbound.c.owner, ct.inbound.c.received_ms).where(
+                ct.inbound.c.owner.startswith(OWNER_PREFIX)
+            )
+        ).all()
+    stages: dict[str, list[float]] = {
+        "inject_to_inbox": [],
+        "inbox_to_handler": [],
+        "handler": [],
+        "handler_to_board": [],
+    }
+    for row in rows:
+        contact_id = row.owner.rsplit(":", 1)[1]
+        if contact_id not in sent or contact_id not in seen or row.id not in handled:
+            continue
+        injected = sent[contact_id] + wall_offset
+        stored = row.received_ms / 1000
+        start, end = handled[row.id]
+        stages["inject_to_inbox"].append(stored - injected)
+        stages["inbox_to_handler"].append(start - stored)
+        stages["handler"].append(end - start)
+        stages["handler_to_board"].append(seen[contact_id] + wall_offset - end)
+    return stages
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--staff", type=int, default=15000)
@@ -168,6 +228,11 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200.0, help="answers per second")
     parser.add_argument("--database-url", default=None, help="default: a SQLite file")
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="write py-spy samples (raw, per thread, CPU only) of the answer phase here",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="hygie-bench-mobilization-"))
     platform = open_bench_platform(work, args.database_url, "campaign")
@@ -210,7 +275,16 @@ def main() -> None:
         channels, dispatcher = start_channels(platform, smsc)
         service = MobilizationService(platform, Options(worker=True))
         platform.parts["mobilization"] = service
-        service.register_answers()
+        handled: dict[str, tuple[float, float]] = {}
+
+        def timed_answers(answers: list[Any]) -> None:
+            start = time.time()
+            service.on_answers(answers)
+            end = time.time()
+            for answer in answers:
+                handled[answer.id] = (start, end)
+
+        channels.register_batch_handler(OWNER_PREFIX, timed_answers)
         service.start_worker()
         service.save_plan(plan)
         t0 = time.perf_counter()
@@ -246,7 +320,9 @@ def main() -> None:
         )
         listener.start()
         time.sleep(1.0)
+        profiler = start_profile(args.profile)
         sent: dict[str, float] = {}
+        wall_offset = time.time() - time.perf_counter()
         batch = max(1, int(args.rate / 10))
         t_start = time.perf_counter()
         for k in range(0, args.answers, batch):
@@ -266,11 +342,15 @@ def main() -> None:
         while len(seen) < len(sent) and time.perf_counter() < deadline:
             time.sleep(0.1)
         rate = args.answers / (time.perf_counter() - t_start)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(30)
         stop.set()
         server.should_exit = True
         latencies = sorted(seen[c] - s for c, s in sent.items() if c in seen)
         dispatcher.stop()
         service.stop_worker()
+        stages = breakdown(platform, sent, seen, handled, wall_offset)
     platform.close()
     peer = None if args.no_peer else peer_run(work, args.database_url, n, alert)
     engine = "postgresql" if (args.database_url or "").startswith("postgresql") else "sqlite"
@@ -285,6 +365,9 @@ def main() -> None:
     print(f"answer_to_board_p99: {p99 * 1000:,.0f} ms")
     if len(latencies) < len(sent):
         print(f"missing on the board after 30 s: {len(sent) - len(latencies)}")
+    for name, values in stages.items():
+        p50, p99 = percentiles(values)
+        print(f"stage {name}: p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms")
 
 
 if __name__ == "__main__":
