@@ -17,6 +17,7 @@ from hygie.mobilization import messages as msg
 from hygie.mobilization import tables as t
 from hygie.mobilization.errors import NotFound
 from hygie.mobilization.model import Arrival, Campaign, ContactState, RequestBoard
+from hygie.mobilization.waves import state_counts
 
 S = ContactState
 
@@ -66,13 +67,7 @@ def version(conn: Connection, campaign_id: str) -> int:
 
 def requests(conn: Connection, campaign_id: str) -> list[RequestBoard]:
     c = t.contact.c
-    counts: dict[str, dict[str, int]] = {}
-    for row in conn.execute(
-        select(c.request_id, c.state, func.count().label("n"))
-        .where(c.campaign_id == campaign_id)
-        .group_by(c.request_id, c.state)
-    ):
-        counts.setdefault(row.request_id, {})[row.state] = row.n
+    counts = state_counts(conn, campaign_id)
     timing: dict[str, tuple[int, int]] = {}
     for row in conn.execute(
         select(c.request_id, t.request.c.deadline_ms, c.eta_ms)

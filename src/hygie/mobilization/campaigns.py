@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from hygie.mobilization import messages as msg
 from hygie.mobilization import tables as t
@@ -39,6 +39,7 @@ from hygie.mobilization.waves import (
     reply_channel,
     reply_key,
     request_values,
+    state_counts,
 )
 
 S = ContactState
@@ -304,13 +305,10 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
         r.id: r
         for r in conn.execute(select(t.request).where(t.request.c.campaign_id == campaign_id))
     }
-    confirmed = dict(
-        conn.execute(
-            select(t.contact.c.request_id, func.count())
-            .where(t.contact.c.campaign_id == campaign_id, t.contact.c.state == S.CONFIRMED)
-            .group_by(t.contact.c.request_id)
-        ).all()
-    )
+    confirmed = {
+        request_id: n.get(S.CONFIRMED, 0)
+        for request_id, n in state_counts(conn, campaign_id, [S.CONFIRMED]).items()
+    }
     replies: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
     for item in fresh:
