@@ -5,14 +5,16 @@ Pages: ``/`` (plans, launch form, campaigns), ``/campaigns/<id>`` (the live boar
 of what they touch in the store: reading the board is reading ``CommunicationRequest``,
 launching and closing write them (``CommunicationRequest.c``), plans are
 ``PlanDefinition``, the directory ``PractitionerRole``. The board's updates are pushed as
-server-sent events (``/api/campaigns/<id>/events``): the stream looks at the campaign's
-journal every ``STREAM_POLL_S`` and sends the board when it moved. Every engine error
-becomes RFC 9457 problem+json here, and only here.
+server-sent events (``/api/campaigns/<id>/events``): the stream is woken by the service
+when this process changes the campaign, looks at the campaign's journal every
+``STREAM_POLL_S`` for changes made by other processes, and sends the board when it
+moved. Every engine error becomes RFC 9457 problem+json here, and only here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -38,8 +40,10 @@ from hygie.security.model import InsufficientScope
 #: Largest JSON body, and largest CSV upload, in bytes.
 MAX_JSON_BODY = 256 * 1024
 MAX_CSV_BODY = 20 * 1024 * 1024
-#: How often a board stream looks for news (seconds), and sends a keep-alive.
+#: How often a board stream looks for news made by other processes (seconds), the
+#: shortest time between two boards it sends, and how often it sends a keep-alive.
 STREAM_POLL_S = 0.2
+STREAM_MIN_GAP_S = 0.1
 STREAM_KEEPALIVE_S = 15.0
 
 _STATUS: list[tuple[type[MobilizationError], int, str, str]] = [
@@ -283,7 +287,10 @@ async def api_board(request: Request) -> Response:
 @translated
 async def api_events(request: Request) -> Response:
     """The board as server-sent events: one ``board`` event at once, then one each
-    time the campaign's journal moves (checked every ``STREAM_POLL_S``)."""
+    time the campaign changes: at once when this process made the change (the
+    service wakes the stream), within ``STREAM_POLL_S`` when another did (the
+    stream looks at the campaign's journal), never more often than every
+    ``STREAM_MIN_GAP_S`` (a burst of answers is one board, not one each)."""
     require(request, "CommunicationRequest", "r")
     service = service_of(request)
     campaign_id = request.path_params["campaign_id"]
@@ -293,26 +300,34 @@ async def api_events(request: Request) -> Response:
 
     async def stream() -> AsyncIterator[bytes]:
         nonlocal seen
+        loop = asyncio.get_running_loop()
         board = first if seen == 0 else await run_in_threadpool(service.board, campaign_id, seen)
-        quiet = 0.0
-        while True:
-            if board is not None:
-                seen = board["version"]
-                yield (f"id: {seen}\nevent: board\ndata: ".encode() + orjson.dumps(board) + b"\n\n")
-                quiet = 0.0
-            if await request.is_disconnected():
-                return
-            await asyncio.sleep(STREAM_POLL_S)
-            quiet += STREAM_POLL_S
-            if quiet >= STREAM_KEEPALIVE_S:
-                quiet = 0.0
-                yield b": keep-alive\n\n"
-            version = await run_in_threadpool(service.board_version, campaign_id)
-            board = (
-                await run_in_threadpool(service.board, campaign_id, seen)
-                if version != seen
-                else None
-            )
+        sent_at = heard_at = loop.time()
+        with service.watching(campaign_id) as news:
+            while True:
+                if board is not None:
+                    seen = board["version"]
+                    yield (
+                        f"id: {seen}\nevent: board\ndata: ".encode() + orjson.dumps(board) + b"\n\n"
+                    )
+                    sent_at = heard_at = loop.time()
+                if await request.is_disconnected():
+                    return
+                gap = sent_at + STREAM_MIN_GAP_S - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(news.wait(), STREAM_POLL_S)
+                news.clear()
+                if loop.time() - heard_at >= STREAM_KEEPALIVE_S:
+                    heard_at = loop.time()
+                    yield b": keep-alive\n\n"
+                version = await run_in_threadpool(service.board_version, campaign_id)
+                board = (
+                    await run_in_threadpool(service.board, campaign_id, seen)
+                    if version != seen
+                    else None
+                )
 
     return StreamingResponse(
         stream(),

@@ -16,10 +16,12 @@ message decided before the crash is handed over with the key it had.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +84,9 @@ class MobilizationService:
         self._handover_lock = threading.Lock()
         #: Called after each commit that changed a campaign (tests, benchmarks).
         self.listeners: list[Callable[[str], None]] = []
+        #: Board streams of this process waiting for news, by campaign.
+        self._watchers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._watch_lock = threading.Lock()
 
     @classmethod
     def for_platform(cls, platform: Platform) -> MobilizationService:
@@ -245,6 +250,32 @@ class MobilizationService:
         with self.engine.connect() as conn:
             return bd.version(conn, campaign_id)
 
+    @contextmanager
+    def watching(self, campaign_id: str) -> Iterator[asyncio.Event]:
+        """An event of the running asyncio loop, set when a step of this process
+        commits a change to the campaign: a board stream sends the news at once
+        instead of finding it at its next look at the journal. Changes committed by
+        other processes are not signalled; the stream's look finds those."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._watch_lock:
+            self._watchers.setdefault(campaign_id, set()).add(entry)
+        try:
+            yield entry[1]
+        finally:
+            with self._watch_lock:
+                waiting = self._watchers.get(campaign_id, set())
+                waiting.discard(entry)
+                if not waiting:
+                    self._watchers.pop(campaign_id, None)
+
+    def _signal(self, campaign_id: str) -> None:
+        with self._watch_lock:
+            waiting = list(self._watchers.get(campaign_id, ()))
+        for loop, event in waiting:
+            # A closed loop raises RuntimeError: its stream is gone.
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
     def journal(self, campaign_id: str, after: int = 0, limit: int = 200) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return bd.journal(conn, campaign_id, after, limit)
@@ -282,23 +313,35 @@ class MobilizationService:
                     result = advance(conn, campaign_id, now)
                     result.changed = True
                     results[campaign_id] = result
+        # The replies are handed over by the worker when it runs: this thread is the
+        # channels dispatcher's, and the next answers wait for it.
+        inline = not self.worker_running
         for campaign_id, result in results.items():
-            self._after(campaign_id, result)
+            self._after(campaign_id, result, hand_over=inline)
 
     # --- background work ----------------------------------------------------------------
 
-    def _after(self, campaign_id: str, result: StepResult) -> None:
-        """What follows a commit: call alerts back, hand messages over, tell listeners."""
+    @property
+    def worker_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _after(self, campaign_id: str, result: StepResult, *, hand_over: bool = True) -> None:
+        """What follows a commit: wake the board streams, call alerts back, hand
+        messages over (here, or by the worker when ``hand_over`` is False), tell
+        listeners."""
+        if result.changed:
+            self._signal(campaign_id)
         if result.cancel_ids:
             try:
                 self.channels.cancel_messages(result.cancel_ids, "stood down")
             except Exception as exc:  # the stand-down message follows anyway
                 log.warning("calling alerts back failed: %s", type(exc).__name__)
         if result.queued or result.cancel_ids:
-            try:
-                self.hand_over()
-            except Exception as exc:  # the worker hands them over on its next pass
-                log.warning("hand-over failed: %s", type(exc).__name__)
+            if hand_over:
+                try:
+                    self.hand_over()
+                except Exception as exc:  # the worker hands them over on its next pass
+                    log.warning("hand-over failed: %s", type(exc).__name__)
             self._wake.set()
         if result.changed:
             for listener in list(self.listeners):
