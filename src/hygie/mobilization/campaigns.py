@@ -18,9 +18,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from hygie.mobilization import messages as msg
 from hygie.mobilization import tables as t
@@ -34,6 +35,7 @@ from hygie.mobilization.waves import (
     StepResult,
     insert_outgoing,
     note,
+    note_many,
     outgoing_row,
     release,
     reply_channel,
@@ -300,9 +302,10 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
     contacts = {}
     for part in chunks(sorted({i.contact_id for i in fresh})):
         for row in conn.execute(select(t.contact).where(t.contact.c.id.in_(list(part)))):
-            contacts[row.id] = row
+            # Mutable: a second answer of one person in the batch sees the first's effect.
+            contacts[row.id] = SimpleNamespace(**row._mapping)
     requests = {
-        r.id: r
+        r.id: SimpleNamespace(**r._mapping)
         for r in conn.execute(select(t.request).where(t.request.c.campaign_id == campaign_id))
     }
     confirmed = {
@@ -311,6 +314,8 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
     }
     replies: list[dict[str, Any]] = []
     answers: list[dict[str, Any]] = []
+    updates: list[tuple[str, dict[str, Any]]] = []
+    journal: list[dict[str, Any]] = []
     for item in fresh:
         person = contacts.get(item.contact_id)
         if person is None or person.campaign_id != campaign_id:
@@ -368,6 +373,7 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
                         .where(t.request.c.id == req.id)
                         .values(status=RequestStatus.OPEN, met_ms=None)
                     )
+                    req.status, req.met_ms = RequestStatus.OPEN, None
             elif state in (S.PENDING, S.SILENT, S.EXHAUSTED, S.WAITING):
                 changes = {"state": S.DECLINED, "due_ms": None}
             else:
@@ -385,8 +391,19 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
                 answer_channel=item.channel,
                 updated_ms=now,
             )
-            conn.execute(update(t.contact).where(t.contact.c.id == person.id).values(**changes))
-        note(conn, campaign_id, event, now, req.id, person.id, **detail)
+            updates.append((person.id, changes))
+            for name, value in changes.items():
+                setattr(person, name, value)
+        journal.append(
+            {
+                "campaign_id": campaign_id,
+                "at_ms": now,
+                "kind": event,
+                "request_id": req.id,
+                "contact_id": person.id,
+                "detail": detail,
+            }
+        )
         channel = reply_channel(item.channel, person) if reply else None
         if reply and channel:
             values["eta"] = _eta_text(changes.get("eta_ms", person.eta_ms))
@@ -403,7 +420,33 @@ def apply_answers(conn: Connection, campaign_id: str, items: Sequence[Incoming],
                     ttl_s=msg.REPLY_TTL_S,
                 )
             )
+    _update_contacts(conn, updates)
     for part in chunks(answers, 1000):
         conn.execute(insert(t.answer), list(part))
+    note_many(conn, journal)
     insert_outgoing(conn, replies)
     return True
+
+
+def _update_contacts(conn: Connection, updates: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Apply per-person changes in order, one statement per run of changes to the same
+    columns (a batch of "oui 20" is one executemany, not one statement per answer)."""
+    i = 0
+    while i < len(updates):
+        columns = sorted(updates[i][1])
+        j = i
+        while j < len(updates) and sorted(updates[j][1]) == columns:
+            j += 1
+        stmt = (
+            update(t.contact)
+            .where(t.contact.c.id == bindparam("contact_id"))
+            .values({name: bindparam("new_" + name) for name in columns})
+        )
+        conn.execute(
+            stmt,
+            [
+                {"contact_id": cid, **{"new_" + k: v for k, v in changes.items()}}
+                for cid, changes in updates[i:j]
+            ],
+        )
+        i = j
