@@ -102,6 +102,18 @@ def test_enrollment_errors_are_precise_and_lose_nothing(
     assert data["next_due"] == "2026-03-02T09:30"
     again = client.post("/followup/api/enrollments", json=body)
     assert again.status_code == 409
+    # The patient's schedule is changed: the next session follows it.
+    changed = client.put(
+        f"/followup/api/enrollments/{data['id']}/overrides", json={"times": ["07:15", "19:00"]}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["next_due"] == "2026-03-02T19:00"  # 07:15 has passed (07:30)
+    assert changed.json()["overrides"] == {"times": ["07:15", "19:00"]}
+    bad = client.put(
+        f"/followup/api/enrollments/{data['id']}/overrides",
+        json={"rules": [{"item": "nope", "op": ">", "value": 1, "level": 1, "label": "x"}]},
+    )
+    assert bad.status_code == 422 and "overrides.rules[0].item" in bad.json()["detail"]
     # Consent recorded in the store.
     consent = harness.platform.parts["store"].repository.read("Consent", data["consent"])
     assert consent.resource["provision"]["period"] == {"start": "2026-03-02", "end": "2026-03-15"}

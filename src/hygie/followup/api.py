@@ -20,7 +20,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from hygie.followup import pages
-from hygie.followup.engine import FollowupService, overrides_from_json
+from hygie.followup.engine import FollowupService
+from hygie.followup.enrollments import overrides_from_json
 from hygie.followup.errors import FollowupError, InvalidInput
 from hygie.followup.model import Alert, Enrollment, EnrollmentRequest, Overrides
 from hygie.followup.protocols import protocol_definition

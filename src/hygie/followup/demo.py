@@ -15,7 +15,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from hygie.followup.engine import FollowupService, Options, mobile_number
+from hygie.followup.engine import FollowupService, Options
+from hygie.followup.enrollments import mobile_number
 from hygie.followup.errors import InvalidPhone
 from hygie.followup.model import EnrollmentRequest, EnrollmentStatus
 from hygie.platform import Platform

@@ -22,9 +22,10 @@ from sqlalchemy import insert, select, update
 from hygie.followup import alerts as al
 from hygie.followup import conversation as cv
 from hygie.followup import tables as t
-from hygie.followup.engine import _SESSION_UPDATE, _overrides, _session_params
+from hygie.followup.enrollments import overrides_of
 from hygie.followup.model import AlertKind, EnrollmentStatus, SessionStatus
 from hygie.followup.protocols import effective_rules
+from hygie.followup.sessions import SESSION_UPDATE, session_params
 from hygie.followup.transactions import writing
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def scan_readings(service: FollowupService, max_pages: int = 5) -> int:
                 )
                 if question is None:
                     continue
-                overrides = _overrides(e.overrides)
+                overrides = overrides_of(e.overrides)
                 rules = effective_rules(protocol, overrides.rules, overrides.removed)
                 matched = cv.matching_rules(rules, question.link_id, value)
                 if matched:
@@ -160,6 +161,6 @@ def scan_readings(service: FollowupService, max_pages: int = 5) -> int:
                         index = protocol.questions.index(question)
                         if index > state.position and question.link_id not in state.answers:
                             state.answers[question.link_id] = value
-                            conn.execute(_SESSION_UPDATE, [_session_params(state)])
+                            conn.execute(SESSION_UPDATE, [session_params(state)])
         conn.execute(update(t.cursor).where(t.cursor.c.name == CURSOR).values(value=newest))
     return len(home)
