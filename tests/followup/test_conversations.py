@@ -324,3 +324,26 @@ def test_a_stop_said_to_another_service_ends_the_follow_up(harness: Harness, enr
     harness.pump(lambda: harness.service.enrollment(e.id).status is EnrollmentStatus.STOPPED)
     assert [a.kind for a in harness.service.alerts(enrollment_id=e.id)] == [AlertKind.STOPPED]
     assert len(harness.texts_to(phone)) == 2
+
+
+def test_an_answer_and_stop_in_one_batch(harness: Harness, enroll: Any) -> None:
+    """Replies handed over together: the answer is kept, then STOP cancels the session."""
+    from hygie.channels import Answer, Channel
+
+    phone = "+33612000095"
+    e = enroll("batch", phone)
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+    owner = f"followup:{e.id}"
+    harness.service.on_answers(
+        [
+            Answer("b-1", owner, Channel.SMS, phone, "37,9", None, harness.now),
+            Answer("b-2", owner, Channel.SMS, phone, "STOP", "STOP", harness.now),
+        ]
+    )
+    session = _session(harness, e.id)
+    assert session.status is SessionStatus.CANCELLED and session.answers == {"temp": 37.9}
+    assert harness.service.enrollment(e.id).status is EnrollmentStatus.STOPPED
+    harness.advance(600)
+    harness.pump()
+    assert _session(harness, e.id).status is SessionStatus.CANCELLED

@@ -323,6 +323,7 @@ def escalate_due(
         .where(t.alert.c.status == AlertStatus.OPEN, t.alert.c.escalate_at_ms <= now)
         .order_by(t.alert.c.escalate_at_ms)
         .limit(limit)
+        .with_for_update(of=t.alert)
     ).all()
     for row in rows:
         protocol = protocols.get(row.protocol_id)

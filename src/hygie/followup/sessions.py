@@ -147,12 +147,15 @@ def take_answers(service: FollowupService, answers: Sequence[Answer]) -> None:
                 continue
             if a.value == "STOP":
                 row["outcome"] = "stop"
+                pending = dirty.pop(e.current_session, None) if e.current_session else None
+                if pending is not None:  # answers earlier in this batch: written first
+                    conn.execute(SESSION_UPDATE, [session_params(pending)])
                 service.close_enrollment(
                     conn,
                     e,
                     EnrollmentStatus.STOPPED,
                     "le patient a répondu STOP",
-                    a.received_ms,
+                    service.clock(),
                 )
                 al.raise_alert(
                     conn,
