@@ -87,3 +87,24 @@ def test_postgresql_journal_commits_may_skip_the_wait_for_the_disk(platform: Pla
             assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == expected
     [appended] = fast.append([incoming("F-1")])
     assert journal.outcome(appended.journal_id).status == "pending"
+
+
+def test_checkpoint_keeps_the_sqlite_log_bounded(platform: Platform) -> None:
+    journal = open_journal(platform)
+    if not journal.is_sqlite:
+        return
+    wal = Path(str(journal.engine.url.database) + "-wal")
+
+    def write(prefix: str) -> None:
+        for k in range(60):
+            journal.append([incoming(f"{prefix}-{k}-{i}") for i in range(4)])
+
+    write("A")
+    journal.checkpoint()  # small log: copied, left where it is
+    write("B")
+    size = wal.stat().st_size
+    journal.checkpoint(restart_above=0)  # copied, and the next commit starts it afresh
+    write("C")
+    # the log was written again from its start (not appended to: about twice the size)
+    assert wal.stat().st_size < 1.5 * size
+    assert journal.counts() == {"pending": 3 * 60 * 4}
