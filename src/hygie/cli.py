@@ -107,6 +107,7 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
 #: a line saying what it did.
 DEMO_SEEDERS: list[tuple[str, str]] = [
     ("appointments", "hygie.scheduling.demo:seed_demo"),
+    ("follow-up", "hygie.followup.demo:seed_demo"),
     ("mobilization", "hygie.mobilization.demo:seed_demo"),
 ]
 
@@ -138,9 +139,6 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
     for login, account in logins:
         if get_user(platform.engine, login.username) is None:
             create_user(platform.engine, login.username, login.password, **account)
-    from hygie.followup.demo import seed_demo as seed_followup
-
-    click.echo(seed_followup(platform))
     for what, target in DEMO_SEEDERS:
         module, _, name = target.partition(":")
         click.echo(f"{what}: {getattr(importlib.import_module(module), name)(platform)}")
