@@ -192,6 +192,10 @@ def test_a_late_answer_takes_a_missed_session_up_again(harness: Harness, enroll:
         SessionStatus.IN_PROGRESS,
         SessionStatus.MISSED,
     ]
+    harness.service.flush()
+    repo = harness.platform.parts["store"].repository
+    missed = harness.service.sessions(e.id)[1]
+    assert repo.read("QuestionnaireResponse", missed.id).resource["status"] == "stopped"
 
 
 def test_home_device_readings_count(harness: Harness, enroll: Any) -> None:

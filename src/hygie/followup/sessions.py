@@ -22,7 +22,7 @@ from hygie.followup import alerts as al
 from hygie.followup import conversation as cv
 from hygie.followup import tables as t
 from hygie.followup.enrollments import overrides_of
-from hygie.followup.fhir import project
+from hygie.followup.fhir import project, response_resource
 from hygie.followup.model import AlertKind, EnrollmentStatus, Level, SessionStatus
 from hygie.followup.outgoing import Outgoing, queue
 from hygie.followup.protocols import effective_rules
@@ -225,13 +225,41 @@ def start_due(service: FollowupService, chunk: int) -> int:
         rows = conn.execute(q).all()
         if not rows:
             return -1
+        # A session still open when the next one falls due is closed as missed; its
+        # response, if it has answers, is recorded as stopped.
         previous = [r.current_session for r in rows if r.current_session]
+        by_id = {r.id: r for r in rows}
+        stopped_responses = []
         for part in chunks(previous):
+            still_open = [
+                (sid, eid, answers)
+                for sid, eid, answers in conn.execute(
+                    select(t.session.c.id, t.session.c.enrollment_id, t.session.c.answers).where(
+                        t.session.c.id.in_(part),
+                        t.session.c.status == SessionStatus.IN_PROGRESS,
+                    )
+                )
+            ]
+            if not still_open:
+                continue
             conn.execute(
                 update(t.session)
-                .where(t.session.c.id.in_(part), t.session.c.status == SessionStatus.IN_PROGRESS)
+                .where(
+                    t.session.c.id.in_([sid for sid, _e, _a in still_open]),
+                    t.session.c.status == SessionStatus.IN_PROGRESS,
+                )
                 .values(status=SessionStatus.MISSED, timer_ms=None, timer_kind=None)
             )
+            for sid, eid, answers in still_open:
+                e = by_id[eid]
+                protocol = protocols.get(e.protocol_id)
+                if answers and protocol is not None:
+                    stopped_responses.append(
+                        response_resource(
+                            sid, e.patient_id, protocol, dict(answers), "stopped", now, e.language
+                        )
+                    )
+        project(conn, stopped_responses, now)
         sessions, moves, messages = [], [], []
         started = 0
         for e in rows:
