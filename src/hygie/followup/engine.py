@@ -421,8 +421,17 @@ class FollowupService:
         return total
 
     def fire_timers(self, limit: int = 500) -> int:
-        """Reminders, missing-answer alerts and closings that are due; returns how many."""
-        return fire_due(self, limit)
+        """Reminders, missing-answer alerts and closings that are due, ``limit`` sessions
+        per transaction (a morning wave's reminders come due together), each batch's
+        messages handed over before the next; returns how many."""
+        total = 0
+        while not self._stop.is_set():
+            fired = fire_due(self, limit)
+            total += fired
+            if fired < limit:
+                break
+            self.hand_over_pending(limit=2 * limit)
+        return total
 
     def escalate(self) -> int:
         with writing(self.engine) as conn:
