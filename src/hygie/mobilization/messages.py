@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -54,7 +55,14 @@ def clock(ms: int | None) -> str:
     """HH:MM in Paris (what messages and the board show)."""
     if ms is None:
         return "non précisée"
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(PARIS).strftime("%Hh%M")
+    return _minute(ms // 60_000)
+
+
+@lru_cache(maxsize=4096)
+def _minute(minute: int) -> str:
+    # Remembered by the minute: a board shows hundreds of arrivals several times a
+    # second, most of them at a few dozen distinct minutes.
+    return datetime.fromtimestamp(minute * 60, UTC).astimezone(PARIS).strftime("%Hh%M")
 
 
 class _Missing(dict):  # type: ignore[type-arg]
