@@ -295,6 +295,8 @@ class Outbox(ReceiptSettlement):
         """
         now = self.clock()
         lease = now + int(self.settings.lease_s * 1000)
+        if self.engine.dialect.name == "sqlite" and not self._any_due(channel, now):
+            return []
         with write_transaction(self.engine) as conn:
             q = (select(t.message).where(
                 t.message.c.status == Status.QUEUED, t.message.c.channel == str(channel),
@@ -337,6 +339,19 @@ class Outbox(ReceiptSettlement):
                          answer_url(r.id) if answer_url and r.expected_answers is not None
                          and r.channel == Channel.EMAIL else None,
                          frozenset(done.get(r.id, ()))) for r in take]
+
+    def _any_due(self, channel: Channel, now: int) -> bool:
+        """Whether a message of ``channel`` is due, read without a transaction.
+
+        SQLite has one writer at a time: an idle dispatcher polling several times a
+        second must not take the write lock from the store's writers just to find
+        nothing. A message queued right after this look waits for the next poll.
+        """
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_begin="")
+            return conn.execute(select(t.message.c.id).where(
+                t.message.c.status == Status.QUEUED, t.message.c.channel == str(channel),
+                t.message.c.next_attempt_ms <= now).limit(1)).first() is not None
 
     # --- recording -------------------------------------------------------------
     def record(self, results: Sequence[tuple[Envelope, Receipt]]) -> None:
