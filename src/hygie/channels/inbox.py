@@ -33,7 +33,7 @@ from hygie.channels import tables as t
 from hygie.channels.model import Answer, Channel, Status
 from hygie.channels.references import new_id
 from hygie.channels.settings import ChannelSettings
-from hygie.channels.transactions import now_ms
+from hygie.channels.transactions import lock_messages, now_ms
 from hygie.platform import write_transaction
 
 log = logging.getLogger("hygie.channels")
@@ -128,18 +128,17 @@ def _mark_answered(conn: Connection, answers: Sequence[tuple[str, str]], now: in
     first: dict[str, str] = {}
     for mid, text in answers:
         first.setdefault(mid, text[:2000])
-    ids = sorted(first)
     answerable: list[str] = []
     unanswered: set[str] = set()
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        for mid, status, answer in conn.execute(select(
-                t.message.c.id, t.message.c.status, t.message.c.answer).where(
-                t.message.c.id.in_(chunk))):
-            if answer is None:
-                unanswered.add(mid)
-            if status in _ANSWERABLE:
-                answerable.append(mid)
+    # All of them locked first, in id order (transactions.py): the updates below go
+    # by answer text, and a receipt being applied to the same messages goes by outcome.
+    for mid, status, answer in lock_messages(conn, first, t.message.c.status,
+                                             t.message.c.answer).values():
+        if answer is None:
+            unanswered.add(mid)
+        if status in _ANSWERABLE:
+            answerable.append(mid)
+    answerable.sort()
     by_text: dict[str, list[str]] = {}
     for mid in sorted(unanswered):
         by_text.setdefault(first[mid], []).append(mid)
@@ -256,7 +255,8 @@ class Inbox:
                dedupe_key: str | None = None) -> str | None:
         """Record the answer to a message (an answer link, digits); None if already."""
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(t.message).where(t.message.c.id == message_id)).first()
+            row = lock_messages(conn, [message_id], t.message.c.owner, t.message.c.recipient,
+                                t.message.c.expected_answers).get(message_id)
             if row is None:
                 return None
             return store_answer(conn, message_id, row.owner, channel, row.recipient, text,
@@ -313,6 +313,7 @@ class Inbox:
             done.extend(rid for rid, _answer in items)
         if done:
             now = self.clock()
+            done.sort()  # two dispatchers marking the same items lock them in one order
             with write_transaction(self.engine) as conn:
                 for i in range(0, len(done), 500):
                     conn.execute(update(t.inbound).where(t.inbound.c.id.in_(done[i:i + 500]))

@@ -143,6 +143,7 @@ def mirror_pass(engine: Engine, repository: Any, limit: int = 200) -> int:
             continue
         done.append({"b_id": row.id, "b_status": row.status, "b_req": row.id,
                      "b_com": row.id if row.status in _COMMUNICATION_STATUS else None})
+    done.sort(key=lambda d: d["b_id"])  # one row at a time, in the lock order of writers
     with engine.begin() as conn:
         conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
                      .values(fhir_status=bindparam("b_status"),

@@ -57,7 +57,7 @@ from hygie.channels.segments import plan_sms
 from hygie.channels.settings import ChannelSettings
 from hygie.channels.settlement import ReceiptSettlement
 from hygie.channels.transactions import chunks as _chunks
-from hygie.channels.transactions import now_ms
+from hygie.channels.transactions import lock_messages, now_ms
 from hygie.platform import write_transaction
 
 #: Statuses a message may move to from each status (anything else is ignored, so a
@@ -168,6 +168,8 @@ class Outbox(ReceiptSettlement):
                 elif m.awaits_answer and row["channel"] != Channel.EMAIL:
                     conversations[(row["channel"], row["recipient"])] = (m.owner, row["id"])
             if rows:
+                # Key order: two waves sharing keys wait on the unique index in one order.
+                rows.sort(key=lambda r: r["idempotency_key"])
                 conn.execute(insert(t.message), rows)
                 conn.execute(insert(t.event), events)
             if conversations:
@@ -193,13 +195,17 @@ class Outbox(ReceiptSettlement):
         (SMS and calls share the phone number's conversation)."""
         addresses = sorted({addr for _ch, addr in owners})
         for chunk in _chunks(addresses, 500):
+            # Locked in address order before the delete, which meets rows in plan order.
+            conn.execute(select(t.conversation.c.address).where(
+                t.conversation.c.address.in_(chunk)).order_by(t.conversation.c.address)
+                .with_for_update())
             conn.execute(delete(t.conversation).where(t.conversation.c.address.in_(chunk)))
         latest: dict[str, tuple[str, str]] = {}
         for (_channel, address), value in owners.items():
             latest[address] = value
         conn.execute(insert(t.conversation), [
-            {"channel": "phone", "address": a, "owner": o, "message_id": mid, "updated_ms": now}
-            for a, (o, mid) in latest.items()])
+            {"channel": "phone", "address": a, "owner": latest[a][0],
+             "message_id": latest[a][1], "updated_ms": now} for a in sorted(latest)])
 
     # --- reading ---------------------------------------------------------------
     def get(self, message_id: str) -> MessageRecord:
@@ -360,13 +366,11 @@ class Outbox(ReceiptSettlement):
             return
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            ids = [env.message_id for env, _r in results]
-            current = {}
-            for chunk in _chunks(ids, 500):
-                current.update({r.id: r for r in conn.execute(
-                    select(t.message.c.id, t.message.c.status, t.message.c.attempts,
-                           t.message.c.recipient, t.message.c.parts)
-                    .where(t.message.c.id.in_(chunk)))})
+            # The transport's order is not the lock order: lock the whole batch first
+            # (a reply or a receipt may be moving some of these messages right now).
+            current = lock_messages(conn, [env.message_id for env, _r in results],
+                                    t.message.c.status, t.message.c.attempts,
+                                    t.message.c.recipient, t.message.c.parts)
             part_rows: list[dict[str, Any]] = []
             changes: list[tuple[str, Status, str | None]] = []
             retries: list[dict[str, Any]] = []
@@ -488,12 +492,13 @@ class Outbox(ReceiptSettlement):
 
     def set_status(self, conn: Connection, changes: Sequence[tuple[str, Status, str | None]],
                    now: int | None = None) -> list[str]:
-        """Move messages forward (used by receipts and answers); return those moved."""
-        ids = [c[0] for c in changes]
-        current: dict[str, str] = {}
-        for chunk in _chunks(ids, 500):
-            current.update(dict(conn.execute(select(t.message.c.id, t.message.c.status)
-                                             .where(t.message.c.id.in_(chunk))).all()))
+        """Move messages forward (used by receipts and answers); return those moved.
+
+        The caller has locked these messages already (``lock_messages``); locking them
+        again here costs nothing and reads their status as it is now.
+        """
+        current = {mid: row.status for mid, row in lock_messages(
+            conn, [c[0] for c in changes], t.message.c.status).items()}
         return self._set_status(conn, changes, current, now or self.clock())
 
     # --- delivery receipts -----------------------------------------------------

@@ -19,6 +19,7 @@ from hygie.channels.model import Channel, Status
 from hygie.channels.receipts import FINAL_STATES
 from hygie.channels.references import user_ref
 from hygie.channels.transactions import chunks as _chunks
+from hygie.channels.transactions import lock_messages
 from hygie.platform import pairs_in, write_transaction
 
 
@@ -87,6 +88,9 @@ class ReceiptSettlement:
                                          "b_err": None if status is Status.DELIVERED
                                          else f"{r.state} {r.error or ''}".strip()})
                     touched.add(p.message_id)
+            # Messages before their parts, in id order (transactions.py): replies to
+            # these messages may be moving them in another transaction right now.
+            lock_messages(conn, touched)
             by_outcome: dict[tuple[str, str | None], list[tuple[str, int]]] = {}
             for u in part_updates:
                 by_outcome.setdefault((u["b_status"], u["b_err"]), []).append(
