@@ -158,6 +158,7 @@ def test_500_staff_quotas_waves_escalation_standdown_restart(
                 .select_from(t.outgoing)
                 .where(t.outgoing.c.message_id.is_(None), t.outgoing.c.cancelled.is_(False))
             )
+        platform.engine.dispose()  # the look above opened a connection after close()
         assert unsent and unsent > 0  # decided, committed, not yet handed over
 
         platform = make_platform(database_url, tmp_path / "var")  # the restart
