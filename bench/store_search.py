@@ -47,7 +47,7 @@ from hygie.store.server import open_store
 from hygie.store.synthetic import INS_SYSTEM, generate_patient_resources, generate_territory
 
 sys.path.insert(0, str(Path(__file__).parent))
-from store_ingest import PG_URL, free_port, wait_for  # noqa: E402
+from store_ingest import PG_URL, free_port, wait_for
 
 
 def database_url(engine_name: str, folder: Path, keep: bool) -> tuple[str, bool]:
