@@ -90,7 +90,7 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
         ("urgentiste", "hygie-urgences-demo", doctor, "practitioner", ["physician"],
          "user/*.cruds"),
         ("infirmiere", "hygie-infirmiere-demo", nurse, "practitioner", ["nurse"],
-         "user/*.rs user/Observation.cu"),
+         "user/*.rs user/Observation.cu user/Flag.u"),
     ):
         display = who["practitioner"]["display"] if who else "Administrateur de démonstration"
         text = who["code"][0].get("text", "") if who else "administrateur"
