@@ -25,6 +25,11 @@ class Settings:
 
     #: SQLAlchemy URL of the one database (SQLite file by default, PostgreSQL in production).
     database_url: str = "sqlite:///./var/hygie.db"
+    #: Connections each process keeps open to a database server, and how many more it
+    #: may open at a peak (PostgreSQL; size them so that processes x (pool + overflow)
+    #: stays under the server's ``max_connections``, 100 by default).
+    database_pool_size: int = 10
+    database_max_overflow: int = 20
     #: Directory for local state: the SQLite file, signing keys, bulk export files.
     var_dir: Path = Path("./var")
     #: Public base URL, used in Location headers, Bundle links and fullUrls.

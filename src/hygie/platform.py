@@ -20,7 +20,7 @@ from sqlalchemy.exc import DisconnectionError
 from hygie.config import Settings
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     """Create the engine with the settings each backend needs to be safe and fast.
 
     SQLite gets WAL journaling (readers never wait for the writer), foreign keys on,
@@ -61,7 +61,7 @@ def create_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa_create_engine(url, pool_size=10, max_overflow=20)
+    engine = sa_create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
     if engine.dialect.name == "postgresql":
         _ping_idle_connections(engine)
     return engine
@@ -159,7 +159,9 @@ OPEN_HOOKS: list[Callable[[Platform], None]] = []
 def open_platform(settings: Settings) -> Platform:
     """Build the platform for these settings (no schema change: see ``migrate``)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    platform = Platform(settings=settings, engine=create_engine(settings.database_url))
+    engine = create_engine(settings.database_url, settings.database_pool_size,
+                           settings.database_max_overflow)
+    platform = Platform(settings=settings, engine=engine)
     for hook in OPEN_HOOKS:
         hook(platform)
     return platform

@@ -157,7 +157,10 @@ def _attempts_in_a_process(args: tuple[str, str, int, float, int]) -> list[str]:
     from tests.scheduling.conftest import NOW
 
     url, var_dir, slot, start_at, threads = args
-    platform = open_platform(load_settings(database_url=url, var_dir=var_dir))
+    # Four processes share the server's 100 connections with the test's own: 25
+    # threads of a process queue for 12 of them, and attempt at the same instant.
+    platform = open_platform(load_settings(database_url=url, var_dir=var_dir,
+                                           database_pool_size=6, database_max_overflow=6))
     open_store(platform)
     service = SchedulingService(platform, Options(worker=False))
     service.clock = lambda: NOW
