@@ -7,7 +7,9 @@ globals) lets tests build as many platforms as they need, each on its own databa
 
 from __future__ import annotations
 
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -113,6 +115,44 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield conn
+
+
+class WriterQueue:
+    """Write transactions whose threads queue on a lock of the process on SQLite.
+
+    SQLite's busy handler sleeps in steps of up to 100 ms while another connection
+    writes; threads of one process waiting here instead are woken as soon as the
+    writer before them commits. Each service keeps its own queue. On PostgreSQL the
+    transaction is a plain one (callers lock the rows they change).
+    """
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._guard = threading.Lock()
+
+    def _lock(self, engine: Engine) -> threading.RLock | None:
+        if engine.dialect.name != "sqlite":
+            return None
+        with self._guard:
+            found = self._locks.get(engine)
+            if found is None:
+                found = self._locks[engine] = threading.RLock()
+            return found
+
+    @contextmanager
+    def transaction(self, engine: Engine) -> Iterator[Connection]:
+        """A connection in a write transaction that commits on success."""
+        lock = self._lock(engine)
+        if lock is None:
+            with engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        with lock, engine.connect() as conn:
+            conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+            with conn.begin():
+                yield conn
 
 
 def pairs_in(

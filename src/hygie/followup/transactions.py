@@ -10,45 +10,27 @@ with ``SELECT ... FOR UPDATE`` by the callers.
 
 from __future__ import annotations
 
-import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
 
-_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_GUARD = threading.Lock()
+from hygie.platform import WriterQueue
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _lock(engine: Engine) -> threading.RLock | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    with _GUARD:
-        found = _LOCKS.get(engine)
-        if found is None:
-            found = _LOCKS[engine] = threading.RLock()
-        return found
+_WRITERS = WriterQueue()
 
 
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A connection in a write transaction that commits on success."""
-    lock = _lock(engine)
-    if lock is None:
-        with engine.connect() as conn, conn.begin():
-            yield conn
-        return
-    with lock, engine.connect() as conn:
-        conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        with conn.begin():
-            yield conn
+def writing(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection in a write transaction that commits on success (SQLite: queued
+    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
+    return _WRITERS.transaction(engine)
 
 
 def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

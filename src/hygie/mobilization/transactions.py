@@ -14,45 +14,27 @@ advisory lock named after the campaign, which also holds across processes.
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_GUARD = threading.Lock()
+from hygie.platform import WriterQueue
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    with _GUARD:
-        lock = _SQLITE_WRITERS.get(engine)
-        if lock is None:
-            lock = _SQLITE_WRITERS[engine] = threading.RLock()
-        return lock
+_WRITERS = WriterQueue()
 
 
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a write transaction that commits on success."""
-    lock = _writer_lock(engine)
-    if lock is None:
-        with engine.connect() as conn, conn.begin():
-            yield conn
-        return
-    with lock, engine.connect() as conn:
-        conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        with conn.begin():
-            yield conn
+def writing(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection in a write transaction that commits on success (SQLite: queued
+    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
+    return _WRITERS.transaction(engine)
 
 
 def lock_campaign(conn: Connection, campaign_id: str) -> None:

@@ -11,41 +11,20 @@ the same arrival window of a site.
 from __future__ import annotations
 
 import hashlib
-import threading
-import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
-#: One lock per SQLite engine: threads of one process queue here instead of in
-#: SQLite's busy handler, which sleeps in steps of up to 100 ms.
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
-_GUARD = threading.Lock()
+from hygie.platform import WriterQueue
+
+_WRITERS = WriterQueue()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    with _GUARD:
-        lock = _SQLITE_WRITERS.get(engine)
-        if lock is None:
-            lock = _SQLITE_WRITERS[engine] = threading.RLock()
-        return lock
-
-
-@contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
-    """A connection inside a write transaction that commits on success."""
-    lock = _writer_lock(engine)
-    if lock is None:
-        with engine.connect() as conn, conn.begin():
-            yield conn
-        return
-    with lock, engine.connect() as conn:
-        conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-        with conn.begin():
-            yield conn
+def writing(engine: Engine) -> AbstractContextManager[Connection]:
+    """A connection in a write transaction that commits on success (SQLite: queued
+    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
+    return _WRITERS.transaction(engine)
 
 
 @contextmanager
