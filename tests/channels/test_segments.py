@@ -11,6 +11,7 @@ from hygie.channels.segments import (
     DATA_CODING_UCS2,
     ESM_UDHI,
     decode_user_data,
+    encode_gsm7,
     plan_sms,
 )
 
@@ -72,3 +73,20 @@ def test_decode_16_bit_reference_header() -> None:
     payload = bytes((6, 8, 4, 0x12, 0x34, 2, 1)) + "salut".encode("gsm03.38")
     data = decode_user_data(payload, 0, True)
     assert (data.text, data.ref, data.total, data.seq) == ("salut", 0x1234, 2, 1)
+
+
+def test_fast_gsm7_encoding_agrees_with_the_codec_on_every_bmp_character() -> None:
+    def codec(text: str) -> bytes | None:
+        try:
+            return text.encode("gsm03.38")
+        except UnicodeError:
+            return None
+
+    for code in range(0x10000):
+        if 0xD800 <= code < 0xE000:
+            continue
+        char = chr(code)
+        assert encode_gsm7(char) == codec(char), hex(code)
+    text = "Température ? 37,5 € {ok} [é] ~ | ^ \\ ç"
+    assert encode_gsm7(text) is None
+    assert encode_gsm7(text[:-2]) == codec(text[:-2])

@@ -49,9 +49,35 @@ class SmsPlan:
         return ESM_UDHI if len(self.parts) > 1 else 0
 
 
+def _septet_table() -> tuple[frozenset[str], dict[int, str]]:
+    """Every GSM 03.38 character and its septets (as Latin-1 characters), read off the
+    codec's own decoding of each septet and escape pair, so that ``str.translate``
+    does in C what the codec does one character at a time."""
+    table: dict[int, str] = {}
+    for code in range(0x80):
+        for septets in (bytes((code,)), bytes((_ESCAPE, code))):
+            try:
+                char = septets.decode("gsm03.38")
+            except UnicodeError:
+                continue
+            if len(char) != 1 or ord(char) in table:
+                continue
+            try:
+                if char.encode("gsm03.38") == septets:
+                    table[ord(char)] = septets.decode("latin-1")
+            except UnicodeError:
+                continue
+    return frozenset(chr(c) for c in table), table
+
+
+_GSM_CHARS, _SEPTETS = _septet_table()
+
+
 def encode_gsm7(text: str) -> bytes | None:
     """The text as unpacked GSM-7 septets, or None when a character is not in GSM 03.38."""
-    try:
+    if _GSM_CHARS.issuperset(text):
+        return text.translate(_SEPTETS).encode("latin-1")
+    try:  # a character the table does not hold: the codec has the last word
         return text.encode("gsm03.38")
     except UnicodeError:
         return None
