@@ -201,7 +201,7 @@ def _compile_indexer(node: Indexer) -> Compiled:
     return run
 
 
-def _is_resolve_test(node: Node) -> str | None:
+def is_resolve_test(node: Node) -> str | None:
     """T when ``node`` is ``resolve() is T`` (the search definitions' type test)."""
     if (
         isinstance(node, TypeOp)
@@ -215,7 +215,7 @@ def _is_resolve_test(node: Node) -> str | None:
     return None
 
 
-def _compile_where_resolve_is(target: Compiled | None, type_name: str) -> Compiled:
+def compile_where_resolve_is(target: Compiled | None, type_name: str) -> Compiled:
     """``where(resolve() is T)`` judged from each reference string, with no stub resource.
 
     Same result as the general path (``resolve()`` then ``is``), which still serves
@@ -246,10 +246,10 @@ def _compile_where_resolve_is(target: Compiled | None, type_name: str) -> Compil
 
 def _compile_call(node: Call) -> Compiled:
     if node.name == "where" and len(node.args) == 1:
-        resolved_type = _is_resolve_test(node.args[0])
+        resolved_type = is_resolve_test(node.args[0])
         if resolved_type is not None:
             target = compile_node(node.target) if node.target is not None else None
-            return _compile_where_resolve_is(target, resolved_type)
+            return compile_where_resolve_is(target, resolved_type)
     if node.name == "ofType":
         if len(node.args) != 1 or not isinstance(node.args[0], Identifier | Member):
             raise FhirPathCompileError("ofType() takes one type name")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from hygie.store.fhirpath.values import (
@@ -50,6 +51,13 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 def reference_target(reference: str) -> tuple[str, str] | None:
     """(type, id) named by a reference string, or None (``#x``, ``urn:uuid:``, bare ids)."""
+    if len(reference) <= 128:
+        # A patient's id is named by each of its records: remember the recent ones.
+        return _short_reference_target(reference)
+    return _reference_target(reference)
+
+
+def _reference_target(reference: str) -> tuple[str, str] | None:
     head, slash, tail = reference.partition("/")
     if slash and "/" not in tail and head.isalpha() and head[:1].isupper():
         # The common case, Type/id, without the regular expression.
@@ -60,6 +68,9 @@ def reference_target(reference: str) -> tuple[str, str] | None:
     if m is None:
         return None
     return m.group("type"), m.group("id")
+
+
+_short_reference_target = lru_cache(maxsize=8192)(_reference_target)
 
 
 def _as_list(value: Any) -> list[Any]:

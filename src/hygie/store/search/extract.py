@@ -32,13 +32,14 @@ import re
 import unicodedata
 from collections.abc import Callable
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from hygie.store.fhirpath import Env, FhirPathEvaluationError, plain, reference_target, type_of
 from hygie.store.fhirpath.fhirtypes import CHOICE_SUFFIXES
 from hygie.store.schema import INDEX_STRING_LENGTH
-from hygie.store.search.params import SearchParam, registry
+from hygie.store.search.params import SearchParam, is_resource_type, registry
+from hygie.store.search.readers import type_reader
 
 #: Table kind -> rows, each in the table's column order after ``res_pk, res_type``.
 IndexRows = dict[str, list[tuple[Any, ...]]]
@@ -60,13 +61,30 @@ _DATE_RE = re.compile(
 )
 
 
+#: Strings up to this length have their normalised form and date range remembered:
+#: codes' displays, units and dates repeat from one resource to the next, and a
+#: remembered answer costs a look-up instead of a regular expression or a Unicode
+#: decomposition. Longer strings (narratives, notes) are rare and worked out each time.
+_MEMO_LENGTH = 64
+_MEMO_SIZE = 8192
+
+
 def normalize_string(value: str) -> str:
     """What a plain string search compares: lower case, no accents, single spaces."""
+    if len(value) <= _MEMO_LENGTH:
+        return _normalize_short(value)
+    return _normalize(value)
+
+
+def _normalize(value: str) -> str:
     if value.isascii():
         return " ".join(value.lower().split())
     decomposed = unicodedata.normalize("NFKD", value)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(stripped.casefold().split())
+
+
+_normalize_short = lru_cache(maxsize=_MEMO_SIZE)(_normalize)
 
 
 def date_range(text: str) -> tuple[int, int] | None:
@@ -76,6 +94,13 @@ def date_range(text: str) -> tuple[int, int] | None:
     ``2013-01-14T10:00`` the whole minute, ``...:00.25`` a hundredth of a second.
     A time without a zone is read as UTC. Returns None when ``text`` is not one.
     """
+    if len(text) <= _MEMO_LENGTH:
+        return _date_range_short(text)
+    return _date_range(text)
+
+
+def _date_range(text: str) -> tuple[int, int] | None:
+    """``date_range`` worked out."""
     m = _DATE_RE.match(text.strip())
     if m is None:
         return None
@@ -121,6 +146,9 @@ def date_range(text: str) -> tuple[int, int] | None:
         offset = (int(zone[1:3]) * 60 + int(zone[4:6])) * 60_000_000
         low -= sign * offset
     return low, low + width - 1
+
+
+_date_range_short = lru_cache(maxsize=_MEMO_SIZE)(_date_range)
 
 
 def _day_bounds(low_day: int, next_day: int | None) -> tuple[int, int]:
@@ -417,11 +445,39 @@ def _names_of(key: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _unique_rows(rows: IndexRows) -> IndexRows:
+    for kind, found in rows.items():
+        if len(found) > 1:
+            rows[kind] = list(dict.fromkeys(found))
+    return rows
+
+
 def extract_index(resource: dict[str, Any], base_url: str | None = None) -> IndexRows:
     """The index rows of a resource, by table kind, without duplicates.
 
     ``base_url`` is this server's base: absolute references that start with it are
-    indexed as local ``Type/id`` references.
+    indexed as local ``Type/id`` references. The values come from the type's reading
+    plan (``readers.py``), which gives what each parameter's expression gives.
+    """
+    rows: IndexRows = {kind: [] for kind in TABLE_KINDS}
+    res_type = resource.get("resourceType")
+    if not isinstance(res_type, str):
+        return rows
+    if not is_resource_type(res_type):
+        # Only the Resource-level parameters apply; no plan is kept for such names.
+        return extract_index_by_expression(resource, base_url)
+    extractors = _EXTRACTORS
+    for param, items in type_reader(res_type).read(resource):
+        extractors[param.type](param.code, items, rows, base_url)
+    return _unique_rows(rows)
+
+
+def extract_index_by_expression(
+    resource: dict[str, Any], base_url: str | None = None
+) -> IndexRows:
+    """``extract_index`` by evaluating each parameter's whole expression, one by one.
+
+    The reference the reading plans are checked against: slower, and the same rows.
     """
     rows: IndexRows = {kind: [] for kind in TABLE_KINDS}
     res_type = resource.get("resourceType")
@@ -444,7 +500,4 @@ def extract_index(resource: dict[str, Any], base_url: str | None = None) -> Inde
             continue
         if items:
             extractor(param.code, items, rows, base_url)
-    for kind, found in rows.items():
-        if len(found) > 1:
-            rows[kind] = list(dict.fromkeys(found))
-    return rows
+    return _unique_rows(rows)
