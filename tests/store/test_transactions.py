@@ -172,3 +172,25 @@ def test_bundle_errors(client: TestClient) -> None:
     resp = client.post("/fhir", json=no_request)
     assert resp.status_code == 400
     assert resp.json()["issue"][0]["expression"] == ["Bundle.entry[0].request"]
+
+
+def test_prepared_creates_roll_back_with_a_later_failure(client: TestClient) -> None:
+    """Creates validated before the write transaction still commit only with the rest."""
+    client.put("/fhir/Patient/kept", json={"resourceType": "Patient", "id": "kept"})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry({"resourceType": "Patient", "name": [{"family": "Prepared"}]},
+                  full_url=PATIENT_URN),
+            entry(observation(PATIENT_URN)),
+            entry({"resourceType": "Patient", "id": "kept", "gender": "male"},
+                  method="PUT", url="Patient/kept", ifMatch='W/"7"'),
+        ],
+    }
+    resp = client.post("/fhir", json=bundle)
+    assert resp.status_code in (409, 412)
+    assert "Bundle.entry[2]" in resp.json()["issue"][0]["diagnostics"]
+    found = client.get("/fhir/Patient?family=Prepared").json()
+    assert found.get("total", 0) == 0 and not found.get("entry")
+    assert client.get("/fhir/Patient/kept").json()["meta"]["versionId"] == "1"

@@ -11,6 +11,7 @@ the error names the entry that failed.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -144,13 +145,13 @@ def _sub_request(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any]) -> 
     request = entry["request"]
     path, query = _split_url(request["url"], ctx.base_url)
     headers = {"prefer": "return=minimal"}
-    for field, header in (
+    for name, header in (
         ("ifMatch", "if-match"),
         ("ifNoneMatch", "if-none-match"),
         ("ifNoneExist", "if-none-exist"),
     ):
-        if request.get(field):
-            headers[header] = request[field]
+        if request.get(name):
+            headers[header] = request[name]
     body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
     if request["method"] == "PATCH" and entry.get("resource", {}).get("resourceType") == "Binary":
         import base64
@@ -203,96 +204,149 @@ def _conditional_references(value: Any, found: set[str]) -> None:
 def _transaction(
     ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]
 ) -> FhirResponse:
+    """Run a transaction Bundle atomically.
+
+    Validating and indexing the created resources is most of a Bundle's cost. When
+    no entry needs the database to know its references (no ``ifNoneExist``, no
+    conditional reference), the ids and rewrites are known up front, so that work is
+    done before the write transaction starts: on SQLite the transaction holds the
+    store's only write lock, and other writers wait only for the writes themselves.
+    """
+    repo = ctx.repository
+    if _needs_lookups(entries):
+        with repo.transaction():
+            plan = _plan(ctx, req, entries)
+            return _execute(ctx, req, entries, plan)
+    plan = _plan(ctx, req, entries)
+    with repo.transaction():
+        return _execute(ctx, req, entries, plan)
+
+
+def _needs_lookups(entries: list[dict[str, Any]]) -> bool:
+    """True when resolving the Bundle's ids or references reads the database."""
+    conditional: set[str] = set()
+    for entry in entries:
+        if entry["request"]["method"] == "POST" and entry["request"].get("ifNoneExist"):
+            return True
+        if "resource" in entry:
+            _conditional_references(entry["resource"], conditional)
+            if conditional:
+                return True
+    return False
+
+
+@dataclass
+class _Plan:
+    """What a transaction resolved before writing: ids, matches, prepared creates."""
+
+    assigned: dict[int, str] = field(default_factory=dict)
+    existing: dict[int, WriteResult] = field(default_factory=dict)
+    creates: list[int] = field(default_factory=list)
+    prepared: list[Any] = field(default_factory=list)
+
+
+def _plan(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -> _Plan:
+    """Assign ids, resolve conditional creates and references, rewrite, prepare creates.
+
+    Reads the database only for ``ifNoneExist`` and conditional references; the caller
+    runs it inside the write transaction when there are any.
+    """
+    repo = ctx.repository
+    plan = _Plan()
+    mapping: dict[str, str] = {}
+    # 1. ids for creates (and matches of conditional creates), ids of PUT targets
+    for i, entry in enumerate(entries):
+        request, full_url = entry["request"], entry.get("fullUrl")
+        method = request["method"]
+        if method == "POST":
+            res_type = entry["resource"].get("resourceType", "")
+            criteria = request.get("ifNoneExist")
+            if criteria:
+                try:
+                    repo.lock(f"{res_type}?{criteria}")
+                    found = repo.find(res_type, criteria)
+                except outcomes.FhirError as exc:
+                    raise _entry_error(i, exc) from exc
+                if len(found) > 1:
+                    raise _entry_error(
+                        i,
+                        outcomes.multiple_matches(
+                            f"ifNoneExist {criteria!r} matches more than one {res_type}"
+                        ),
+                    )
+                if found:
+                    plan.existing[i] = WriteResult(found[0], unchanged=True)
+                    if full_url:
+                        mapping[full_url] = f"{res_type}/{found[0].res_id}"
+                    continue
+            plan.assigned[i] = str(uuid.uuid4())
+            if full_url:
+                mapping[full_url] = f"{res_type}/{plan.assigned[i]}"
+        elif method == "PUT" and full_url:
+            path, _query = _split_url(request["url"], ctx.base_url)
+            if len(path) == 2:
+                mapping[full_url] = f"{path[0]}/{path[1]}"
+    # 2. conditional references
+    conditional: set[str] = set()
+    for entry in entries:
+        if "resource" in entry:
+            _conditional_references(entry["resource"], conditional)
+    for ref in sorted(conditional):
+        res_type, _, criteria = ref.partition("?")
+        found = repo.find(res_type, criteria)
+        if len(found) != 1:
+            raise outcomes.unprocessable(
+                [
+                    outcomes.Issue(
+                        "processing",
+                        f"conditional reference {ref!r} matches {len(found)} resources; "
+                        "exactly one is needed",
+                    )
+                ]
+            )
+        mapping[ref] = f"{res_type}/{found[0].res_id}"
+    # 3. rewrite references in place (the resources are ours: parsed from the body)
+    if mapping:
+        for entry in entries:
+            if "resource" in entry:
+                _rewrite(entry["resource"], mapping)
+    # 4. creates with assigned ids are validated and indexed now, written in one go later
+    plan.creates = [i for i in plan.assigned if i not in plan.existing]
+    for i in plan.creates:
+        try:
+            plan.prepared.append(_prepare_create(ctx, req, entries[i], plan.assigned[i]))
+        except outcomes.FhirError as exc:
+            raise _entry_error(i, exc) from exc
+    return plan
+
+
+def _execute(
+    ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]], plan: _Plan
+) -> FhirResponse:
+    """The writes of a planned transaction, inside the caller's database transaction."""
     repo = ctx.repository
     want_body = req.prefer("return") == "representation"
     results: list[dict[str, Any] | None] = [None] * len(entries)
-    with repo.transaction():
-        mapping: dict[str, str] = {}
-        assigned: dict[int, str] = {}
-        existing: dict[int, WriteResult] = {}
-        # 1. ids for creates (and matches of conditional creates), ids of PUT targets
-        for i, entry in enumerate(entries):
-            request, full_url = entry["request"], entry.get("fullUrl")
-            method = request["method"]
-            if method == "POST":
-                res_type = entry["resource"].get("resourceType", "")
-                criteria = request.get("ifNoneExist")
-                if criteria:
-                    try:
-                        repo.lock(f"{res_type}?{criteria}")
-                        found = repo.find(res_type, criteria)
-                    except outcomes.FhirError as exc:
-                        raise _entry_error(i, exc) from exc
-                    if len(found) > 1:
-                        raise _entry_error(
-                            i,
-                            outcomes.multiple_matches(
-                                f"ifNoneExist {criteria!r} matches more than one {res_type}"
-                            ),
-                        )
-                    if found:
-                        existing[i] = WriteResult(found[0], unchanged=True)
-                        if full_url:
-                            mapping[full_url] = f"{res_type}/{found[0].res_id}"
-                        continue
-                assigned[i] = str(uuid.uuid4())
-                if full_url:
-                    mapping[full_url] = f"{res_type}/{assigned[i]}"
-            elif method == "PUT" and full_url:
-                path, _query = _split_url(request["url"], ctx.base_url)
-                if len(path) == 2:
-                    mapping[full_url] = f"{path[0]}/{path[1]}"
-        # 2. conditional references
-        conditional: set[str] = set()
-        for entry in entries:
-            if "resource" in entry:
-                _conditional_references(entry["resource"], conditional)
-        for ref in sorted(conditional):
-            res_type, _, criteria = ref.partition("?")
-            found = repo.find(res_type, criteria)
-            if len(found) != 1:
-                raise outcomes.unprocessable(
-                    [
-                        outcomes.Issue(
-                            "processing",
-                            f"conditional reference {ref!r} matches {len(found)} resources; "
-                            "exactly one is needed",
-                        )
-                    ]
-                )
-            mapping[ref] = f"{res_type}/{found[0].res_id}"
-        # 3. rewrite references in place (the resources are ours: parsed from the body)
-        if mapping:
-            for entry in entries:
-                if "resource" in entry:
-                    _rewrite(entry["resource"], mapping)
-        # 4. creates with assigned ids go in together: one bulk write for all of them
-        creates = [i for i in assigned if i not in existing]
-        created: dict[int, FhirResponse] = {}
-        if creates:
-            prepared = []
-            for i in creates:
-                try:
-                    prepared.append(_prepare_create(ctx, req, entries[i], assigned[i]))
-                except outcomes.FhirError as exc:
-                    raise _entry_error(i, exc) from exc
-            for i, result in zip(creates, repo.put_many(prepared), strict=True):
-                created[i] = _stored_response(ctx, result.stored, 201)
-        # 5. everything else, in the order the spec fixes
-        order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
-        for i in order:
-            entry = entries[i]
-            method = entry["request"]["method"]
-            try:
-                if i in existing:
-                    resp = _stored_response(ctx, existing[i].stored, 200)
-                elif i in created:
-                    resp = created[i]
-                else:
-                    resp = handle(_sub_request(ctx, req, entry), ctx)
-            except outcomes.FhirError as exc:
-                raise _entry_error(i, exc) from exc
-            results[i] = _response_entry(ctx, resp, want_body or method in ("GET", "HEAD"))
+    created: dict[int, FhirResponse] = {}
+    if plan.creates:
+        written = repo.put_many(plan.prepared)  # type: ignore[attr-defined]
+        for i, result in zip(plan.creates, written, strict=True):
+            created[i] = _stored_response(ctx, result.stored, 201)
+    # everything else, in the order the spec fixes
+    order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
+    for i in order:
+        entry = entries[i]
+        method = entry["request"]["method"]
+        try:
+            if i in plan.existing:
+                resp = _stored_response(ctx, plan.existing[i].stored, 200)
+            elif i in created:
+                resp = created[i]
+            else:
+                resp = handle(_sub_request(ctx, req, entry), ctx)
+        except outcomes.FhirError as exc:
+            raise _entry_error(i, exc) from exc
+        results[i] = _response_entry(ctx, resp, want_body or method in ("GET", "HEAD"))
     return FhirResponse(200, resource=_bundle("transaction-response", [r for r in results if r]))
 
 
