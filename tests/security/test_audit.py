@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import delete, select, update
@@ -114,9 +113,7 @@ def territory(tmp_path: Path) -> Iterator[tuple[Any, Platform]]:
 
 def _events(platform: Platform) -> list[dict[str, Any]]:
     platform.parts["security"].audit_writer.close()  # flush what is queued
-    with platform.engine.connect() as conn:
-        rows = conn.execute(select(audit_log.c.event).order_by(audit_log.c.seq)).all()
-    return [orjson.loads(r.event) for r in rows]
+    return install(platform).audit_chain.events()
 
 
 def test_every_interaction_is_an_audit_event(territory: tuple[Any, Platform]) -> None:

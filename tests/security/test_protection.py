@@ -10,7 +10,6 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from hygie.app import create_app
@@ -147,10 +146,7 @@ def test_break_the_glass_flagged_and_reviewed(territory: tuple[Any, Platform]) -
     assert api.get("/fhir/Condition/cond-chloe").status_code == 200  # normal reach, unflagged
     assert api.get("/fhir/Condition/cond-anne").status_code == 200
     platform.parts["security"].audit_writer.close()
-    with platform.engine.connect() as conn:
-        events = [orjson.loads(r.event) for r in conn.execute(
-            select(audit_log.c.event).where(audit_log.c.agent == "petit")
-            .order_by(audit_log.c.seq))]
+    events = platform.parts["security"].audit_chain.events(audit_log.c.agent == "petit")
     flagged = [e for e in events if any(c["code"] == "BTG" for p in e.get("purposeOfEvent", [])
                                         for c in p["coding"])]
     assert [e.get("subtype", [{}])[0].get("code") for e in flagged] == [None, "read"]

@@ -11,7 +11,6 @@ from typing import Any
 import orjson
 import pyotp
 import pytest
-from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from hygie.app import create_app
@@ -50,10 +49,8 @@ def _login(http: TestClient, username: str, password: str) -> Any:
 
 def _login_events(platform: Platform) -> list[dict[str, Any]]:
     platform.parts["security"].audit_writer.close()
-    with platform.engine.connect() as conn:
-        rows = conn.execute(select(audit_log.c.event).where(
-            audit_log.c.action.in_(["login", "logout"])).order_by(audit_log.c.seq)).all()
-    return [orjson.loads(r.event) for r in rows]
+    return platform.parts["security"].audit_chain.events(
+        audit_log.c.action.in_(["login", "logout"]))
 
 
 def test_lockout_after_repeated_failures_known_or_not(site: tuple[TestClient, Platform]

@@ -1,11 +1,24 @@
 """The audit trail: every access becomes a FHIR AuditEvent in an append-only keyed chain.
 
-Each record of ``audit_log`` holds one R4 AuditEvent (https://hl7.org/fhir/R4/auditevent.html)
-as canonical JSON, its sequence number, the hash of the record before it, and its own
-hash::
+Each record of ``audit_log`` is one R4 AuditEvent (https://hl7.org/fhir/R4/auditevent.html)
+with its sequence number, the hash of the record before it, and its own hash. A FHIR
+interaction (nearly every record) is kept as the facts its AuditEvent is made of, one
+column each (``FACTS``: when, interaction, action, outcome, caller, address, resources,
+query, patient, failure, emergency), and its hash covers a canonical encoding of them::
+
+    hash(n) = HMAC-SHA256(audit key, hash(n-1) | n | "f" | JSON array of the FACTS columns)
+
+``event_of`` builds the AuditEvent JSON from those columns when the trail is read (the
+"who looked at my record" page, exports, tests), the same every time. Other events
+(sign-ins, security alerts, exports), and the records written before the facts had
+columns, keep their whole AuditEvent as canonical JSON bytes in ``event``::
 
     hash(n) = HMAC-SHA256(audit key, hash(n-1) | n | recorded | action | outcome | agent
                                      | event bytes)
+
+Keeping facts rather than JSON is what makes the trail cheap enough to record every
+read: nothing is serialised per access, and most records need one row (the patient is
+a column; only an access to several patients' records adds rows to ``audit_patient``).
 
 The key is derived from the master key, which lives outside the database: someone who
 can write to the database but not read the key file cannot rewrite the chain after
@@ -32,7 +45,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, select
 
 from hygie.security.tables import audit_log, audit_patient
 
@@ -72,61 +85,83 @@ _PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 #: AuditEvent.outcome codes (http://hl7.org/fhir/R4/valueset-audit-event-outcome.html).
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
 
+#: The columns of an interaction's record that its AuditEvent is built from, in the
+#: order the hash encodes them (see the module docstring).
+FACTS = ("recorded", "action", "verb", "outcome", "agent", "who", "client", "roles",
+         "address", "entity", "query", "patient", "detail", "purpose")
+#: AuditEvent.purposeOfEvent of an access that needed an emergency grant.
+BREAK_THE_GLASS = "BTG"
+
 
 # --- events ------------------------------------------------------------------------------
 
 
-@dataclass
-class AuditRecord:
-    """An event waiting to be appended: the AuditEvent and who it is about.
+#: An interaction's facts as the request queued them: a tuple whose first item, called
+#: with the tuple in the writer thread, returns ``(FACTS values, patient ids)``. A tuple
+#: of plain values, so that a queued access keeps nothing of its request alive.
+Facts = tuple[Any, ...]
 
-    ``build``, when given, makes ``(event, patients)`` in the writer thread, so that a
-    request only pays for queueing its facts, not for turning them into an AuditEvent.
-    """
+
+@dataclass(slots=True)
+class AuditRecord:
+    """An event waiting to be appended: a whole AuditEvent and who it is about, or an
+    interaction's ``facts`` (see ``Facts``) that a caller waits for."""
 
     event: dict[str, Any] | None
     patients: frozenset[str] = frozenset()
     action: str = ""
     outcome: str = SUCCESS
     agent: str | None = None
-    build: Callable[[], tuple[dict[str, Any], frozenset[str]]] | None = None
+    facts: Facts | None = None
     #: Set once the record is committed (for callers that wait).
     done: threading.Event | None = None
     failed: bool = False
 
-    def materialise(self) -> dict[str, Any]:
-        if self.event is None:
-            assert self.build is not None
-            self.event, self.patients = self.build()
-        return self.event
+
+def agent_facts(principal: Any) -> tuple[str | None, str | None, str | None, str | None]:
+    """(account, FHIR reference, client, roles) of a caller, as ``audit_log`` keeps them;
+    all None for an anonymous one."""
+    if principal is None:
+        return None, None, None, None
+    subject = str(principal.subject)[:128]
+    fhir_user = getattr(principal, "fhir_user", None)
+    client_id = getattr(principal, "client_id", None)
+    roles = " ".join(sorted(getattr(principal, "roles", ()) or ()))
+    return (subject, fhir_user[:200] if fhir_user else None,
+            client_id[:64] if client_id and client_id != principal.subject else None,
+            roles[:200] or None)
 
 
-def agent_json(principal: Any, address: str | None) -> dict[str, Any]:
+def agent_of(subject: str | None, who: str | None, client: str | None, roles: str | None,
+             address: str | None) -> dict[str, Any]:
     """AuditEvent.agent for the caller: who (FHIR reference or account), and from where."""
+    anonymous = subject is None
     agent: dict[str, Any] = {
-        "type": {"coding": [{"system": _PARTICIPATION, "code": "IRCP" if principal is None
-                             else "AUT", "display": "author" if principal else "recipient"}]},
+        "type": {"coding": [{"system": _PARTICIPATION, "code": "IRCP" if anonymous else "AUT",
+                             "display": "recipient" if anonymous else "author"}]},
         "requestor": True,
     }
-    if principal is None:
+    if anonymous:
         agent["who"] = {"display": "anonymous"}
     else:
-        fhir_user = getattr(principal, "fhir_user", None)
-        who: dict[str, Any] = {"identifier": {"system": "urn:hygie:account",
-                                              "value": principal.subject}}
-        if fhir_user:
-            who["reference"] = fhir_user
-        agent["who"] = who
-        agent["altId"] = principal.subject
-        client_id = getattr(principal, "client_id", None)
-        if client_id and client_id != principal.subject:
-            agent["name"] = f"client {client_id}"
-        roles = sorted(getattr(principal, "roles", ()) or ())
+        reference: dict[str, Any] = {"identifier": {"system": "urn:hygie:account",
+                                                    "value": subject}}
+        if who:
+            reference["reference"] = who
+        agent["who"] = reference
+        agent["altId"] = subject
+        if client:
+            agent["name"] = f"client {client}"
         if roles:
-            agent["role"] = [{"text": r} for r in roles]
+            agent["role"] = [{"text": r} for r in roles.split(" ")]
     if address:
         agent["network"] = {"address": address, "type": "2"}
     return agent
+
+
+def agent_json(principal: Any, address: str | None) -> dict[str, Any]:
+    """AuditEvent.agent for a principal (None: anonymous) calling from ``address``."""
+    return agent_of(*agent_facts(principal), address)
 
 
 @lru_cache(maxsize=64)
@@ -153,21 +188,28 @@ def build_event(*, type_code: tuple[str, str, str], subtype: tuple[str, str, str
         "outcome": outcome,
         "agent": [agent_json(principal, address if address is not None
                              else CLIENT_ADDRESS.get())],
-        "source": {"site": "hygie", "observer": {"display": "Hygie"},
-                   "type": [{"system": _SOURCE_TYPE, "code": "4",
-                             "display": "Application Server"}]},
+        "source": _source(),
     }
     if subtype is not None:
         event["subtype"] = [{"system": subtype[0], "code": subtype[1], "display": subtype[2]}]
     if description:
         event["outcomeDesc"] = description[:1000]
     if emergency:
-        event["purposeOfEvent"] = [{"coding": [{"system": _ACT_REASON, "code": "BTG",
-                                                "display": "break the glass"}]}]
+        event["purposeOfEvent"] = _purpose()
     listed = list(entities)
     if listed:
         event["entity"] = listed
     return event
+
+
+def _source() -> dict[str, Any]:
+    return {"site": "hygie", "observer": {"display": "Hygie"},
+            "type": [{"system": _SOURCE_TYPE, "code": "4", "display": "Application Server"}]}
+
+
+def _purpose() -> list[dict[str, Any]]:
+    return [{"coding": [{"system": _ACT_REASON, "code": BREAK_THE_GLASS,
+                         "display": "break the glass"}]}]
 
 
 def entity(reference: str | None = None, *, query: str | None = None,
@@ -200,21 +242,74 @@ def login_subtype(code: str) -> tuple[str, str, str]:
     return (_DCM, {"login": "110122", "logout": "110123"}[code], code.capitalize())
 
 
+def interaction_facts(*, recorded: int, action: str, verb: str, outcome: str,
+                      agent: tuple[str | None, str | None, str | None, str | None],
+                      address: str | None, references: Iterable[str], query: str | None,
+                      patients: set[str] | frozenset[str], detail: str | None,
+                      emergency: bool) -> tuple[tuple[Any, ...], frozenset[str]]:
+    """The ``FACTS`` values of a FHIR interaction's record, and the patients it is about.
+
+    ``action`` is the restful-interaction code (read, search-type...), ``verb`` the
+    AuditEvent.action (C R U D E), ``agent`` what ``agent_facts`` gives.
+    """
+    patient = next(iter(patients))[:64] if len(patients) == 1 else None
+    return ((recorded, action[:32], verb, outcome, *agent,
+             address[:64] if address else None, " ".join(references) or None, query,
+             patient, detail, BREAK_THE_GLASS if emergency else None),
+            frozenset(patients))
+
+
+def event_of(row: Any) -> dict[str, Any]:
+    """The AuditEvent a record of ``audit_log`` stands for (``row`` has its columns)."""
+    if row.event is not None:
+        event: dict[str, Any] = orjson.loads(row.event)
+        return event
+    event = {
+        "resourceType": "AuditEvent", "id": str(row.seq),
+        "type": {"system": REST[0], "code": REST[1], "display": REST[2]},
+        "subtype": [{"system": _INTERACTION, "code": row.action, "display": row.action}],
+        "action": row.verb, "recorded": instant(row.recorded), "outcome": row.outcome,
+        "agent": [agent_of(row.agent, row.who, row.client, row.roles, row.address)],
+        "source": _source(),
+    }
+    if row.detail:
+        event["outcomeDesc"] = row.detail
+    if row.purpose == BREAK_THE_GLASS:
+        event["purposeOfEvent"] = _purpose()
+    entities = [entity(query=row.query)] if row.query is not None else []
+    if row.entity:
+        entities += [entity(reference) for reference in row.entity.split(" ")]
+    if entities:
+        event["entity"] = entities
+    return event
+
+
 # --- the chain -------------------------------------------------------------------------------
 
 
-def chain_hash(key: bytes, prev_hash: str, seq: int, row: Any, event: bytes) -> str:
+def chain_hash(key: bytes, prev_hash: str, seq: int, row: Any) -> str:
     """The hash of one record (see the module docstring); ``row`` has the columns."""
-    head = f"{prev_hash}|{seq}|{row.recorded}|{row.action}|{row.outcome}|{row.agent or ''}|"
+    if row.event is None:
+        facts = tuple(getattr(row, name) for name in FACTS)
+        return facts_hash(key, prev_hash, seq, facts)
+    return event_hash(key, prev_hash, seq, row.recorded, row.action, row.outcome, row.agent,
+                      bytes(row.event))
+
+
+def facts_hash(key: bytes, prev_hash: str, seq: int, facts: tuple[Any, ...]) -> str:
+    """The hash of an interaction's record, kept as its ``FACTS``."""
+    return hmac.digest(key, f"{prev_hash}|{seq}|f|".encode() + orjson.dumps(facts),
+                       "sha256").hex()
+
+
+def event_hash(key: bytes, prev_hash: str, seq: int, recorded: int, action: str,
+               outcome: str, agent: str | None, event: bytes) -> str:
+    """The hash of a record that keeps its whole AuditEvent."""
+    head = f"{prev_hash}|{seq}|{recorded}|{action}|{outcome}|{agent or ''}|"
     return hmac.digest(key, head.encode() + event, "sha256").hex()
 
 
-@dataclass(frozen=True)
-class _Columns:
-    recorded: int
-    action: str
-    outcome: str
-    agent: str | None
+_INSERT_COLUMNS = ("seq", *FACTS, "event", "prev_hash", "hash")
 
 
 class AuditChain:
@@ -227,13 +322,18 @@ class AuditChain:
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._head_written = float("-inf")
         self._head_pending: tuple[int, str] | None = None
+        mark = "?" if self.is_sqlite else "%s"
+        self._insert = (f"INSERT INTO {audit_log.name} ({', '.join(_INSERT_COLUMNS)}) "
+                        f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+        self._insert_link = (f"INSERT INTO {audit_patient.name} (patient_id, seq) "
+                             f"VALUES ({mark}, {mark})")
 
     def write_pending_head(self) -> None:
         """Write the head the interval held back, if any."""
         if self._head_pending is not None:
             self._write_head(*self._head_pending, force=True)
 
-    def append(self, records: list[AuditRecord]) -> None:
+    def append(self, records: list[AuditRecord | Facts]) -> None:
         """Append ``records`` in one transaction of their own, extending the chain."""
         if not records:
             return
@@ -244,14 +344,15 @@ class AuditChain:
                 seq, prev = self._append_on(conn, records)
         self._write_head(seq, prev)
 
-    def append_within(self, conn: Connection, records: list[AuditRecord]) -> None:
+    def append_within(self, conn: Connection, records: list[AuditRecord | Facts]) -> None:
         """Append ``records`` in the caller's transaction (a write's own), so that they
         commit or roll back with it. The head file is left to the next ordinary append:
         it must never name a record that a rollback could still take away."""
         if records:
             self._append_on(conn, records)
 
-    def _append_on(self, conn: Connection, records: list[AuditRecord]) -> tuple[int, str]:
+    def _append_on(self, conn: Connection,
+                   records: list[AuditRecord | Facts]) -> tuple[int, str]:
         # plain DB-API calls: on the write path every statement's overhead shows
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
@@ -264,29 +365,39 @@ class AuditChain:
         finally:
             cursor.close()
         seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        rows, links = [], []
+        key = self.key
+        rows: list[tuple[Any, ...]] = []
+        links: list[tuple[str, int]] = []
         for record in records:
             seq += 1
-            recorded = time.time_ns() // 1000
-            event = record.materialise()
-            event["id"] = str(seq)
-            data = orjson.dumps(event)  # the hash covers these exact bytes
-            columns = _Columns(recorded, record.action[:32], record.outcome,
-                               (record.agent or "")[:128] or None)
-            digest = chain_hash(self.key, prev, seq, columns, data)
-            rows.append((seq, recorded, columns.action, columns.outcome, columns.agent,
-                         data, prev, digest))
-            links += [(p[:64], seq) for p in sorted(record.patients)]
+            if type(record) is tuple:
+                facts, patients = record[0](record)
+                digest = facts_hash(key, prev, seq, facts)
+                rows.append((seq, *facts, None, prev, digest))
+            elif record.facts is not None:
+                facts, patients = record.facts[0](record.facts)
+                digest = facts_hash(key, prev, seq, facts)
+                rows.append((seq, *facts, None, prev, digest))
+            else:
+                assert record.event is not None
+                recorded = time.time_ns() // 1000
+                record.event["id"] = str(seq)
+                data = orjson.dumps(record.event)  # the hash covers these exact bytes
+                action, agent = record.action[:32], (record.agent or "")[:128] or None
+                patients = record.patients
+                patient = next(iter(patients))[:64] if len(patients) == 1 else None
+                digest = event_hash(key, prev, seq, recorded, action, record.outcome, agent,
+                                    data)
+                rows.append((seq, recorded, action, None, record.outcome, agent,
+                             *(None,) * 6, patient, None, None, data, prev, digest))
+            if len(patients) > 1:
+                links += [(p[:64], seq) for p in sorted(patients)]
             prev = digest
-        mark = "?" if self.is_sqlite else "%s"
         cursor = dbapi.cursor()
         try:
-            cursor.executemany(
-                f"INSERT INTO {audit_log.name} (seq, recorded, action, outcome, agent, "
-                f"event, prev_hash, hash) VALUES ({', '.join([mark] * 8)})", rows)
+            cursor.executemany(self._insert, rows)
             if links:
-                cursor.executemany(f"INSERT INTO {audit_patient.name} (patient_id, seq) "
-                                   f"VALUES ({mark}, {mark})", links)
+                cursor.executemany(self._insert_link, links)
         finally:
             cursor.close()
         return seq, prev
@@ -323,17 +434,34 @@ class AuditChain:
             yield from rows
             after = rows[-1].seq
 
+    def events(self, *where: ColumnElement[bool]) -> list[dict[str, Any]]:
+        """The AuditEvents of the records that meet ``where`` (columns of ``audit_log``),
+        in chain order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(audit_log).where(*where)
+                                .order_by(audit_log.c.seq)).all()
+        return [event_of(row) for row in rows]
+
     def for_patient(self, patient_id: str, limit: int = 200,
                     before: int | None = None) -> list[dict[str, Any]]:
-        """AuditEvents about one patient's record, newest first."""
-        query = (select(audit_log.c.event).join(audit_patient,
-                                                audit_patient.c.seq == audit_log.c.seq)
-                 .where(audit_patient.c.patient_id == patient_id))
+        """AuditEvents about one patient's record, newest first.
+
+        An access to this patient alone has the patient in its own row; an access to
+        several patients at once names them in ``audit_patient`` (as every record did
+        before the patient had a column).
+        """
+        direct = select(audit_log).where(audit_log.c.patient == patient_id)
+        linked = (select(audit_log)
+                  .join(audit_patient, audit_patient.c.seq == audit_log.c.seq)
+                  .where(audit_patient.c.patient_id == patient_id))
         if before is not None:
-            query = query.where(audit_log.c.seq < before)
+            direct = direct.where(audit_log.c.seq < before)
+            linked = linked.where(audit_log.c.seq < before)
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(audit_log.c.seq.desc()).limit(limit)).all()
-        return [orjson.loads(r.event) for r in rows]
+            rows = [*conn.execute(direct.order_by(audit_log.c.seq.desc()).limit(limit)),
+                    *conn.execute(linked.order_by(audit_log.c.seq.desc()).limit(limit))]
+        rows.sort(key=lambda row: row.seq, reverse=True)
+        return [event_of(row) for row in rows[:limit]]
 
 
 def read_head(path: Path) -> tuple[int, str] | None:
@@ -367,16 +495,15 @@ def verify(chain: AuditChain) -> VerifyReport:
     expected_seq, prev = 1, GENESIS
     for row in rows:
         report.checked += 1
-        data = bytes(row.event)
         if row.seq > expected_seq:
             missing = (f"record {expected_seq}" if row.seq == expected_seq + 1
                        else f"records {expected_seq} to {row.seq - 1}")
             report.problems.append(f"{missing} removed (the chain jumps to record {row.seq})")
-        genuine = chain_hash(chain.key, row.prev_hash, row.seq, row, data) == row.hash
+        genuine = chain_hash(chain.key, row.prev_hash, row.seq, row) == row.hash
         if not genuine:
             origin = by_hash.get(row.prev_hash)
             moved = origin is not None and chain_hash(
-                chain.key, row.prev_hash, origin + 1, row, data) == row.hash
+                chain.key, row.prev_hash, origin + 1, row) == row.hash
             if moved and origin is not None:
                 report.problems.append(f"record {row.seq} was written as record {origin + 1}: "
                                        "the records were reordered")
@@ -417,16 +544,21 @@ class AuditWriter:
     def __init__(self, chain: AuditChain, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.chain = chain
         self.flush_interval_s = flush_interval_s
-        self._pending: deque[AuditRecord | threading.Event] = deque()
+        self._pending: deque[AuditRecord | Facts | threading.Event] = deque()
         self._cond = threading.Condition()
         self._urgent = False
         self._thread = threading.Thread(target=self._run, name="hygie-audit", daemon=True)
         self._started = False
         self._closed = False
 
-    def submit(self, record: AuditRecord, wait: bool = False) -> bool:
-        """Queue ``record``; with ``wait``, return once committed (False if it failed)."""
+    def submit(self, record: AuditRecord | Facts, wait: bool = False) -> bool:
+        """Queue ``record``; with ``wait``, return once committed (False if it failed).
+
+        An interaction's ``Facts`` are queued as they are (nobody waits for them: to
+        wait, wrap them in an ``AuditRecord``).
+        """
         if wait:
+            assert isinstance(record, AuditRecord), "wrap facts to wait for them"
             record.done = threading.Event()
         with self._cond:
             closed = self._closed
@@ -441,7 +573,7 @@ class AuditWriter:
         if closed:  # after close (a command ending, a test): written here and now
             self.chain.append([record])
             return True
-        if wait and record.done is not None:
+        if wait and isinstance(record, AuditRecord) and record.done is not None:
             return record.done.wait(WAIT_TIMEOUT_S) and not record.failed
         return True
 
@@ -465,7 +597,7 @@ class AuditWriter:
                 self._pending.clear()
                 self._urgent = False
                 closing = self._closed
-            batch = [i for i in items if isinstance(i, AuditRecord)]
+            batch = [i for i in items if not isinstance(i, threading.Event)]
             for start in range(0, len(batch), MAX_BATCH):
                 self._write(batch[start:start + MAX_BATCH])
             if not items or closing or any(isinstance(i, threading.Event) for i in items):
@@ -476,7 +608,7 @@ class AuditWriter:
             if closing:
                 return
 
-    def _write(self, batch: list[AuditRecord]) -> None:
+    def _write(self, batch: list[AuditRecord | Facts]) -> None:
         for attempt in range(3):
             try:
                 self.chain.append(batch)
@@ -487,9 +619,10 @@ class AuditWriter:
                 time.sleep(0.2 * (attempt + 1))
         else:
             for record in batch:
-                record.failed = True
+                if isinstance(record, AuditRecord):
+                    record.failed = True
         for record in batch:
-            if record.done is not None:
+            if isinstance(record, AuditRecord) and record.done is not None:
                 record.done.set()
 
     def close(self) -> None:

@@ -1,20 +1,20 @@
 """What the audit trail says about each FHIR interaction and each sign-in.
 
 ``FhirAudit`` is the store's ``AuditSink`` (``hygie.store.access``): for every
-interaction it builds one AuditEvent (https://hl7.org/fhir/R4/auditevent.html) of type
+interaction it records the facts of one AuditEvent (https://hl7.org/fhir/R4/auditevent.html) of type
 ``rest`` with the interaction as subtype (http://hl7.org/fhir/R4/codesystem-restful-interaction.html),
 the action (C R U D E), the outcome (0 success, 4 refused or bad request, 8 server
 failure), the caller and their address, the resources touched, and the search query
 when there is one. It also finds the patients whose records were touched, which feeds
 the "who looked at my record" page, and flags accesses that needed an emergency grant.
+The trail keeps those facts as columns and makes the AuditEvent JSON from them when it
+is read (``hygie.security.audit.event_of``).
 
 Writes wait until their event is committed; reads and searches do not.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import re
 import time
@@ -25,7 +25,7 @@ from urllib.parse import urlencode
 import orjson
 
 from hygie.security import audit
-from hygie.security.audit import CLIENT_ADDRESS, AuditRecord, AuditWriter
+from hygie.security.audit import CLIENT_ADDRESS, AuditRecord, AuditWriter, Facts
 from hygie.store.interactions import FhirRequest, FhirResponse
 from hygie.store.outcomes import FhirError
 from hygie.store.sql_repository import current_connection
@@ -75,47 +75,32 @@ _FULL_URL = re.compile(rb'"fullUrl"\s*:\s*"[^"]*?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.
 _LOCATION = re.compile(rb'"location"\s*:\s*"(?:[^"]*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})')
 
 
-_REST_TYPE = orjson.Fragment(orjson.dumps({"system": audit.REST[0], "code": audit.REST[1],
-                                           "display": audit.REST[2]}))
-_SOURCE = orjson.Fragment(orjson.dumps(
-    audit.build_event(type_code=audit.REST, subtype=None, action="R", outcome="0",
-                      description=None, principal=None, address="")["source"]))
-_EMERGENCY = orjson.Fragment(orjson.dumps(
-    audit.build_event(type_code=audit.REST, subtype=None, action="R", outcome="0",
-                      description=None, principal=None, address="",
-                      emergency=True)["purposeOfEvent"]))
-
-
-@functools.lru_cache(maxsize=256)
-def _subtype(code: str) -> orjson.Fragment:
-    system, value, display = audit.interaction_subtype(code)
-    return orjson.Fragment(orjson.dumps([{"system": system, "code": value,
-                                          "display": display}]))
-
-
-def patients_in(resource: dict[str, Any]) -> set[str]:
-    """Ids of the patients a resource is about (itself, or the patients it references)."""
-    if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
-        return {resource["id"]}
-    return {m.decode() for m in _PATIENT_REFERENCE.findall(orjson.dumps(resource))}
-
-
-def _body_bytes(response: FhirResponse) -> bytes:
-    if response.raw is not None:
-        return response.raw
-    if response.resource is None:
-        return b""
-    return orjson.dumps(response.resource)  # a searchset's entries are stored bytes as is
+#: Interactions whose query is part of what was accessed.
+_QUERIED = ("search", "history", "operation")
+#: Interactions that name the resource they wrote in their Location header.
+_LOCATED = frozenset({"create", "update", "patch"})
 
 
 class FhirAudit:
-    """The store's audit sink: one AuditEvent per interaction (see the module docstring)."""
+    """The store's audit sink: one AuditEvent per interaction (see the module docstring).
+
+    The request only captures its facts, as a tuple of plain values (``Facts``): the
+    response body as bytes, the Location, the failure, the caller. Finding the patients
+    and resources in the body, the emergency check and the columns are done by
+    ``finish`` in the writer thread (or in the write's transaction, for a write). A
+    queued access thus keeps none of its request's objects alive, which would otherwise
+    survive into the garbage collector's older generations by the thousand.
+    """
 
     def __init__(self, writer: AuditWriter,
                  emergency: Callable[[Any, set[str]], bool] | None = None) -> None:
         self.writer = writer
         self.emergency = emergency
-        self._agents: dict[tuple[Any, str | None], orjson.Fragment] = {}
+        #: (principal, its agent_facts) by the principal's identity (tokens are cached,
+        #: so a caller's principal is one object); the principal is kept, so its id
+        #: cannot be reused while it is here.
+        self._agents: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
+        self._finish = self.finish
 
     def record(self, request: FhirRequest, response: FhirResponse | None,
                error: FhirError | None) -> None:
@@ -127,102 +112,84 @@ class FhirAudit:
 
     def _record(self, request: FhirRequest, response: FhirResponse | None,
                 error: FhirError | None) -> None:
-        code, action = interaction_of(request)
+        code, verb = interaction_of(request)
         if code == "capabilities":
             return  # the public CapabilityStatement is nobody's data
+        body = location = detail = None
         if error is None:
             outcome = audit.SUCCESS
         else:
             outcome = audit.SERIOUS_FAILURE if error.status >= 500 else audit.MINOR_FAILURE
-        recorded, address = time.time_ns() // 1000, CLIENT_ADDRESS.get()
-        principal = request.principal
-
-        def build() -> tuple[dict[str, Any], frozenset[str]]:
-            return self._event(request, response, error, code, action, outcome, recorded,
-                               address)
-
-        record = AuditRecord(None, action=code, outcome=outcome,
-                             agent=getattr(principal, "subject", None), build=build)
+            detail = f"{error.status} " + "; ".join(i.diagnostics for i in error.issues)[:500]
+        if response is not None:
+            body = response.raw
+            if body is None and response.resource is not None:
+                body = orjson.dumps(response.resource)  # a searchset's entries as stored
+            if code in _LOCATED:
+                location = response.headers.get("Location")
+        query = urlencode(request.query) if request.query and code.startswith(_QUERIED) \
+            else None
+        facts = (self._finish, time.time_ns() // 1000, code, verb, outcome, request.principal,
+                 CLIENT_ADDRESS.get(), request.path, query, body, location, detail)
         if error is None and request.method in _WRITES:
             # inside the write's transaction: the record commits or rolls back with it
             # (and the audit writer could not get the write lock meanwhile anyway)
             conn = current_connection(self.writer.chain.engine)
             if conn is not None:
-                self.writer.chain.append_within(conn, [record])
+                self.writer.chain.append_within(conn, [facts])
                 return
-            self.writer.submit(record, wait=True)  # durable before the answer goes
+            # durable before the answer goes
+            self.writer.submit(AuditRecord(None, facts=facts), wait=True)
             return
-        self.writer.submit(record)
+        self.writer.submit(facts)
 
-    def _event(self, request: FhirRequest, response: FhirResponse | None,
-               error: FhirError | None, code: str, action: str, outcome: str, recorded: int,
-               address: str | None) -> tuple[dict[str, Any], frozenset[str]]:
-        """The AuditEvent of one interaction, built in the writer thread."""
-        path = request.path
-        entities: list[dict[str, Any]] = []
-        seen: set[str] = set()
+    def finish(self, facts: Facts) -> tuple[tuple[Any, ...], frozenset[str]]:
+        """The ``audit.FACTS`` columns of one interaction, from what its request captured."""
+        (_finish, recorded, code, verb, outcome, principal, address, path, query, body,
+         location, detail) = facts
+        references: list[str] = []
         patients: set[str] = set()
 
         def name(reference: str) -> None:
-            if reference not in seen and len(entities) < MAX_ENTITIES:
-                seen.add(reference)
-                entities.append(audit.entity(reference))
+            if reference not in references and len(references) < MAX_ENTITIES:
+                references.append(reference)
 
         if len(path) > 1 and not path[0].startswith(("$", "_")) \
                 and not path[1].startswith(("$", "_")):
             name(f"{path[0]}/{path[1]}")
-        if path and path[0] == "Patient" and len(path) > 1 and not path[1].startswith("_"):
-            patients.add(path[1])
-        if request.query and code.startswith(("search", "history", "operation")):
-            entities.append(audit.entity(query=urlencode(request.query)))
-        if response is not None:
-            body = _body_bytes(response)
-            patients |= {m.decode() for m in _PATIENT_REFERENCE.findall(body)}
-            for pattern in (_FULL_URL, _LOCATION):
-                for res_type, res_id in pattern.findall(body):
-                    reference = f"{res_type.decode()}/{res_id.decode()}"
-                    name(reference)
-                    if res_type == b"Patient":
-                        patients.add(res_id.decode())
-            location = response.headers.get("Location")
-            if location and code in ("create", "update", "patch"):
-                written = "/".join(location.split("/_history")[0].split("/")[-2:])
-                name(written)
-                if written.startswith("Patient/"):
-                    patients.add(written.removeprefix("Patient/"))
-        description = None
-        if error is not None:
-            description = f"{error.status} " + \
-                "; ".join(i.diagnostics for i in error.issues)[:500]
-        principal = request.principal
+            if path[0] == "Patient":
+                patients.add(path[1])
+        if body:
+            patients.update(m.decode() for m in _PATIENT_REFERENCE.findall(body))
+            if b'"fullUrl"' in body or b'"location"' in body:  # a Bundle's entries
+                for pattern in (_FULL_URL, _LOCATION):
+                    for res_type, res_id in pattern.findall(body):
+                        name(f"{res_type.decode()}/{res_id.decode()}")
+                        if res_type == b"Patient":
+                            patients.add(res_id.decode())
+        if location:
+            written = "/".join(location.split("/_history")[0].split("/")[-2:])
+            name(written)
+            if written.startswith("Patient/"):
+                patients.add(written.removeprefix("Patient/"))
         emergency = bool(self.emergency and principal is not None and patients
                          and self.emergency(principal, patients))
-        # the same AuditEvent as audit.build_event makes, from pieces serialised once
-        event: dict[str, Any] = {
-            "resourceType": "AuditEvent", "type": _REST_TYPE, "subtype": _subtype(code),
-            "action": action, "recorded": audit.instant(recorded), "outcome": outcome,
-            "agent": self._agent(principal, address), "source": _SOURCE,
-        }
-        if description:
-            event["outcomeDesc"] = description[:1000]
-        if emergency:
-            event["purposeOfEvent"] = _EMERGENCY
-        if entities:
-            event["entity"] = entities
-        return event, frozenset(patients)
+        return audit.interaction_facts(
+            recorded=recorded, action=code, verb=verb, outcome=outcome,
+            agent=self._agent(principal), address=address, references=references,
+            query=query, patients=patients, detail=detail, emergency=emergency)
 
-    def _agent(self, principal: Any, address: str | None) -> orjson.Fragment:
-        key = (principal, address)
-        try:
-            return self._agents[key]
-        except (KeyError, TypeError):
-            pass
-        fragment = orjson.Fragment(orjson.dumps([audit.agent_json(principal, address)]))
+    def _agent(self, principal: Any) -> tuple[str | None, ...]:
+        if principal is None:
+            return (None, None, None, None)
+        known = self._agents.get(id(principal))
+        if known is not None and known[0] is principal:
+            return known[1]
+        agent = audit.agent_facts(principal)
         if len(self._agents) > 10_000:
             self._agents.clear()
-        with contextlib.suppress(TypeError):  # an unhashable principal is serialised each time
-            self._agents[key] = fragment
-        return fragment
+        self._agents[id(principal)] = (principal, agent)
+        return agent
 
 
 def record_login(writer: AuditWriter, *, username: str, outcome: str, description: str,

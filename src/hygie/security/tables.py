@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 from hygie.store.schema import metadata
@@ -147,21 +148,50 @@ break_glass = Table(
 
 # --- audit ----------------------------------------------------------------------------------
 
-#: The audit trail: one FHIR AuditEvent per row, chained by SHA-256 (see audit.py).
+#: The audit trail: one AuditEvent per row, chained by a keyed hash (see audit.py).
+#:
+#: A FHIR interaction (nearly every row) is kept as the facts its AuditEvent is made of,
+#: one column each; the AuditEvent JSON is built from them when the trail is read. Other
+#: events (sign-ins, security alerts, exports) keep their whole AuditEvent in ``event``.
 audit_log = Table(
     "audit_log",
     metadata,
     #: INTEGER on SQLite: the row id itself, one b-tree fewer per appended record.
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
            autoincrement=False),
+    #: When the access happened (microseconds since the epoch, UTC).
     Column("recorded", BigInteger, nullable=False),
+    #: The interaction (read, search-type, create...) or the kind of event (login...).
     Column("action", String(32), nullable=False),
     Column("outcome", String(8), nullable=False),
+    #: The caller's account (a username or a client id); NULL: anonymous.
     Column("agent", String(128), nullable=True),
-    #: The AuditEvent as canonical JSON bytes: what the hash covers.
-    Column("event", LargeBinary, nullable=False),
+    #: The whole AuditEvent as canonical JSON bytes (what the hash covers), for events
+    #: that are not FHIR interactions; NULL on rows that hold the facts below.
+    Column("event", LargeBinary, nullable=True),
+    #: AuditEvent.action: C, R, U, D or E.
+    Column("verb", String(1), nullable=True),
+    #: The caller's FHIR reference (Practitioner/123), client and roles (space-separated).
+    Column("who", String(200), nullable=True),
+    Column("client", String(64), nullable=True),
+    Column("roles", String(200), nullable=True),
+    #: The caller's network address.
+    Column("address", String(64), nullable=True),
+    #: The resources touched (Type/id, space-separated), and the search query if any.
+    Column("entity", Text, nullable=True),
+    Column("query", Text, nullable=True),
+    #: The patient whose record was touched, when there is exactly one (most accesses);
+    #: when there are several, they are rows of ``audit_patient``.
+    Column("patient", String(64), nullable=True),
+    #: AuditEvent.outcomeDesc: why it failed.
+    Column("detail", Text, nullable=True),
+    #: AuditEvent.purposeOfEvent: BTG for an access that needed an emergency grant.
+    Column("purpose", String(8), nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    Index("ix_audit_log_patient", "patient", "seq",
+          sqlite_where=text("patient IS NOT NULL"),
+          postgresql_where=text("patient IS NOT NULL")),
 )
 
 #: Which patients' records each audit record is about ("who looked at my record").
