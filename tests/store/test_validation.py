@@ -596,3 +596,24 @@ def test_validation_does_not_modify_the_resource() -> None:
     before = copy.deepcopy(res)
     validate_resource(res)
     assert res == before
+
+
+def test_remembered_valid_strings_still_meet_each_element_s_rules() -> None:
+    """A string once valid is remembered by type, not by element: the value set of a
+    coded element and the rules of other types still apply to it."""
+    first = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{"code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    }
+    assert validate_resource(first) == []
+    again = copy.deepcopy(first)
+    again["status"] = "vital-signs"  # a valid code, remembered, but not an ObservationStatus
+    again["id"] = "http://loinc.org"  # a valid uri, remembered, but not an id
+    assert sorted(errors(again)) == [("code-invalid", "Observation.status"),
+                                     ("value", "Observation.id")]
+    for _ in range(2):  # the same verdicts once every string is remembered
+        assert validate_resource(copy.deepcopy(first)) == []
+        assert sorted(errors(again)) == [("code-invalid", "Observation.status"),
+                                         ("value", "Observation.id")]

@@ -51,11 +51,12 @@ import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 from xml.etree import ElementTree
 
 from hygie.store.outcomes import Issue, unprocessable
-from hygie.store.structure import PRIMITIVE, RESOURCE, ElementDef, TypeDef, structure
+from hygie.store.structure import COMPLEX, PRIMITIVE, RESOURCE, ElementDef, TypeDef, structure
 
 #: Default limit on the nesting of objects and arrays in a resource.
 MAX_DEPTH = 64
@@ -149,7 +150,7 @@ def _calendar_check(pattern: re.Pattern[str], what: str) -> Check:
         problem = regex(v)
         if problem is None and len(v) >= 10:
             year, month, day = int(v[0:4]), int(v[5:7]), int(v[8:10])
-            if day > calendar.monthrange(year, month)[1]:
+            if day > 28 and day > calendar.monthrange(year, month)[1]:
                 return _bad(f"{v[:80]!r} is not a valid {what}: no such day")
         return problem
 
@@ -248,6 +249,21 @@ _PRIMITIVE_CHECKS: dict[str, Check] = {
     "xhtml": _check_xhtml,
 }
 
+#: Valid strings up to this length are remembered, by primitive type: systems, codes,
+#: units and displays repeat from one resource to the next, and a remembered one costs
+#: a set look-up instead of a regular expression. Each set is emptied when it is full.
+_MEMO_LENGTH = 128
+_MEMO_SIZE = 8192
+_KNOWN_VALID: dict[str, set[str]] = {name: set() for name in _PRIMITIVE_CHECKS}
+
+
+def _remember_valid(type_name: str, value: str) -> None:
+    known = _KNOWN_VALID[type_name]
+    if len(known) >= _MEMO_SIZE:
+        known.clear()
+    known.add(value)
+
+
 # --- references (references.html#literal) --------------------------------------------
 
 _RE_RELATIVE = re.compile(r"(?P<type>[A-Z][A-Za-z]+)/(?P<id>[^/\s?#]+)(/_history/[^/\s?#]+)?")
@@ -259,6 +275,29 @@ _RE_ABSOLUTE_REST = re.compile(
 _RE_CONDITIONAL = re.compile(r"(?P<type>[A-Z][A-Za-z]+)\?\S*")
 
 _EXTENSION_KEYS = frozenset({"id", "extension"})
+
+
+def _read_reference(ref: str) -> tuple[str, str | None, str | None]:
+    """The form of a reference string, the type it names, and its id when not a valid id.
+
+    ``relative``: Type/id (or a conditional Type?query, with no id); ``absolute``: a URI,
+    with the type and id of a RESTful URL; ``invalid``: neither.
+    """
+    match = _RE_RELATIVE.fullmatch(ref) or _RE_CONDITIONAL.fullmatch(ref)
+    form = "relative"
+    if match is None:
+        if not _RE_ABSOLUTE.fullmatch(ref):
+            return "invalid", None, None
+        form = "absolute"
+        match = _RE_ABSOLUTE_REST.fullmatch(ref)
+        if match is None:
+            return form, None, None
+    rid = match.groupdict().get("id")
+    bad_id = rid if rid is not None and _RE_ID.fullmatch(rid) is None else None
+    return form, match["type"], bad_id
+
+
+_reference_form = lru_cache(maxsize=_MEMO_SIZE)(_read_reference)
 
 #: Required elements whose absence is only a warning, and when. Each case is one where
 #: an official 4.0.1 example breaks the rule and the reason makes the breach harmless:
@@ -365,6 +404,7 @@ class _Walker:
             if not obj:
                 return
         chosen: dict[str, str] | None = None
+        known_valid = _KNOWN_VALID
         for key, value in obj.items():
             el = elements.get(key)
             if el is None:
@@ -384,7 +424,15 @@ class _Walker:
                     continue
                 if el.kind == PRIMITIVE:
                     ext = obj.get("_" + key)
+                    valid = known_valid[el.type]
+                    codes = el.codes
                     for i, item in enumerate(value):
+                        if (
+                            item.__class__ is str
+                            and item in valid
+                            and (codes is None or item in codes)
+                        ):
+                            continue
                         if item is None:
                             if not (type(ext) is list and i < len(ext) and ext[i] is not None):
                                 self.error(
@@ -404,11 +452,26 @@ class _Walker:
                         f"{path}.{key}",
                     )
                     continue
-                if el.kind == PRIMITIVE:
+                kind = el.kind
+                if kind == PRIMITIVE:
+                    if (
+                        value.__class__ is str
+                        and value in known_valid[el.type]
+                        and (el.codes is None or value in el.codes)
+                    ):
+                        continue
                     if value is None:
                         self.error("structure", "null is not allowed", f"{path}.{key}")
                     else:
                         self.primitive(value, el, path)
+                elif kind == COMPLEX and value.__class__ is dict:
+                    # value() for a data type or backbone element, written out.
+                    where = f"{path}.{key}"
+                    self.object(value, self.types[el.type], where, depth + 1)
+                    if el.type == "Reference":
+                        ref = value.get("reference")
+                        if type(ref) is str and ref:
+                            self.reference(ref, el, where)
                 else:
                     self.value(value, el, f"{path}.{key}", depth + 1)
         for el in td.required:
@@ -492,6 +555,8 @@ class _Walker:
         """
         problem = _PRIMITIVE_CHECKS[el.type](value)
         if problem is None and (el.codes is None or value in el.codes):
+            if value.__class__ is str and len(value) <= _MEMO_LENGTH:
+                _remember_valid(el.type, value)
             return
         where = f"{parent}.{el.name}" if index < 0 else f"{parent}.{el.name}[{index}]"
         if problem is not None:
@@ -589,31 +654,31 @@ class _Walker:
                 self._target(target, el, where, resolved=True)
             return
         resolved = self.bundle.get(ref) if self.bundle is not None else None
-        match = _RE_RELATIVE.fullmatch(ref) or _RE_CONDITIONAL.fullmatch(ref)
-        if match is None:
-            if not _RE_ABSOLUTE.fullmatch(ref):
-                self.error(
-                    "value",
-                    f"{ref[:80]!r} is not a valid reference (Type/id, Type/id/_history/v, "
-                    "an absolute URL, urn:uuid:, urn:oid: or #id)",
-                    where,
-                )
-                return
+        form, target, bad_id = _reference_form(ref) if len(ref) <= _MEMO_LENGTH else (
+            _read_reference(ref)
+        )
+        if form == "invalid":
+            self.error(
+                "value",
+                f"{ref[:80]!r} is not a valid reference (Type/id, Type/id/_history/v, "
+                "an absolute URL, urn:uuid:, urn:oid: or #id)",
+                where,
+            )
+            return
+        if form == "absolute":
             if resolved is not None:
                 self._target(resolved, el, where, resolved=True)
                 return
-            match = _RE_ABSOLUTE_REST.fullmatch(ref)
-            if match is None or match["type"] not in self.resource_types:
+            if target is None or target not in self.resource_types:
                 return  # an absolute URI (urn:uuid:, urn:oid:, a non-FHIR URL)
-        target = match["type"]
+        assert target is not None
         if target not in self.resource_types:
             self.error("value", f"{target!r} is not a FHIR R4 resource type", where)
             return
-        rid = match.groupdict().get("id")
-        if rid is not None and _RE_ID.fullmatch(rid) is None:
+        if bad_id is not None:
             self.error(
                 "value",
-                f"{rid[:80]!r} is not a valid id ([A-Za-z0-9-.], 1 to 64 characters)",
+                f"{bad_id[:80]!r} is not a valid id ([A-Za-z0-9-.], 1 to 64 characters)",
                 where,
                 severity="warning",
             )
