@@ -47,51 +47,55 @@ from hygie.store.fhirpath.nodes import Call, Identifier, Member, Node, TypeOp
 from hygie.store.fhirpath.values import unique
 from hygie.store.search.params import SearchParam, leading_key, registry, union_parts
 
-#: The items a part reads from one resource; ``env`` is built only when a part needs it.
-PartReader = Callable[[dict[str, Any], dict[str, list[tuple[Any, str | None]]], Env], list[Any]]
+#: Choice spellings present in a resource, by element name: ``value`` -> [``valueQuantity``].
+Choices = dict[str, list[str]]
+#: The items a part reads from one resource; ``env`` is only used by general parts.
+PartReader = Callable[[dict[str, Any], Choices, Env], list[Any]]
 
 
-def _listed(value: Any) -> list[Any]:
-    """A member's value as items, as a member step gives them (nulls dropped)."""
-    if value.__class__ is list:
-        return [v for v in value if v is not None]
-    return [value]
-
-
-def _first_items(entries: list[tuple[Any, str | None]]) -> list[Any]:
-    """The items of a top-level element from its JSON members (``found`` entries).
-
-    As the member step: the member of the element's own name when it has a value,
-    else every choice spelling (``valueQuantity``...), each item typed.
-    """
-    for value, type_name in entries:
-        if type_name is None and value is not None:
-            return _listed(value)
-    out: list[Any] = []
-    for value, type_name in entries:
-        if type_name is None or value is None:
-            continue
+def _first_items(resource: dict[str, Any], name: str, choices: Choices) -> list[Any]:
+    """The items of the top-level element ``name``, as the member step reads them: its
+    own member when it has a value, else each choice spelling's, typed (Quantity...)."""
+    value = resource.get(name)
+    if value is not None:
         if value.__class__ is list:
-            out.extend(Typed(v, type_name) for v in value if v is not None)
-        else:
-            out.append(Typed(value, type_name))
+            return [v for v in value if v is not None]
+        return [value]
+    keys = choices.get(name)
+    if keys is None:
+        return []
+    out: list[Any] = []
+    for key in keys:
+        found = resource[key]
+        type_name = CHOICE_SUFFIXES[key[len(name) :]]
+        if found.__class__ is list:
+            out.extend(Typed(v, type_name) for v in found if v is not None)
+        elif found is not None:
+            out.append(Typed(found, type_name))
     return out
 
 
-def _first_items_as(entries: list[tuple[Any, str | None]], wanted: str) -> list[Any]:
-    """``name as T`` on the resource itself: the typed member step of the compiler."""
-    for value, type_name in entries:
-        if type_name is None and value is not None:
-            values = value if value.__class__ is list else [value]
-            return [v for v in values if v is not None and shape_matches(v, wanted)]
+def _first_items_as(
+    resource: dict[str, Any], name: str, choices: Choices, wanted: str
+) -> list[Any]:
+    """``name as T`` on the resource itself, as the compiler's typed member step."""
+    value = resource.get(name)
+    if value is not None:
+        values = value if value.__class__ is list else [value]
+        return [v for v in values if v is not None and shape_matches(v, wanted)]
+    keys = choices.get(name)
+    if keys is None:
+        return []
     out: list[Any] = []
-    for value, type_name in entries:
-        if type_name is None or value is None or not is_subtype(type_name, wanted):
+    for key in keys:
+        found = resource[key]
+        type_name = CHOICE_SUFFIXES[key[len(name) :]]
+        if found is None or not is_subtype(type_name, wanted):
             continue
-        if value.__class__ is list:
-            out.extend(Typed(v, type_name) for v in value if v is not None)
+        if found.__class__ is list:
+            out.extend(Typed(v, type_name) for v in found if v is not None)
         else:
-            out.append(Typed(value, type_name))
+            out.append(Typed(found, type_name))
     return out
 
 
@@ -142,18 +146,33 @@ def _plain_reader(path: _PlainPath) -> PartReader:
     if as_type is not None and rest:
         steps[-1] = typed_member_step(rest[-1], as_type)
     chain = tuple(steps)
-    first_as = as_type if not rest else None
     keep = (
         compile_where_resolve_is(None, path.resolve_is) if path.resolve_is is not None else None
     )
+    if as_type is not None and not rest:
+        wanted = as_type
 
-    def read(
-        resource: dict[str, Any], found: dict[str, list[tuple[Any, str | None]]], env: Env
-    ) -> list[Any]:
-        entries = found.get(first)
-        if entries is None:
-            return []
-        items = _first_items(entries) if first_as is None else _first_items_as(entries, first_as)
+        def read_as(resource: dict[str, Any], choices: Choices, env: Env) -> list[Any]:
+            items = _first_items_as(resource, first, choices, wanted)
+            if keep is not None and items:
+                items = keep(items, env)
+            return items
+
+        return read_as
+    if not chain and keep is None:
+        # The most common part, ``Type.name``: the member step, written out.
+        def read_member(resource: dict[str, Any], choices: Choices, env: Env) -> list[Any]:
+            value = resource.get(first)
+            if value is not None:
+                if value.__class__ is list:
+                    return [v for v in value if v is not None]
+                return [value]
+            return _first_items(resource, first, choices)
+
+        return read_member
+
+    def read(resource: dict[str, Any], choices: Choices, env: Env) -> list[Any]:
+        items = _first_items(resource, first, choices)
         for step in chain:
             if not items:
                 return items
@@ -167,27 +186,26 @@ def _plain_reader(path: _PlainPath) -> PartReader:
 
 def _general_reader(node: Node) -> PartReader:
     run = compile_node(node)
-    return lambda resource, found, env: run([resource], env)
+    return lambda resource, choices, env: run([resource], env)
 
 
-@dataclass(frozen=True, slots=True)
-class _ParamReading:
-    """One indexed parameter: the parts of its expression, as indices into the parts."""
-
-    param: SearchParam
-    parts: tuple[int, ...]
+#: What the plan does with the values of one parameter: its code, its values.
+Sink = Callable[[SearchParam, list[Any]], None]
 
 
 class TypeReader:
     """The reading plan of one resource type: its indexed parameters and their parts."""
 
-    __slots__ = ("_by_key", "_keyless", "_params", "_parts", "_users")
+    __slots__ = ("_by_key", "_keyless", "_params", "_shared")
 
     def __init__(self, params: list[SearchParam], res_type: str) -> None:
         part_index: dict[str, int] = {}
-        self._parts: list[PartReader] = []
+        readers: list[PartReader] = []
         leading_names: list[str | None] = []
-        self._params: list[_ParamReading] = []
+        #: The type a part's first step keeps (``(Observation.value as Quantity)``).
+        first_as: list[str | None] = []
+        users_of_part: list[int] = []
+        param_parts: list[list[int]] = []
         for param in params:
             assert param.expression is not None
             indices = []
@@ -195,103 +213,137 @@ class TypeReader:
                 text = param.expression[node.start : node.end].strip()
                 index = part_index.get(text)
                 if index is None:
-                    index = part_index[text] = len(self._parts)
+                    index = part_index[text] = len(readers)
                     plain_path = _plain_path(node, res_type)
                     if plain_path is not None:
-                        self._parts.append(_plain_reader(plain_path))
+                        readers.append(_plain_reader(plain_path))
                         leading_names.append(plain_path.names[0])
+                        first_as.append(
+                            plain_path.as_type if len(plain_path.names) == 1 else None
+                        )
                     else:
-                        self._parts.append(_general_reader(node))
+                        readers.append(_general_reader(node))
                         leading_names.append(leading_key(node))
+                        first_as.append(None)
+                    users_of_part.append(0)
+                users_of_part[index] += 1
                 indices.append(index)
-            self._params.append(_ParamReading(param, tuple(indices)))
-        #: Element name -> the parameters (positions) that read from it.
-        users: dict[str, set[int]] = {}
+            param_parts.append(indices)
+        #: Parts read by several parameters, remembered for the resource being read.
+        self._shared = sum(1 for n in users_of_part if n > 1)
+        #: Per parameter: it, and its parts as (reader, slot of the shared ones or -1).
+        slots: dict[int, int] = {}
+        self._params: list[tuple[SearchParam, tuple[tuple[PartReader, int], ...]]] = []
+        for param, indices in zip(params, param_parts, strict=True):
+            parts = []
+            for index in indices:
+                slot = -1
+                if users_of_part[index] > 1:
+                    slot = slots.setdefault(index, len(slots))
+                parts.append((readers[index], slot))
+            self._params.append((param, tuple(parts)))
+        #: JSON key -> (the parameters it may give values to, the element names whose
+        #: choice spelling it is): ``valueQuantity`` is the element ``value``, of type
+        #: Quantity, and gives values to ``(Observation.value as Quantity)`` but not to
+        #: ``(Observation.value as CodeableConcept)``. Parameters with a part that may
+        #: give values with no element present (``leading_key`` None) are always read.
+        by_key: dict[str, tuple[set[int], list[str]]] = {}
         keyless: list[int] = []
-        for position, reading in enumerate(self._params):
-            names = [leading_names[i] for i in reading.parts]
-            if None in names:
+        for position, indices in enumerate(param_parts):
+            if any(leading_names[i] is None for i in indices):
                 keyless.append(position)
                 continue
-            for name in names:
+            for i in indices:
+                name = leading_names[i]
                 assert name is not None
-                users.setdefault(name, set()).add(position)
-        self._users = {name: frozenset(found) for name, found in users.items()}
+                wanted = first_as[i]
+                by_key.setdefault(name, (set(), []))[0].add(position)
+                for suffix, type_name in CHOICE_SUFFIXES.items():
+                    spot = by_key.setdefault(name + suffix, (set(), []))
+                    if name not in spot[1]:
+                        spot[1].append(name)
+                    if wanted is None or is_subtype(type_name, wanted):
+                        spot[0].add(position)
         self._keyless = frozenset(keyless)
-        #: JSON key -> (element name, type told by a choice suffix or None).
-        self._by_key: dict[str, list[tuple[str, str | None]]] = {}
-        for name in users:
-            self._by_key.setdefault(name, []).append((name, None))
-            for suffix, type_name in CHOICE_SUFFIXES.items():
-                self._by_key.setdefault(name + suffix, []).append((name, type_name))
+        self._by_key = {
+            key: (frozenset(positions), tuple(names)) for key, (positions, names) in by_key.items()
+        }
 
-    def read(self, resource: dict[str, Any]) -> list[tuple[SearchParam, list[Any]]]:
-        """Each parameter that has values in ``resource``, with its values, in plan order.
+    def read(self, resource: dict[str, Any], sink: Sink) -> None:
+        """Give ``sink`` each parameter that has values in ``resource``, in plan order.
 
         A parameter whose expression cannot be evaluated on this body (two values where
         the definition expects one) is left out, as the whole expression would fail.
         """
-        found: dict[str, list[tuple[Any, str | None]]] = {}
         by_key = self._by_key
-        for key, value in resource.items():
-            spots = by_key.get(key)
-            if spots is not None:
-                for name, type_name in spots:
-                    entries = found.get(name)
-                    if entries is None:
-                        found[name] = [(value, type_name)]
-                    else:
-                        entries.append((value, type_name))
         active = set(self._keyless)
-        users = self._users
-        for name in found:
-            active.update(users[name])
+        choices: Choices = {}
+        for key in resource:
+            spot = by_key.get(key)
+            if spot is not None:
+                active |= spot[0]
+                for name in spot[1]:
+                    found = choices.get(name)
+                    if found is None:
+                        choices[name] = [key]
+                    else:
+                        found.append(key)
         if not active:
-            return []
+            return
         env = Env(resource)
-        parts = self._parts
-        cached: dict[int, list[Any] | None] = {}
-        out: list[tuple[SearchParam, list[Any]]] = []
+        shared: list[Any] = [None] * self._shared if self._shared else []
+        params = self._params
         for position in sorted(active):
-            reading = self._params[position]
-            indices = reading.parts
+            param, parts = params[position]
             try:
-                if len(indices) == 1:
-                    items = _part(indices[0], parts, cached, resource, found, env)
+                if len(parts) == 1:
+                    reader, slot = parts[0]
+                    if slot < 0:
+                        items = reader(resource, choices, env)
+                    else:
+                        items = _shared_part(reader, slot, shared, resource, choices, env)
                 else:
                     items = []
-                    for index in indices:
-                        items += _part(index, parts, cached, resource, found, env)
+                    for reader, slot in parts:
+                        if slot < 0:
+                            items += reader(resource, choices, env)
+                        else:
+                            items += _shared_part(reader, slot, shared, resource, choices, env)
                     if len(items) > 1:
                         items = unique(items)
             except FhirPathEvaluationError:
                 continue
             if items:
-                out.append((reading.param, items))
-        return out
+                sink(param, items)
 
 
-def _part(
-    index: int,
-    parts: list[PartReader],
-    cached: dict[int, list[Any] | None],
+class _Failed:
+    """Marks a shared part that failed on the resource being read."""
+
+
+_FAILED = _Failed()
+
+
+def _shared_part(
+    reader: PartReader,
+    slot: int,
+    shared: list[Any],
     resource: dict[str, Any],
-    found: dict[str, list[tuple[Any, str | None]]],
+    choices: Choices,
     env: Env,
 ) -> list[Any]:
-    """A part's items, read once per resource; a failure is remembered and raised again."""
-    if index in cached:
-        items = cached[index]
-        if items is None:
-            raise FhirPathEvaluationError("the part failed on this resource")
-        return items
-    try:
-        items = parts[index](resource, found, env)
-    except FhirPathEvaluationError:
-        cached[index] = None
-        raise
-    cached[index] = items
-    return items
+    """A part several parameters read, read once per resource (a failure, too)."""
+    items = shared[slot]
+    if items is None:
+        try:
+            items = reader(resource, choices, env)
+        except FhirPathEvaluationError:
+            shared[slot] = _FAILED
+            raise
+        shared[slot] = items
+    elif items is _FAILED:
+        raise FhirPathEvaluationError("this part cannot be evaluated on the resource")
+    return items  # type: ignore[no-any-return]
 
 
 @cache
