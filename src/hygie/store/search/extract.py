@@ -467,8 +467,11 @@ def extract_index(resource: dict[str, Any], base_url: str | None = None) -> Inde
         # Only the Resource-level parameters apply; no plan is kept for such names.
         return extract_index_by_expression(resource, base_url)
     extractors = _EXTRACTORS
-    for param, items in type_reader(res_type).read(resource):
+
+    def sink(param: SearchParam, items: list[Any]) -> None:
         extractors[param.type](param.code, items, rows, base_url)
+
+    type_reader(res_type).read(resource, sink)
     return _unique_rows(rows)
 
 
