@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 
 import orjson
+from sqlalchemy import select
 from starlette.testclient import TestClient
+
+from hygie.store.bulk import import_ndjson
+from hygie.store.interactions import StoreContext
+from hygie.store.schema import resource
+from hygie.store.sql_repository import SqlRepository
 
 
 def _seed(client: TestClient) -> tuple[str, str]:
@@ -131,3 +137,39 @@ def test_import_endpoint_reports_bad_lines(client: TestClient) -> None:
     assert client.get("/fhir/Patient/imp2").status_code == 404
     found = client.get("/fhir/Observation?subject=Patient/imp1").json()
     assert found["total"] == 1
+
+
+class _ReversingCodec:
+    """A body codec that is easy to recognise at rest."""
+
+    def seal(self, body: bytes, context: str) -> bytes:
+        return b"~" + body[::-1]
+
+    def open(self, stored: bytes, context: str) -> bytes:
+        return stored[1:][::-1] if stored.startswith(b"~") else stored
+
+
+def test_import_with_workers_writes_in_order_through_the_repository(
+    store: StoreContext,
+) -> None:
+    """Workers only prepare; the one writer keeps file order and the repository's codec."""
+    repo = store.repository
+    assert isinstance(repo, SqlRepository)
+    repo.codec = _ReversingCodec()
+    lines = [
+        orjson.dumps({"resourceType": "Patient", "id": f"w{i}", "gender": "male"})
+        for i in range(30)
+    ]
+    lines[6] = b"{not json"
+    lines[11] = orjson.dumps({"resourceType": "Patient", "id": "w11", "gender": "nope"})
+    lines.append(orjson.dumps({"resourceType": "Patient", "id": "w3", "gender": "female"}))
+    report = import_ndjson(repo, lines, workers=2, chunk_size=4)
+    assert (report.created, report.updated) == (28, 1)
+    assert [number for number, _why in report.errors] == [7, 12]
+    again = repo.read("Patient", "w3")
+    assert again.version == 2 and orjson.loads(again.body or b"")["gender"] == "female"
+    with repo.engine.connect() as conn:
+        bodies = conn.execute(select(resource.c.body)).scalars().all()
+    assert len(bodies) == 28 and all(bytes(b).startswith(b"~") for b in bodies)
+    found = repo.search("Patient", [("gender", "male"), ("_count", "100")])
+    assert len(found.matches) == 27

@@ -9,17 +9,21 @@ of ``bulk_job``, so a restart resumes the ones it had not finished.
 Import reads NDJSON (one resource per line): each line is validated and indexed,
 then written in batches with ``put_many``. Lines that fail are reported with their
 number and reason and the rest goes on, so one bad record never loses a file.
-Validation and indexing, the costly part, run in worker processes when the input
-is large enough to pay for them.
+Validation and indexing, the costly part, run in worker processes; the importing
+process is the only writer.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import itertools
 import logging
 import os
 import shutil
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +44,7 @@ from hygie.store.interactions import (
 )
 from hygie.store.model import format_instant, now_us, parse_instant
 from hygie.store.schema import bulk_job
-from hygie.store.sql_repository import PreparedResource, SqlRepository
+from hygie.store.sql_repository import PreparedResource, SqlRepository, prepare_resource
 
 log = logging.getLogger("hygie.store.bulk")
 
@@ -380,30 +384,30 @@ class ImportReport:
         return outcomes.outcome(issues)
 
 
-_WORKER_REPO: SqlRepository | None = None
-
 #: An import that writes this many resources refreshes the planner's statistics after.
 ANALYZE_AFTER = 10_000
 
 
-def _worker_init(database_url: str) -> None:
-    """Each import worker opens its own engine on the same database."""
-    global _WORKER_REPO
-    from hygie.platform import create_engine
+def _worker_init() -> None:
+    """Load the validator and the indexer once per import worker.
 
-    _WORKER_REPO = SqlRepository(create_engine(database_url))
-
-
-def _import_chunk(
-    lines: list[tuple[int, bytes]], repo: SqlRepository | None = None
-) -> tuple[int, int, list[tuple[int, str]]]:
-    """Parse, validate, index and write a chunk of NDJSON lines (in a worker process).
-
-    Returns (created, updated, refused lines). A chunk that loses a race with another
-    worker writing the same resource (a version conflict) is written again.
+    What they load (structure definitions, compiled FHIRPath) lives as long as the
+    worker: frozen, the garbage collector stops walking it at every full collection.
     """
-    repo = repo or _WORKER_REPO
-    assert repo is not None
+    with contextlib.suppress(outcomes.FhirError):
+        prepare_resource({"resourceType": "Basic", "code": {"text": "warm-up"}})
+    gc.freeze()
+
+
+def _prepare_chunk(
+    lines: list[tuple[int, bytes]],
+    prepare: Callable[[dict[str, Any]], PreparedResource] = prepare_resource,
+) -> tuple[list[PreparedResource], list[tuple[int, str]]]:
+    """Parse, validate and index a chunk of NDJSON lines (in a worker process).
+
+    Returns the resources ready for ``put_many`` and the refused lines with why;
+    needs no database, so any number of workers can run it beside the one writer.
+    """
     good: list[PreparedResource] = []
     bad: list[tuple[int, str]] = []
     for number, line in lines:
@@ -411,14 +415,23 @@ def _import_chunk(
             data = orjson.loads(line)
             if not isinstance(data, dict):
                 raise outcomes.invalid("a line must hold one JSON object (a FHIR resource)")
-            good.append(repo.prepare(data))
+            good.append(prepare(data))
         except orjson.JSONDecodeError as exc:
             bad.append((number, f"not valid JSON: {exc}"))
         except outcomes.FhirError as exc:
             bad.append((number, str(exc)))
+    return good, bad
+
+
+def _write_chunk(repository: SqlRepository, good: list[PreparedResource]) -> tuple[int, int]:
+    """Write prepared resources in one transaction; returns (created, updated).
+
+    A batch that loses a race with another writer of the same resource (the store
+    is in use meanwhile: a version conflict) is written again.
+    """
     for attempt in range(5):
         try:
-            results = repo.put_many(good)
+            results = repository.put_many(good)
             break
         except outcomes.VersionConflict:
             if attempt == 4:
@@ -426,7 +439,7 @@ def _import_chunk(
     else:  # pragma: no cover - the loop always breaks or raises
         results = []
     created = sum(1 for r in results if r.created)
-    return created, len(results) - created, bad
+    return created, len(results) - created
 
 
 def _chunks(lines: Iterable[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
@@ -452,14 +465,18 @@ def import_ndjson(
 ) -> ImportReport:
     """Import NDJSON lines: resources keep their ids (created or updated), bad lines are reported.
 
-    With ``workers`` > 1 (default: one per CPU), worker processes each parse, validate,
-    index and write whole chunks, in their own transactions; this process only reads
-    and hands out lines. Each chunk is committed before it is counted.
+    With ``workers`` > 1 (default: one per CPU), worker processes parse, validate and
+    index chunks of lines, the costly part, and this process alone writes them, in
+    file order, one transaction per chunk, with ``repository`` (its body codec
+    included). One writer fed by several preparers never waits on the database's
+    write lock, as writers competing for it do (SQLite's busy wait sleeps up to
+    100 ms at a time). Each chunk is committed before it is counted.
     """
     report = ImportReport()
     workers = workers if workers is not None else (os.cpu_count() or 1)
 
-    def count(created: int, updated: int, bad: list[tuple[int, str]], n_lines: int) -> None:
+    def write(good: list[PreparedResource], bad: list[tuple[int, str]], n_lines: int) -> None:
+        created, updated = _write_chunk(repository, good)
         report.created += created
         report.updated += updated
         report.errors.extend(bad)
@@ -467,28 +484,27 @@ def import_ndjson(
             progress(n_lines)
 
     chunks = _chunks(lines, chunk_size)
-    url = repository.engine.url
-    if workers <= 1 or url.database in (None, "", ":memory:"):
+    head = list(itertools.islice(chunks, 2))
+    chunks = itertools.chain(head, chunks)
+    if workers <= 1 or len(head) < 2:  # one chunk does not pay for starting workers
         for chunk in chunks:
-            count(*_import_chunk(chunk, repository), len(chunk))
-        if report.written >= ANALYZE_AFTER:
-            repository.optimize(full=True)
-        return report
-    import multiprocessing
+            write(*_prepare_chunk(chunk, repository.prepare), len(chunk))
+    else:
+        import multiprocessing
 
-    context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_worker_init,
-        initargs=(url.render_as_string(hide_password=False),),
-    ) as pool:
-        pending: list[Any] = []
-        for chunk in chunks:
-            pending.append((pool.submit(_import_chunk, chunk), len(chunk)))
-            while len(pending) > workers * 2:
-                future, n = pending.pop(0)
-                count(*future.result(), n)
-        for future, n in pending:
-            count(*future.result(), n)
+        context = multiprocessing.get_context("forkserver" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, initializer=_worker_init
+        ) as pool:
+            pending: deque[tuple[Any, int]] = deque()
+            for chunk in chunks:
+                pending.append((pool.submit(_prepare_chunk, chunk), len(chunk)))
+                while len(pending) > workers * 2:
+                    future, n = pending.popleft()
+                    write(*future.result(), n)
+            while pending:
+                future, n = pending.popleft()
+                write(*future.result(), n)
     report.errors.sort()
     if report.written >= ANALYZE_AFTER:
         repository.optimize(full=True)

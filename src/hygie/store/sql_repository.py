@@ -346,14 +346,7 @@ class SqlRepository(Repository):
             conn.execute(delete(table).where(table.c.res_pk == pk))
 
     def _prepare(self, body: dict[str, Any], res_type: str, res_id: str) -> dict[str, Any]:
-        if not ID_RE.match(res_id):
-            raise outcomes.invalid(
-                f"{res_id!r} is not a valid FHIR id", expression=f"{res_type}.id"
-            )
-        body = dict(body)
-        body["id"] = res_id
-        self._validate(body)
-        return body
+        return _checked(body, res_type, res_id, self._validate)
 
     def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> WriteResult:
         res_type = resource.get("resourceType")
@@ -503,18 +496,24 @@ class SqlRepository(Repository):
             self._clear_index(conn, row.pk)
         return WriteResult(StoredResource(res_type, res_id, version, when, None, deleted=True))
 
-    def put_many(self, prepared: list[PreparedResource]) -> list[WriteResult]:
+    def put_many(
+        self, prepared: list[PreparedResource], *, known_new: bool = False
+    ) -> list[WriteResult]:
         """Write validated resources with their ids, creating or updating each (bulk path).
 
         The resources were validated and indexed beforehand (possibly in worker
         processes, see ``bulk.py``); this writes them with a handful of bulk
         statements per batch instead of several statements per resource.
+        ``known_new`` says the ids were just made here (a transaction's creates), so
+        no current version is looked up; were one to exist, the unique key on
+        (type, id) refuses the write.
         """
         if not prepared:
             return []
         with self.transaction():
             conn = self._writing()
-            current = self._current_versions(conn, [(p.res_type, p.res_id) for p in prepared])
+            keys = [(p.res_type, p.res_id) for p in prepared]
+            current = {} if known_new else self._current_versions(conn, keys)
             when = now_us()
             staged: list[tuple[PreparedResource, int, bytes]] = []
             versions: dict[tuple[str, str], int] = {}
@@ -650,13 +649,8 @@ class SqlRepository(Repository):
                 copy.write_row(row)
 
     def prepare(self, body: dict[str, Any], res_id: str | None = None) -> PreparedResource:
-        """Validate and index a resource ahead of ``put_many`` (may run in a worker)."""
-        res_type = body.get("resourceType")
-        if not isinstance(res_type, str):
-            raise outcomes.invalid("the resource has no resourceType", expression="resourceType")
-        res_id = res_id or body.get("id") or str(uuid.uuid4())
-        checked = self._prepare(body, res_type, res_id)
-        return PreparedResource(res_type, res_id, checked, self._index(checked))
+        """Validate and index a resource ahead of ``put_many``."""
+        return prepare_resource(body, res_id, validate=self._validate, index=self._index)
 
     # --- history -------------------------------------------------------------------
 
@@ -840,6 +834,38 @@ class SqlRepository(Repository):
             ).all()
         for row in rows:
             yield _row_to_stored(row, self.codec)
+
+
+def _checked(
+    body: dict[str, Any], res_type: str, res_id: str, validate: Validator
+) -> dict[str, Any]:
+    """A copy of ``body`` with its id, once the id and the resource are valid."""
+    if not ID_RE.match(res_id):
+        raise outcomes.invalid(f"{res_id!r} is not a valid FHIR id", expression=f"{res_type}.id")
+    body = dict(body)
+    body["id"] = res_id
+    validate(body)
+    return body
+
+
+def prepare_resource(
+    body: dict[str, Any],
+    res_id: str | None = None,
+    *,
+    validate: Validator | None = None,
+    index: Indexer | None = None,
+) -> PreparedResource:
+    """Validate and index a resource for ``put_many``; needs no database.
+
+    Bulk import runs it in worker processes, which then hand the result to the one
+    process that writes. ``validate`` and ``index`` default to the store's own.
+    """
+    res_type = body.get("resourceType")
+    if not isinstance(res_type, str):
+        raise outcomes.invalid("the resource has no resourceType", expression="resourceType")
+    res_id = res_id or body.get("id") or str(uuid.uuid4())
+    checked = _checked(body, res_type, res_id, validate or _default_validator())
+    return PreparedResource(res_type, res_id, checked, (index or _default_indexer())(checked))
 
 
 def _default_validator() -> Validator:

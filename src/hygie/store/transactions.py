@@ -329,7 +329,7 @@ def _execute(
     results: list[dict[str, Any] | None] = [None] * len(entries)
     created: dict[int, FhirResponse] = {}
     if plan.creates:
-        written = repo.put_many(plan.prepared)  # type: ignore[attr-defined]
+        written = repo.put_many(plan.prepared, known_new=True)  # type: ignore[attr-defined]
         for i, result in zip(plan.creates, written, strict=True):
             created[i] = _stored_response(ctx, result.stored, 201)
     # everything else, in the order the spec fixes
