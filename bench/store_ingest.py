@@ -10,6 +10,11 @@ against their published figures, measured on 8 vCPU: Aidbox 2,678, HAPI 2,214 an
 Medplum 764 resources/s.
 
     python bench/store_ingest.py [--patients 400] [--engines sqlite,postgresql]
+
+The machine is shared, so each line also gives the CPU time spent per resource
+(microseconds; the processes that did the work, the database server's included):
+unlike the rate, it barely moves with other load, and it is what to compare before
+and after a change.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -43,6 +49,88 @@ from hygie.store.synthetic import (
 
 PUBLISHED = {"Aidbox": 2678, "HAPI": 2214, "Medplum": 764}
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+APP_NAME = "hygie-bench-ingest"
+
+
+class CpuMeter:
+    """CPU seconds used by a changing set of processes (Linux ``/proc``).
+
+    Processes come and go (import workers, pooled database backends), so a thread
+    samples them every 0.2 s and keeps each one's last figure.
+    """
+
+    def __init__(self, pids: Callable[[], list[int]]) -> None:
+        self.pids = pids
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def cpu(pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        for pid in self.pids():
+            used = self.cpu(pid)
+            if used is not None:
+                self.first.setdefault(pid, used)
+                self.last[pid] = used
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+    def __enter__(self) -> CpuMeter:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.last[p] - self.first[p] for p in self.last)
+
+
+def descendants(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def database_backends(engine_name: str) -> list[int]:
+    """PostgreSQL backends serving this benchmark (by application name)."""
+    if engine_name == "sqlite":
+        return []
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (APP_NAME,)
+        ).fetchall()
+    return [r[0] for r in rows]
 
 
 def free_port() -> int:
@@ -59,7 +147,7 @@ def fresh_database(engine_name: str, folder: Path) -> str:
     with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
         conn.execute("DROP SCHEMA IF EXISTS bench_ingest CASCADE")
         conn.execute("CREATE SCHEMA bench_ingest")
-    return PG_URL + "?options=-csearch_path%3Dbench_ingest"
+    return PG_URL + f"?options=-csearch_path%3Dbench_ingest&application_name={APP_NAME}"
 
 
 def wait_for(port: int, timeout: float = 60) -> None:
@@ -143,7 +231,10 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     try:
         wait_for(port)
         post_all(port, token, bundles[:5], 1)  # warm up workers
-        seconds, failures = post_all(port, token, bundles[5:], args.clients)
+        with CpuMeter(
+            lambda: descendants(server.pid) + database_backends(engine_name)
+        ) as meter:
+            seconds, failures = post_all(port, token, bundles[5:], args.clients)
     finally:
         server.terminate()
         server.wait(30)
@@ -153,7 +244,7 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     print(
         f"ingest_transaction_{engine_name}: {rate:,.0f} resources/s ({ratios}; "
         f"{len(bundles) - 5} bundles, {failures} failed, {args.workers} workers, "
-        f"{args.clients} clients)",
+        f"{args.clients} clients; cpu {meter.seconds / written * 1e6:.0f} us/resource)",
         flush=True,
     )
 
@@ -165,12 +256,14 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
             fh.write(orjson.dumps(resource) + b"\n")
     lines = ndjson.read_bytes().splitlines()
     started = time.perf_counter()
-    report = import_ndjson(repository, lines, workers=args.import_workers)
+    with CpuMeter(lambda: descendants(os.getpid()) + database_backends(engine_name)) as meter:
+        report = import_ndjson(repository, lines, workers=args.import_workers)
     seconds = time.perf_counter() - started
     print(
         f"import_ndjson_{engine_name}: {report.written / seconds:,.0f} resources/s "
         f"({report.written} resources, {len(report.errors)} refused, "
-        f"{args.import_workers or os.cpu_count()} workers; goal 15,000)",
+        f"{args.import_workers or os.cpu_count()} workers; goal 15,000; "
+        f"cpu {meter.seconds / max(report.written, 1) * 1e6:.0f} us/resource)",
         flush=True,
     )
     platform.close()
