@@ -100,6 +100,22 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError(f"idle connection lost: {type(exc).__name__}") from exc
 
 
+#: One lock per SQLite engine, shared by every writer of the process (see below).
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.RLock | None:
+    """The process's write lock of a SQLite engine; None on other engines."""
+    if engine.dialect.name != "sqlite":
+        return None
+    with _SQLITE_WRITERS_GUARD:
+        found = _SQLITE_WRITERS.get(engine)
+        if found is None:
+            found = _SQLITE_WRITERS[engine] = threading.RLock()
+        return found
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for code that reads, then writes.
@@ -107,52 +123,22 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``): a deferred
     transaction that read first cannot upgrade once another connection has committed
     since its snapshot, and fails at once with "database is locked" instead of
-    waiting. Taking the lock first makes writers queue on the busy timeout. On
-    PostgreSQL, read the rows you will change with ``FOR UPDATE``.
+    waiting. Threads of one process first queue on a lock of the process: SQLite's
+    busy handler sleeps in steps of up to 100 ms while another connection writes,
+    whereas a thread waiting on the lock wakes as soon as the writer before it
+    commits. Other processes still queue on the busy timeout. On
+    PostgreSQL the transaction is a plain one: read the rows you will change with
+    ``FOR UPDATE``.
     """
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+    lock = _writer_lock(engine)
+    if lock is None:
+        with engine.connect() as conn, conn.begin():
+            yield conn
+        return
+    with lock, engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield conn
-
-
-class WriterQueue:
-    """Write transactions whose threads queue on a lock of the process on SQLite.
-
-    SQLite's busy handler sleeps in steps of up to 100 ms while another connection
-    writes; threads of one process waiting here instead are woken as soon as the
-    writer before them commits. Each service keeps its own queue. On PostgreSQL the
-    transaction is a plain one (callers lock the rows they change).
-    """
-
-    def __init__(self) -> None:
-        self._locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._guard = threading.Lock()
-
-    def _lock(self, engine: Engine) -> threading.RLock | None:
-        if engine.dialect.name != "sqlite":
-            return None
-        with self._guard:
-            found = self._locks.get(engine)
-            if found is None:
-                found = self._locks[engine] = threading.RLock()
-            return found
-
-    @contextmanager
-    def transaction(self, engine: Engine) -> Iterator[Connection]:
-        """A connection in a write transaction that commits on success."""
-        lock = self._lock(engine)
-        if lock is None:
-            with engine.connect() as conn, conn.begin():
-                yield conn
-            return
-        with lock, engine.connect() as conn:
-            conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-            with conn.begin():
-                yield conn
 
 
 def pairs_in(

@@ -93,6 +93,9 @@ class ChannelSettings:
     in_doubt_grace_s: float = 300.0
     #: Seconds between two passes of the dispatcher when idle.
     poll_s: float = 0.2
+    #: Seconds between two passes of receipts and answers that found little to do: each
+    #: pass is one transaction, and a hundred receipts cost about what ten do.
+    housekeeping_s: float = 0.1
     #: Replies meaning "send me nothing more", and "send again" (upper case, no accent).
     optout_keywords: str = "STOP,ARRET,STOPSMS,DESABONNER,DESINSCRIRE,UNSUBSCRIBE"
     optin_keywords: str = "START,REPRISE"

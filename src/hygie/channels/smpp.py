@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import random
 import select
 import threading
@@ -60,6 +61,8 @@ RETRY_STATUSES = {consts.SMPP_ESME_RTHROTTLED, consts.SMPP_ESME_RMSGQFUL,
                   consts.SMPP_ESME_RSYSERR, consts.SMPP_ESME_RX_T_APPN}
 _LINK_DOWN = "SMSC link down"
 _MAX_DRAIN = 1024
+#: No batch held back by the delivery thread (None is its stop signal).
+_NOTHING: Any = object()
 _WRITE_BATCH = 64
 
 
@@ -166,6 +169,11 @@ class SmppSender:
         self._bound = threading.Event()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
+        #: deliver_sm batches read off the link, committed and acknowledged by their
+        #: own thread, so that a slow commit never holds up the submit_sm_resp behind.
+        self._deliveries: queue.SimpleQueue[tuple[Client, list[tuple[int, IncomingPdu]]] | None]
+        self._deliveries = queue.SimpleQueue()
+        self._delivery_thread: threading.Thread | None = None
         self.binds = 0
         #: UTC milliseconds of the current session's bind (None while unbound): from
         #: then on the SMSC delivers the receipts it kept (see Outbox.settle_in_doubt).
@@ -174,6 +182,9 @@ class SmppSender:
     # --- session -----------------------------------------------------------------
     def start(self) -> SmppSender:
         if self._thread is None:
+            self._delivery_thread = threading.Thread(
+                target=self._delivery_loop, name="smpp-deliveries", daemon=True)
+            self._delivery_thread.start()
             self._thread = threading.Thread(target=self._run, name="smpp-session", daemon=True)
             self._thread.start()
         return self
@@ -186,6 +197,9 @@ class SmppSender:
                 client.send_pdu(make_pdu("unbind", client=client))
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._deliveries.put(None)
+        if self._delivery_thread is not None:
+            self._delivery_thread.join(timeout=5)
         self._drop()
 
     def wait_bound(self, timeout: float) -> bool:
@@ -279,10 +293,10 @@ class SmppSender:
                 del buffer[:length]
                 self._dispatch_raw(client, raw, batch)
                 if len(batch) >= _MAX_DRAIN:
-                    self._deliver(client, batch)
+                    self._deliveries.put((client, batch))
                     batch = []
             if batch:
-                self._deliver(client, batch)
+                self._deliveries.put((client, batch))
 
     def _dispatch_raw(self, client: Client, raw: bytes, batch: list[Any]) -> None:
         """Route one PDU. submit_sm_resp, most of the traffic, is read here from its
@@ -337,6 +351,32 @@ class SmppSender:
                 slot.status = int(pdu.status) or consts.SMPP_ESME_RSYSERR
                 slot.finish()
                 self._window.release()
+
+    def _delivery_loop(self) -> None:
+        """Commit and acknowledge the deliver_sm batches the reader queued, joining
+        those of one link that wait together into one transaction; None stops it."""
+        queued = self._deliveries
+        item = queued.get()
+        while item is not None:
+            client, batch = item
+            item = _NOTHING
+            while len(batch) < _MAX_DRAIN:
+                try:
+                    following = queued.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None or following[0] is not client:
+                    item = following  # another link's, or the end: after this batch
+                    break
+                batch = batch + following[1]
+            try:
+                self._deliver(client, batch)
+            except Exception as exc:  # the link went down: the SMSC delivers them again
+                log.log(logging.DEBUG if self._closed.is_set() else logging.WARNING,
+                        "could not acknowledge %d inbound PDUs: %s", len(batch),
+                        type(exc).__name__)
+            if item is _NOTHING:
+                item = queued.get()
 
     def _deliver(self, client: Client, batch: list[tuple[int, IncomingPdu]]) -> None:
         """Commit a batch of deliver_sm through the sink, then acknowledge each."""

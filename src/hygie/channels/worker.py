@@ -23,6 +23,9 @@ from hygie.channels.service import Channels
 
 log = logging.getLogger("hygie.channels.worker")
 
+#: A housekeeping pass that did this much work runs again at once.
+HOUSEKEEPING_FULL = 500
+
 
 class Dispatcher:
     """Runs the outbox against a set of transports, one per channel."""
@@ -97,8 +100,11 @@ class Dispatcher:
                 time.sleep(0.05)
 
     # --- threads -----------------------------------------------------------------
-    def _loop(self, name: str, step: Callable[[], int]) -> None:
-        idle = self.channels.settings.poll_s
+    def _loop(self, name: str, step: Callable[[], int], idle: float | None = None,
+              full: int = 1) -> None:
+        """Run ``step`` until stopped, waiting ``idle`` after a pass that did less than
+        ``full`` units of work."""
+        idle = self.channels.settings.poll_s if idle is None else idle
         while not self._stop.is_set():
             try:
                 work = step()
@@ -106,7 +112,7 @@ class Dispatcher:
                 log.exception("dispatcher pass %s failed; trying again", name)
                 work = 0
                 self._stop.wait(1.0)
-            if work == 0:
+            if work < full:
                 self._stop.wait(idle)
 
     def start(self) -> Dispatcher:
@@ -117,9 +123,14 @@ class Dispatcher:
                 self._threads.append(threading.Thread(
                     target=self._loop, args=(str(channel), lambda c=channel: self.send_once(c)),
                     name=f"channels-{channel}-{n}", daemon=True))
-        self._threads.append(threading.Thread(target=self._loop,
-                                              args=("housekeeping", self.housekeeping_once),
-                                              name="channels-housekeeping", daemon=True))
+        # Receipts and answers arrive one by one while a wave is sent: housekeeping
+        # lets them gather unless a pass had a batch's worth.
+        settings = self.channels.settings
+        self._threads.append(threading.Thread(
+            target=self._loop, args=("housekeeping", self.housekeeping_once,
+                                     max(settings.poll_s, settings.housekeeping_s),
+                                     HOUSEKEEPING_FULL),
+            name="channels-housekeeping", daemon=True))
         for thread in self._threads:
             thread.start()
         log.info("channels dispatcher started (%s)", ", ".join(str(c) for c in self.senders))

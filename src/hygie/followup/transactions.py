@@ -3,7 +3,7 @@
 A writer takes SQLite's write lock up front (``BEGIN IMMEDIATE``): a transaction that
 reads a session and then writes it must not find, at its first write, that another
 writer committed since its read (SQLite would refuse the upgrade at once). Threads of
-one process queue on a lock of their own rather than in SQLite's busy handler, which
+one process queue on the platform's lock rather than in SQLite's busy handler, which
 sleeps in steps of up to 100 ms. On PostgreSQL, rows read to be changed are locked
 with ``SELECT ... FOR UPDATE`` by the callers.
 """
@@ -17,20 +17,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert
 
-from hygie.platform import WriterQueue
+from hygie.platform import write_transaction
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_WRITERS = WriterQueue()
-
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection in a write transaction that commits on success (SQLite: queued
-    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
-    return _WRITERS.transaction(engine)
+    behind the process's other writers, then ``BEGIN IMMEDIATE``)."""
+    return write_transaction(engine)
 
 
 def chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:

@@ -21,20 +21,18 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from hygie.platform import WriterQueue
+from hygie.platform import write_transaction
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-_WRITERS = WriterQueue()
-
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection in a write transaction that commits on success (SQLite: queued
-    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
-    return _WRITERS.transaction(engine)
+    behind the process's other writers, then ``BEGIN IMMEDIATE``)."""
+    return write_transaction(engine)
 
 
 def lock_campaign(conn: Connection, campaign_id: str) -> None:

@@ -16,15 +16,13 @@ from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
-from hygie.platform import WriterQueue
-
-_WRITERS = WriterQueue()
+from hygie.platform import write_transaction
 
 
 def writing(engine: Engine) -> AbstractContextManager[Connection]:
     """A connection in a write transaction that commits on success (SQLite: queued
-    behind this service's other writers of the process, then ``BEGIN IMMEDIATE``)."""
-    return _WRITERS.transaction(engine)
+    behind the process's other writers, then ``BEGIN IMMEDIATE``)."""
+    return write_transaction(engine)
 
 
 @contextmanager
