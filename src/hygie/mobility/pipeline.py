@@ -43,6 +43,10 @@ from hygie.mobility.model import SLOT_SECONDS, PipelineConfig
 
 #: Cells are packed under the timestamp in one integer: cell ids must stay below this.
 _CELL_SPACE = 1 << 20
+#: Slots of a day are packed under the device id in one integer (at most 50 slots a day).
+_SLOT_BITS = 6
+_SLOT_SPACE = 1 << _SLOT_BITS
+_SLOT_MS = SLOT_SECONDS * 1000
 #: Département indexes are packed under a count in one integer (96 départements).
 _DEP_SPACE = 128
 
@@ -120,6 +124,34 @@ def _overlap(start: ir.IntegerValue, end: ir.IntegerValue, lo: int, hi: int) -> 
     return ibis.greatest(0, ibis.least(end, hi) - ibis.greatest(start, lo))
 
 
+def _stay_starts(slots: ir.Table, n_slots: int) -> ir.Table:
+    """The slots where a stay starts: its commune differs from the last slot heard before.
+
+    Rather than a window over every (device, slot) row, which sorts them all, the slots
+    of each device and commune become one bit mask ``here`` (a sum of distinct powers of
+    two: each slot has one commune), and the device's masks add up to ``heard``. Within
+    a stretch of slots free of other communes (``free``), only the first slot of
+    ``here`` starts a stay; the later ones follow a slot of the same commune. ``after``
+    marks the slots just after a slot of ``here``; adding it to ``free`` carries through
+    each stretch from there and clears it, so ``reach`` is every slot that a slot of
+    ``here`` precedes within its stretch (an ``after`` bit reached by a carry stays set,
+    hence the ``| after``). The first slots are ``here`` less ``reach``, unpacked into
+    rows with the day's slot numbers. Masks hold ``n_slots`` (at most 50) bits.
+    """
+    one = ibis.literal(1, type="int64")
+    full = (1 << n_slots) - 1
+    runs = slots.group_by(["device_id", "commune", "dep_idx"]).agg(
+        here=(one << slots.slot).sum())
+    runs = runs.mutate(heard=runs.here.sum().over(group_by="device_id"))
+    free = full - (runs.heard - runs.here)
+    after = (runs.here << 1) & free
+    reach = after | (free - (free & (free + after)))
+    runs = runs.select("device_id", "commune", "dep_idx", first=runs.here - (runs.here & reach))
+    starts = runs.select("device_id", "commune", "dep_idx", "first",
+                         slot=ibis.range(0, n_slots).unnest().cast("int64"))
+    return starts.filter((starts.first >> starts.slot) & 1 == 1).drop("first")
+
+
 def build_stays(events: ir.Table, cells: ir.Table, ctx: DayContext) -> tuple[ir.Table, ir.Table]:
     """Steps 1-3: pseudonymise, reduce to slots, and cut into stays.
 
@@ -135,25 +167,31 @@ def build_stays(events: ir.Table, cells: ir.Table, ctx: DayContext) -> tuple[ir.
     ids = ids.mutate(pid=ibis.row_number().over(order_by=ids.digest).cast("int64"))
     ids = ids.select("device_id", "pid", "home_pid").cache()
 
-    # One row per device and slot first (about 4x fewer rows than events), then the
-    # pseudonym replaces the id in the same query: nothing holding a raw id is stored.
-    slot = (events.ts_ms - ctx.day_start * 1000) // (SLOT_SECONDS * 1000)
-    ev = events.select("device_id", slot=slot,
-                       key=events.ts_ms * _CELL_SPACE + events.cell_id.cast("int64"))
-    ev = ev.filter((ev.slot >= 0) & (ev.slot < ctx.n_slots))
-    slots = ev.group_by(["device_id", "slot"]).agg(key=ev.key.max())
-    slots = slots.select("device_id", "slot", cell_id=(slots.key % _CELL_SPACE).cast("int32"))
-    slots = slots.join(cells, "cell_id").join(ids.select("device_id", "pid"), "device_id")
-    slots = slots.select("pid", "slot", "commune", "dep_idx")
-    by_slot = ibis.window(group_by="pid", order_by="slot")
-    slots = slots.mutate(prev=slots.commune.lag().over(by_slot))
-    starts = slots.filter(slots.prev.isnull() | (slots.prev != slots.commune))
+    # One row per device and slot first (about 4x fewer rows than events), grouped on
+    # one packed integer (device, slot) and with the winner as one packed maximum: a
+    # single-column key and a single aggregate are what hash aggregation does fastest.
+    # Events outside the day are dropped on the raw timestamp, which Parquet statistics
+    # can answer before decoding.
+    day_ms = ctx.day_start * 1000
+    ev = events.filter((events.ts_ms >= day_ms)
+                       & (events.ts_ms < day_ms + ctx.n_slots * _SLOT_MS))
+    since = ev.ts_ms - day_ms
+    slots = ev.group_by(dk=ev.device_id * _SLOT_SPACE + since // _SLOT_MS).agg(
+        key=(since * _CELL_SPACE + ev.cell_id.cast("int64")).max())
+    slots = slots.select(device_id=slots.dk >> _SLOT_BITS, slot=slots.dk & (_SLOT_SPACE - 1),
+                         cell_id=(slots.key & (_CELL_SPACE - 1)).cast("int32"))
+    slots = slots.join(cells, "cell_id").select("device_id", "slot", "commune", "dep_idx")
+    starts = _stay_starts(slots, ctx.n_slots)
+    # Stays are cut per raw device id, and the pseudonym replaces it in the same query,
+    # on the stays (20x fewer rows than slots): nothing holding a raw id is stored.
+    by_slot = ibis.window(group_by="device_id", order_by="slot")
     stays = starts.select(
-        "pid", "commune", "dep_idx", "slot",
+        "device_id", "commune", "dep_idx", "slot",
         seq=ibis.row_number().over(by_slot),
         nxt=starts.slot.lead().over(by_slot),
         prev_dep=starts.dep_idx.lag().over(by_slot),
     )
+    stays = stays.join(ids.select("device_id", "pid"), "device_id")
     stays = stays.select(
         "pid", "seq", "commune", "dep_idx", "prev_dep",
         start=ibis.ifelse(stays.seq == 0, 0, stays.slot).cast("int64"),
