@@ -14,12 +14,14 @@ from hygie.mobility.generator import day_bounds, public_holidays
 from tests.mobility.conftest import START
 
 
-def test_events_are_time_ordered_imsis_on_known_cells(small_world: Path) -> None:
+def test_events_are_imsis_on_known_cells_ordered_by_device_then_time(
+        small_world: Path) -> None:
     folder = storage.events_dir(small_world, START)
     table = pq.read_table(next(folder.glob("*.parquet")))
     assert table.schema.names == ["device_id", "ts_ms", "cell_id"]
     ev = table.to_pandas()
-    assert ev["ts_ms"].is_monotonic_increasing
+    order = ev.sort_values(["device_id", "ts_ms"], kind="stable").index
+    assert (order == ev.index).all()
     start, seconds = day_bounds(START)
     assert ev["ts_ms"].between(start * 1000, (start + seconds) * 1000 - 1).all()
     assert (ev["device_id"] // 10**10 == 20801).all()  # MCC 208 (France), MNC 01

@@ -10,8 +10,11 @@ become rarer and residents of dense départements leave for their second home.
 
 Devices emit network events (IMSI-like id, UTC epoch milliseconds, cell) at realistic rates,
 about 175 a day, fewer at night. Events are written as Parquet partitions
-``events/date=YYYY-MM-DD/part-NNNNN.parquet``, time-ordered within a part, beside the
-cell reference ``cells.parquet``.
+``events/date=YYYY-MM-DD/part-NNNNN.parquet``, each part holding its own devices,
+ordered by device and then time (as a collector that files events per device would
+deliver them: the pipeline's reduction of a device's events to slots then meets them
+one device after another, which keeps its hash tables warm), beside the cell reference
+``cells.parquet``.
 
 The generator also writes what really happened, in people extrapolated to the census
 (each synthetic person stands for ``census(home département) / persons(home
@@ -359,7 +362,7 @@ EVENT_SCHEMA = pa.schema([("device_id", pa.int64()), ("ts_ms", pa.int64()),
 def _events(places: np.ndarray, starts: np.ndarray, ends: np.ndarray, device_id: np.ndarray,
             activity: np.ndarray, day_start: int, scale: float, cell_first: np.ndarray,
             cell_count: np.ndarray, rng: np.random.Generator) -> pa.Table:
-    """Network events of the devices whose stays are given, time-ordered."""
+    """Network events of the devices whose stays are given, ordered by device then time."""
     valid = places >= 0
     seg_dev, seg_place, seg_start, seg_len, seg_n = [], [], [], [], []
     rows = np.broadcast_to(np.arange(len(places))[:, None], places.shape)
@@ -386,7 +389,7 @@ def _events(places: np.ndarray, starts: np.ndarray, ends: np.ndarray, device_id:
     serving = (device_id[dev] + place) % count
     other = rng.integers(0, 1 << 30, len(dev)) % count
     cell = cell_first[place] + np.where(rng.random(len(dev)) < 0.8, serving, other)
-    order = np.argsort(ts_ms, kind="stable")
+    order = np.lexsort((ts_ms, device_id[dev]))
     return pa.Table.from_arrays(
         [pa.array(device_id[dev][order]),
          pa.array(ts_ms[order]),
