@@ -312,6 +312,35 @@ _WARNING_RULES: dict[tuple[str, str], Callable[[dict[str, Any]], bool]] = {
 }
 
 
+#: How the walker reads an element's value: one primitive, one data type or backbone
+#: element, one resource, an array of primitives, an array of anything else.
+_ONE_PRIMITIVE, _ONE_DATA_TYPE, _ONE_RESOURCE, _MANY_PRIMITIVES, _MANY_OTHERS = range(5)
+
+#: Per element: (how to read it, its definition, its required codes, the remembered
+#: valid strings of its primitive type, the definition of its data type).
+_Spec = tuple[int, ElementDef, frozenset[str] | None, set[str], TypeDef | None]
+
+#: Type name -> JSON name -> the element's spec, worked out on first use of the type,
+#: so that the walk reads one tuple per member instead of the definition's fields.
+_SPECS: dict[str, dict[str, _Spec]] = {}
+
+
+def _element_specs(td: TypeDef, types: dict[str, TypeDef]) -> dict[str, _Spec]:
+    specs: dict[str, _Spec] = {}
+    for name, el in td.elements.items():
+        if el.kind == PRIMITIVE:
+            mode = _MANY_PRIMITIVES if el.array else _ONE_PRIMITIVE
+        elif el.array:
+            mode = _MANY_OTHERS
+        else:
+            mode = _ONE_DATA_TYPE if el.kind == COMPLEX else _ONE_RESOURCE
+        valid = _KNOWN_VALID.get(el.type, set()) if el.kind == PRIMITIVE else set()
+        sub_td = types.get(el.type) if el.kind == COMPLEX else None
+        specs[name] = (mode, el, el.codes, valid, sub_td)
+    _SPECS[td.name] = specs
+    return specs
+
+
 class _Walker:
     """One validation run: the issues found so far, and the limits."""
 
@@ -404,76 +433,72 @@ class _Walker:
             if not obj:
                 return
         chosen: dict[str, str] | None = None
-        known_valid = _KNOWN_VALID
+        specs = _SPECS.get(td.name)
+        if specs is None:
+            specs = _element_specs(td, self.types)
         for key, value in obj.items():
-            el = elements.get(key)
-            if el is None:
+            spec = specs.get(key)
+            if spec is None:
                 self._other_member(obj, td, key, value, path, depth)
                 base = elements.get(key[1:]) if key[:1] == "_" else None
                 if base is not None and base.choice is not None:  # `_valueString`
                     chosen = self._choose(chosen, base, path)
                 continue
+            mode, el, codes, valid, sub_td = spec
             if el.choice is not None:
                 chosen = self._choose(chosen, el, path)
-            if el.array:
-                if type(value) is not list:
-                    self.error("structure", f"{key} must be a JSON array (max *)", f"{path}.{key}")
+            if mode == _ONE_PRIMITIVE:
+                if value.__class__ is str and value in valid and (
+                    codes is None or value in codes
+                ):
                     continue
-                if not value:
-                    self.error("structure", "arrays must not be empty", f"{path}.{key}")
-                    continue
-                if el.kind == PRIMITIVE:
-                    ext = obj.get("_" + key)
-                    valid = known_valid[el.type]
-                    codes = el.codes
-                    for i, item in enumerate(value):
-                        if (
-                            item.__class__ is str
-                            and item in valid
-                            and (codes is None or item in codes)
-                        ):
-                            continue
-                        if item is None:
-                            if not (type(ext) is list and i < len(ext) and ext[i] is not None):
-                                self.error(
-                                    "structure",
-                                    "null is only allowed where _" + key + " has an extension",
-                                    f"{path}.{key}[{i}]",
-                                )
-                        else:
-                            self.primitive(item, el, path, i)
-                else:
-                    for i, item in enumerate(value):
-                        self.value(item, el, f"{path}.{key}[{i}]", depth + 1)
-            else:
                 if type(value) is list:
-                    self.error(
-                        "structure", f"{key} must be a single value, not an array (max 1)",
-                        f"{path}.{key}",
-                    )
-                    continue
-                kind = el.kind
-                if kind == PRIMITIVE:
-                    if (
-                        value.__class__ is str
-                        and value in known_valid[el.type]
-                        and (el.codes is None or value in el.codes)
-                    ):
-                        continue
-                    if value is None:
-                        self.error("structure", "null is not allowed", f"{path}.{key}")
-                    else:
-                        self.primitive(value, el, path)
-                elif kind == COMPLEX and value.__class__ is dict:
+                    self._not_single(key, path)
+                elif value is None:
+                    self.error("structure", "null is not allowed", f"{path}.{key}")
+                else:
+                    self.primitive(value, el, path)
+            elif mode == _ONE_DATA_TYPE:
+                if value.__class__ is dict:
                     # value() for a data type or backbone element, written out.
                     where = f"{path}.{key}"
-                    self.object(value, self.types[el.type], where, depth + 1)
+                    self.object(value, sub_td, where, depth + 1)
                     if el.type == "Reference":
                         ref = value.get("reference")
                         if type(ref) is str and ref:
                             self.reference(ref, el, where)
+                elif type(value) is list:
+                    self._not_single(key, path)
                 else:
                     self.value(value, el, f"{path}.{key}", depth + 1)
+            elif mode == _ONE_RESOURCE:
+                if type(value) is list:
+                    self._not_single(key, path)
+                else:
+                    self.value(value, el, f"{path}.{key}", depth + 1)
+            elif type(value) is not list:
+                self.error("structure", f"{key} must be a JSON array (max *)", f"{path}.{key}")
+            elif not value:
+                self.error("structure", "arrays must not be empty", f"{path}.{key}")
+            elif mode == _MANY_PRIMITIVES:
+                ext = obj.get("_" + key)
+                for i, item in enumerate(value):
+                    if item.__class__ is str and item in valid and (
+                        codes is None or item in codes
+                    ):
+                        continue
+                    if item is None:
+                        if not (type(ext) is list and i < len(ext) and ext[i] is not None):
+                            self.error(
+                                "structure",
+                                "null is only allowed where _" + key + " has an extension",
+                                f"{path}.{key}[{i}]",
+                            )
+                    else:
+                        self.primitive(item, el, path, i)
+            else:
+                for i, item in enumerate(value):
+                    self.value(item, el, f"{path}.{key}[{i}]", depth + 1)
         for el in td.required:
             name = el.name
             if name not in obj and not (el.kind == PRIMITIVE and "_" + name in obj):
@@ -487,6 +512,11 @@ class _Walker:
                 )
         if td.name == "Extension" or td.name == "Extension.extension":
             self._extension_rule(obj, path)
+
+    def _not_single(self, key: str, path: str) -> None:
+        self.error(
+            "structure", f"{key} must be a single value, not an array (max 1)", f"{path}.{key}"
+        )
 
     def _choose(
         self, chosen: dict[str, str] | None, el: ElementDef, path: str
