@@ -158,15 +158,6 @@ def build_stays(events: ir.Table, cells: ir.Table, ctx: DayContext) -> tuple[ir.
     Returns the pseudonym table (pid, home_pid) and the stays (pid, seq, commune,
     dep_idx, start, end, prev_dep), ``end`` exclusive, in slots from local midnight.
     """
-    ids = events.select("device_id").distinct()
-    raw = ids.device_id.cast("string")
-    ids = ids.mutate(
-        digest=(ibis.literal(ctx.day_key) + raw).hexdigest("sha256"),
-        home_pid=(ibis.literal(ctx.period_key) + raw).hexdigest("sha256").substr(0, 32),
-    )
-    ids = ids.mutate(pid=ibis.row_number().over(order_by=ids.digest).cast("int64"))
-    ids = ids.select("device_id", "pid", "home_pid").cache()
-
     # One row per device and slot first (about 4x fewer rows than events), grouped on
     # one packed integer (device, slot) and with the winner as one packed maximum: a
     # single-column key and a single aggregate are what hash aggregation does fastest.
@@ -182,8 +173,9 @@ def build_stays(events: ir.Table, cells: ir.Table, ctx: DayContext) -> tuple[ir.
                          cell_id=(slots.key & (_CELL_SPACE - 1)).cast("int32"))
     slots = slots.join(cells, "cell_id").select("device_id", "slot", "commune", "dep_idx")
     starts = _stay_starts(slots, ctx.n_slots)
-    # Stays are cut per raw device id, and the pseudonym replaces it in the same query,
-    # on the stays (20x fewer rows than slots): nothing holding a raw id is stored.
+    # Stays are cut per raw device id; the pseudonyms are computed once per device, from
+    # its first stay, and replace the id in the same query, on the stays (20x fewer rows
+    # than slots): nothing holding a raw id is stored, and the events are read once.
     by_slot = ibis.window(group_by="device_id", order_by="slot")
     stays = starts.select(
         "device_id", "commune", "dep_idx", "slot",
@@ -191,13 +183,22 @@ def build_stays(events: ir.Table, cells: ir.Table, ctx: DayContext) -> tuple[ir.
         nxt=starts.slot.lead().over(by_slot),
         prev_dep=starts.dep_idx.lag().over(by_slot),
     )
-    stays = stays.join(ids.select("device_id", "pid"), "device_id")
+    ids = stays.filter(stays.seq == 0)
+    raw = ids.device_id.cast("string")
+    ids = ids.select(
+        "device_id",
+        digest=(ibis.literal(ctx.day_key) + raw).hexdigest("sha256"),
+        home_pid=(ibis.literal(ctx.period_key) + raw).hexdigest("sha256").substr(0, 32),
+    )
+    ids = ids.select("device_id", "home_pid",
+                     pid=ibis.row_number().over(order_by=ids.digest).cast("int64"))
+    stays = stays.join(ids, "device_id")
     stays = stays.select(
-        "pid", "seq", "commune", "dep_idx", "prev_dep",
+        "pid", "home_pid", "seq", "commune", "dep_idx", "prev_dep",
         start=ibis.ifelse(stays.seq == 0, 0, stays.slot).cast("int64"),
         end=stays.nxt.fill_null(ctx.n_slots).cast("int64"),
-    )
-    return ids, stays.cache()
+    ).cache()
+    return stays.filter(stays.seq == 0).select("pid", "home_pid"), stays.drop("home_pid")
 
 
 def compute_day(events: ir.Table, cells: ir.Table, census: ir.Table, register: ir.Table,
