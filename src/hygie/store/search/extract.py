@@ -35,7 +35,14 @@ from datetime import date
 from functools import cache, lru_cache
 from typing import Any
 
-from hygie.store.fhirpath import Env, FhirPathEvaluationError, plain, reference_target, type_of
+from hygie.store.fhirpath import (
+    Env,
+    FhirPathEvaluationError,
+    Typed,
+    plain,
+    reference_target,
+    type_of,
+)
 from hygie.store.fhirpath.fhirtypes import CHOICE_SUFFIXES
 from hygie.store.schema import INDEX_STRING_LENGTH
 from hygie.store.search.params import SearchParam, is_resource_type, registry
@@ -167,7 +174,7 @@ def _cut(value: str) -> str:
     PostgreSQL text refuses)."""
     if "\x00" in value:
         value = value.replace("\x00", "")
-    return value[:INDEX_STRING_LENGTH]
+    return value if len(value) <= INDEX_STRING_LENGTH else value[:INDEX_STRING_LENGTH]
 
 
 # --- one function per parameter type: (code, items, rows, base_url) -------------------
@@ -222,8 +229,13 @@ def _opt(value: Any) -> str | None:
 def _tokens(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -> None:
     out = rows["token"]
     for item in items:
-        value = plain(item)
-        kind = type_of(item)
+        # plain() and type_of(), written out: this runs for most values indexed.
+        if item.__class__ is Typed:
+            value = item.value
+            kind = item.type
+        else:
+            value = item
+            kind = None
         if isinstance(value, bool):
             out.append((code, None, "true" if value else "false", None))
         elif isinstance(value, str):
@@ -232,6 +244,9 @@ def _tokens(code: str, items: list[Any], rows: IndexRows, base_url: str | None) 
         elif isinstance(value, int | float):
             out.append((code, None, str(value), None))
         elif isinstance(value, dict):
+            if kind is None:
+                rtype = value.get("resourceType")
+                kind = rtype if isinstance(rtype, str) else None
             if kind == "CodeableConcept" or (
                 kind is None and ("coding" in value or set(value) <= {"text", "id", "extension"})
             ):
@@ -269,7 +284,7 @@ def _period(value: dict[str, Any]) -> tuple[int, int] | None:
 def _dates(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -> None:
     out = rows["date"]
     for item in items:
-        value = plain(item)
+        value = item.value if item.__class__ is Typed else item
         if isinstance(value, str):
             found = date_range(value)
             if found is not None:
@@ -392,7 +407,7 @@ def reference_row(code: str, reference: str, base_url: str | None) -> tuple[Any,
 def _references(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -> None:
     out = rows["reference"]
     for item in items:
-        value = plain(item)
+        value = item.value if item.__class__ is Typed else item
         if isinstance(value, str):
             row = reference_row(code, value, base_url)
             if row is not None:
@@ -413,7 +428,7 @@ def _references(code: str, items: list[Any], rows: IndexRows, base_url: str | No
 def _uris(code: str, items: list[Any], rows: IndexRows, base_url: str | None) -> None:
     out = rows["uri"]
     for item in items:
-        value = plain(item)
+        value = item.value if item.__class__ is Typed else item
         if isinstance(value, str) and value:
             out.append((code, _cut(value)))
 
@@ -466,13 +481,8 @@ def extract_index(resource: dict[str, Any], base_url: str | None = None) -> Inde
     if not is_resource_type(res_type):
         # Only the Resource-level parameters apply; no plan is kept for such names.
         return extract_index_by_expression(resource, base_url)
-    extractors = _EXTRACTORS
-
-    def sink(param: SearchParam, items: list[Any]) -> None:
-        extractors[param.type](param.code, items, rows, base_url)
-
-    type_reader(res_type).read(resource, sink)
-    return _unique_rows(rows)
+    type_reader(res_type).read(resource, _EXTRACTORS, rows, base_url)
+    return rows
 
 
 def extract_index_by_expression(

@@ -189,8 +189,8 @@ def _general_reader(node: Node) -> PartReader:
     return lambda resource, choices, env: run([resource], env)
 
 
-#: What the plan does with the values of one parameter: its code, its values.
-Sink = Callable[[SearchParam, list[Any]], None]
+#: A row builder of extract.py: (code, values, rows by table, base URL).
+Builder = Callable[[str, list[Any], Any, Any], None]
 
 
 class TypeReader:
@@ -269,8 +269,12 @@ class TypeReader:
             key: (frozenset(positions), tuple(names)) for key, (positions, names) in by_key.items()
         }
 
-    def read(self, resource: dict[str, Any], sink: Sink) -> None:
-        """Give ``sink`` each parameter that has values in ``resource``, in plan order.
+    def read(
+        self, resource: dict[str, Any], builders: dict[str, Builder], rows: Any, base_url: Any
+    ) -> None:
+        """Hand each parameter that has values in ``resource``, in plan order, to the
+        builder of its type: ``builders[type](code, values, rows, base_url)``; the rows
+        it adds to ``rows`` (lists by table kind) are kept without duplicates.
 
         A parameter whose expression cannot be evaluated on this body (two values where
         the definition expects one) is left out, as the whole expression would fail.
@@ -313,8 +317,32 @@ class TypeReader:
                         items = unique(items)
             except FhirPathEvaluationError:
                 continue
-            if items:
-                sink(param, items)
+            if not items:
+                continue
+            # Rows of different parameters never repeat each other (each starts with
+            # its code), so duplicates are looked for only among one parameter's rows.
+            kind = param.type
+            table = rows[kind]
+            before = len(table)
+            if kind == "reference":
+                tokens = rows["token"]
+                before_tokens = len(tokens)
+                builders[kind](param.code, items, rows, base_url)
+                _drop_repeats(table, before)
+                _drop_repeats(tokens, before_tokens)
+            else:
+                builders[kind](param.code, items, rows, base_url)
+                _drop_repeats(table, before)
+
+
+def _drop_repeats(table: list[Any], start: int) -> None:
+    """Keep the first of equal rows among those added from ``start``."""
+    if len(table) - start > 1:
+        added = table[start:]
+        unique_rows = dict.fromkeys(added)
+        if len(unique_rows) != len(added):
+            del table[start:]
+            table.extend(unique_rows)
 
 
 class _Failed:
