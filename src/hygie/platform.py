@@ -10,12 +10,12 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, event, false, or_
+from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, event, false, insert, or_
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.exc import DisconnectionError
 
@@ -139,6 +139,75 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield conn
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """An INSERT compiled once for a table and a set of keys, with what each row needs."""
+
+    sql: str
+    #: Parameter names in the order the statement takes them.
+    names: tuple[str, ...]
+    positional: bool
+    #: Scalar column defaults the rows leave out, and the columns whose values the
+    #: dialect converts (JSON, for instance).
+    defaults: dict[str, Any]
+    processors: dict[str, Callable[[Any], Any]]
+
+
+_INSERT_PLANS: dict[tuple[Table, str, tuple[str, ...]], _InsertPlan | None] = {}
+
+
+def _insert_plan(dialect: Any, table: Table, keys: tuple[str, ...]) -> _InsertPlan | None:
+    cache_key = (table, dialect.name, keys)
+    if cache_key in _INSERT_PLANS:
+        return _INSERT_PLANS[cache_key]
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(compiled.params)
+    defaults: dict[str, Any] = {}
+    plan: _InsertPlan | None = None
+    for name in names:
+        if name in keys:
+            continue
+        default = table.c[name].default
+        if default is None or not default.is_scalar:  # computed defaults: the slow path
+            break
+        defaults[name] = default.arg
+    else:
+        processors = {}
+        for name in names:
+            impl = table.c[name].type.dialect_impl(dialect)
+            processor = impl.bind_processor(dialect)
+            if processor is not None:
+                processors[name] = processor
+        plan = _InsertPlan(str(compiled), names, bool(dialect.positional), defaults, processors)
+    _INSERT_PLANS[cache_key] = plan
+    return plan
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows (mappings with the same keys) with one driver-level ``executemany``.
+
+    SQLAlchemy's ``execute(insert(table), rows)`` runs its parameter processing for
+    every row, which on a wave of messages cost more than SQLite's own work; here the
+    statement is compiled once per table and keys, and each row becomes a tuple (or a
+    dict, for named parameter styles) with only the conversions its columns need.
+    """
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    plan = _insert_plan(conn.dialect, table, keys)
+    if plan is None:
+        conn.execute(insert(table), list(rows))
+        return
+    names, defaults, processors = plan.names, plan.defaults, plan.processors
+    params: list[Any] = []
+    for row in rows:
+        values = {**defaults, **row} if defaults else dict(row)
+        for name, processor in processors.items():
+            values[name] = processor(values[name])
+        params.append(tuple(values[n] for n in names) if plan.positional else values)
+    conn.exec_driver_sql(plan.sql, params)
 
 
 def pairs_in(

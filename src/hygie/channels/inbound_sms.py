@@ -18,7 +18,7 @@ from hygie.channels.errors import InvalidAddress
 from hygie.channels.receipts import read_receipt
 from hygie.channels.segments import ESM_UDHI, decode_user_data
 from hygie.channels.transactions import now_ms
-from hygie.platform import write_transaction
+from hygie.platform import insert_many, write_transaction
 
 if TYPE_CHECKING:
     from hygie.channels.inbox import Inbox
@@ -62,7 +62,7 @@ def store_deliveries(engine: Engine, inbox: Inbox, items: Sequence[IncomingPdu],
             replies.append((sender, data.text))
     with write_transaction(engine) as conn:
         if receipts:
-            conn.execute(insert(t.receipt), receipts)
+            insert_many(conn, t.receipt, receipts)
         for sender, data in parts:
             key = (t.mo_part.c.sender == sender, t.mo_part.c.ref == data.ref)
             conn.execute(delete(t.mo_part).where(*key, t.mo_part.c.seq == data.seq))

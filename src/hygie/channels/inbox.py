@@ -34,7 +34,7 @@ from hygie.channels.model import Answer, Channel, Status
 from hygie.channels.references import new_id
 from hygie.channels.settings import ChannelSettings
 from hygie.channels.transactions import lock_messages, now_ms
-from hygie.platform import write_transaction
+from hygie.platform import insert_many, write_transaction
 
 log = logging.getLogger("hygie.channels")
 
@@ -236,7 +236,7 @@ class Inbox:
                          "received_ms": now, "handled": conv is None, "handled_ms": None,
                          "dedupe_key": None})
         if rows:
-            conn.execute(insert(t.inbound), rows)
+            insert_many(conn, t.inbound, rows)
         if optins:
             conn.execute(t.optout.delete().where(t.optout.c.address.in_(sorted(optins))))
         if optouts:

@@ -58,7 +58,7 @@ from hygie.channels.settings import ChannelSettings
 from hygie.channels.settlement import ReceiptSettlement
 from hygie.channels.transactions import chunks as _chunks
 from hygie.channels.transactions import lock_messages, now_ms
-from hygie.platform import write_transaction
+from hygie.platform import insert_many, write_transaction
 
 #: Statuses a message may move to from each status (anything else is ignored, so a
 #: late receipt never takes an answered message back to "delivered").
@@ -170,8 +170,8 @@ class Outbox(ReceiptSettlement):
             if rows:
                 # Key order: two waves sharing keys wait on the unique index in one order.
                 rows.sort(key=lambda r: r["idempotency_key"])
-                conn.execute(insert(t.message), rows)
-                conn.execute(insert(t.event), events)
+                insert_many(conn, t.message, rows)
+                insert_many(conn, t.event, events)
             if conversations:
                 self._own_conversations(conn, conversations, now)
         return ids
@@ -412,7 +412,7 @@ class Outbox(ReceiptSettlement):
                                                 None)
                     changes.append((env.message_id, status, why or receipt.detail))
             if part_rows:
-                conn.execute(insert(t.sms_part), part_rows)
+                insert_many(conn, t.sms_part, part_rows)
             if refs:
                 conn.execute(update(t.message).where(t.message.c.id == bindparam("b_id"))
                              .values(provider_ref=bindparam("b_ref")), refs)
@@ -487,7 +487,7 @@ class Outbox(ReceiptSettlement):
                              .values(status=status, error=error, lease_ms=None, worker=None,
                                      updated_ms=now))
         if events:
-            conn.execute(insert(t.event), events)
+            insert_many(conn, t.event, events)
         return moved
 
     def set_status(self, conn: Connection, changes: Sequence[tuple[str, Status, str | None]],

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table
 
-from hygie.platform import write_transaction
+from hygie.platform import insert_many, write_transaction
 
 
 def now_ms() -> int:
@@ -40,5 +40,4 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) 
     """Insert many rows with one ``executemany``: SQLite runs it in process, and psycopg
     pipelines it on PostgreSQL (measured faster here than multi-row ``VALUES`` batches,
     whose statements SQLAlchemy must compile for each batch size)."""
-    if rows:
-        conn.execute(insert(table), list(rows))
+    insert_many(conn, table, rows)
