@@ -1,15 +1,16 @@
-"""The shared engine: connections that died while idle, index-friendly pair lists, and
-read-then-write transactions on SQLite."""
+"""The shared engine: connections that died while idle, index-friendly pair lists,
+read-then-write transactions on SQLite, the process's writer queue and bulk inserts."""
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, insert, select, text
+from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, event, insert, select, text
 
 from hygie import platform as platform_module
-from hygie.platform import create_engine, pairs_in, write_transaction
+from hygie.platform import create_engine, insert_many, pairs_in, write_transaction
 
 
 def test_a_connection_killed_while_idle_is_replaced(database_url: str,
@@ -84,5 +85,72 @@ def test_read_then_write_transactions_queue_instead_of_failing(database_url: str
         assert errors == []
         with engine.connect() as conn:
             assert conn.execute(select(table.c.n)).scalar_one() == 80  # no lost update
+    finally:
+        engine.dispose()
+
+
+def test_writers_of_one_process_queue_on_its_lock_not_in_sqlite(database_url: str,
+                                                                tmp_path: Any) -> None:
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL writers lock rows, not the database")
+    engine = create_engine(f"sqlite:///{tmp_path / 'queue.db'}")
+    table = Table("slots", MetaData(), Column("id", Integer, primary_key=True))
+    try:
+        table.create(engine)
+
+        @event.listens_for(engine, "connect")
+        def no_busy_wait(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA busy_timeout = 0")  # SQLite alone would fail at once
+
+        engine.dispose()
+        inside = threading.Event()
+        errors: list[Exception] = []
+
+        def second() -> None:
+            inside.wait()
+            try:
+                with write_transaction(engine) as conn:
+                    conn.execute(insert(table).values(id=2))
+            except Exception as exc:  # collected: the assertion below names it
+                errors.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        with write_transaction(engine) as conn:
+            conn.execute(insert(table).values(id=1))
+            inside.set()
+            thread.join(0.3)  # it waits for us, on the process's lock
+            assert thread.is_alive()
+        thread.join(5)
+        assert errors == []
+        with engine.connect() as conn:
+            assert sorted(conn.scalars(select(table.c.id))) == [1, 2]
+    finally:
+        engine.dispose()
+
+
+def test_insert_many_fills_defaults_and_converts_values(database_url: str) -> None:
+    engine = create_engine(database_url)
+    counter = iter(range(100, 1000))
+    table = Table("bulk", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("tags", JSON), Column("n", Integer, nullable=False, default=7),
+                  Column("label", String(8)))
+    computed = Table("bulk_computed", MetaData(), Column("id", Integer, primary_key=True),
+                     Column("n", Integer, default=lambda: next(counter)))
+    try:
+        table.create(engine)
+        computed.create(engine)
+        with engine.begin() as conn:
+            insert_many(conn, table, [{"id": i, "tags": ["a", {"b": i}], "label": None}
+                                      for i in range(3)])
+            insert_many(conn, table, [{"id": 9, "tags": None, "n": 1, "label": "x"}])
+            insert_many(conn, table, [])
+            insert_many(conn, computed, [{"id": 1}, {"id": 2}])  # SQLAlchemy's own path
+        with engine.connect() as conn:
+            assert conn.execute(select(table).order_by(table.c.id)).all() == [
+                (0, ["a", {"b": 0}], 7, None), (1, ["a", {"b": 1}], 7, None),
+                (2, ["a", {"b": 2}], 7, None), (9, None, 1, "x")]
+            assert conn.execute(select(computed.c.n).order_by(computed.c.id)).scalars().all() \
+                == [100, 101]
     finally:
         engine.dispose()
