@@ -129,20 +129,23 @@ def _stay_starts(slots: ir.Table, n_slots: int) -> ir.Table:
 
     Rather than a window over every (device, slot) row, which sorts them all, the slots
     of each device and commune become one bit mask ``here`` (a sum of distinct powers of
-    two: each slot has one commune), and the device's masks add up to ``heard``. Within
-    a stretch of slots free of other communes (``free``), only the first slot of
-    ``here`` starts a stay; the later ones follow a slot of the same commune. ``after``
-    marks the slots just after a slot of ``here``; adding it to ``free`` carries through
-    each stretch from there and clears it, so ``reach`` is every slot that a slot of
-    ``here`` precedes within its stretch (an ``after`` bit reached by a carry stays set,
-    hence the ``| after``). The first slots are ``here`` less ``reach``, unpacked into
-    rows with the day's slot numbers. Masks hold ``n_slots`` (at most 50) bits.
+    two: each slot has one commune), and the device's masks add up to ``heard`` (a
+    group-by and a join, cheaper than a window over the masks). Within a stretch of
+    slots free of other communes (``free``), only the first slot of ``here`` starts a
+    stay; the later ones follow a slot of the same commune. ``after`` marks the slots
+    just after a slot of ``here``; adding it to ``free`` carries through each stretch
+    from there and clears it, so ``reach`` is every slot that a slot of ``here``
+    precedes within its stretch (an ``after`` bit reached by a carry stays set, hence
+    the ``| after``). The first slots are ``here`` less ``reach``, unpacked into rows
+    with the day's slot numbers. Masks hold ``n_slots`` (at most 50) bits.
     """
     one = ibis.literal(1, type="int64")
     full = (1 << n_slots) - 1
+    # Sums are cast back to 64 bits (DuckDB sums 64-bit integers into 128 bits).
     runs = slots.group_by(["device_id", "commune", "dep_idx"]).agg(
-        here=(one << slots.slot).sum())
-    runs = runs.mutate(heard=runs.here.sum().over(group_by="device_id"))
+        here=(one << slots.slot).sum().cast("int64"))
+    heard = runs.group_by("device_id").agg(heard=runs.here.sum().cast("int64"))
+    runs = runs.join(heard, "device_id")
     free = full - (runs.heard - runs.here)
     after = (runs.here << 1) & free
     reach = after | (free - (free & (free + after)))
