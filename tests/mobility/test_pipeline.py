@@ -18,7 +18,13 @@ from hygie.mobility import engines, release, storage
 from hygie.mobility.generator import EVENT_SCHEMA, day_bounds
 from hygie.mobility.geography import Geography
 from hygie.mobility.model import PipelineConfig
-from hygie.mobility.pipeline import REGISTER_SCHEMA, DayContext, compute_day, reference_tables
+from hygie.mobility.pipeline import (
+    REGISTER_SCHEMA,
+    DayContext,
+    _stay_starts,
+    compute_day,
+    reference_tables,
+)
 from tests.conftest import shared_data
 from tests.mobility.conftest import START
 
@@ -152,3 +158,39 @@ def test_duckdb_and_pyspark_publish_identical_releases(small_world: Path, tmp_pa
     manifests = [json.loads((p / "manifest.json").read_text()) for p in (d, s)]
     assert manifests[0]["devices"] == manifests[1]["devices"] > 2500
     assert manifests[0]["privacy_report"]["tables"] == manifests[1]["privacy_report"]["tables"]
+
+
+def _starts_by_walking(seq: list[int | None]) -> list[tuple[int, int]]:
+    """Stay starts the plain way: a slot whose commune differs from the last one heard."""
+    out, last = [], None
+    for slot, commune in enumerate(seq):
+        if commune is not None and commune != last:
+            out.append((slot, commune))
+            last = commune
+        elif commune is not None:
+            last = commune
+    return out
+
+
+def test_stay_starts_from_slot_masks_match_a_walk_through_the_slots() -> None:
+    rng = np.random.default_rng(5)
+    rows, expected = [], []
+    for device in range(3000):
+        n_communes, silence, moves = rng.integers(1, 5), rng.random(), rng.random() * 0.4
+        seq: list[int | None] = []
+        commune = int(rng.integers(n_communes))
+        for _ in range(48):
+            if rng.random() < moves:
+                commune = int(rng.integers(n_communes))
+            seq.append(None if rng.random() < silence else commune)
+        rows += [(device, slot, c) for slot, c in enumerate(seq) if c is not None]
+        expected += [(device, slot, c) for slot, c in _starts_by_walking(seq)]
+    slots = pd.DataFrame(rows, columns=["device_id", "slot", "commune"]).astype("int64")
+    slots["dep_idx"] = slots["commune"]
+    engine = engines.connect("duckdb", threads=1)
+    try:
+        got = _stay_starts(engine.table(slots), 48).to_pyarrow().to_pandas()
+    finally:
+        engine.close()
+    got = sorted(map(tuple, got[["device_id", "slot", "commune"]].to_numpy().tolist()))
+    assert got == sorted(expected)
