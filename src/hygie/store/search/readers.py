@@ -1,8 +1,8 @@
 """Reading every indexed parameter's values out of a resource, one plan per type.
 
 Indexing a resource evaluates the expression of each searchable parameter of its
-type (thirty to fifty), and most of them find nothing: an Observation has about ten
-of its thirty-four. Most of the others are plain paths (``Observation.code``,
+type (thirty to fifty), and most of them find nothing: an Observation has values for
+about ten of its thirty-four. Most expressions are plain paths (``Observation.code``,
 ``(Observation.value as Quantity)``, ``Observation.subject.where(resolve() is
 Patient)``), and several parameters share a path (``code`` and ``combo-code``).
 So a ``TypeReader`` splits each parameter's expression into its union parts once,
@@ -20,7 +20,9 @@ The values are the ones the parameter's whole expression gives, in the same orde
 the member, ``as`` and ``where(resolve() is T)`` steps are the engine's own, and a
 union keeps the first of equal values as ``|`` does. ``tests/store/
 test_search_extract.py`` checks this against the whole expression on every official
-example and on synthetic records.
+example and on synthetic records. One difference, on bodies validation refuses: with
+two spellings of one choice element (``valueQuantity`` and ``valueString``) the values
+come in the JSON's order, where the engine's order follows a set's.
 """
 
 from __future__ import annotations
