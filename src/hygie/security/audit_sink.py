@@ -75,10 +75,13 @@ _FULL_URL = re.compile(rb'"fullUrl"\s*:\s*"[^"]*?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.
 _LOCATION = re.compile(rb'"location"\s*:\s*"(?:[^"]*/)?([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})')
 
 
+_ANONYMOUS = audit.agent_facts(None)
 #: Interactions whose query is part of what was accessed.
 _QUERIED = ("search", "history", "operation")
 #: Interactions that name the resource they wrote in their Location header.
 _LOCATED = frozenset({"create", "update", "patch"})
+#: Interactions whose response body, if any, is the one resource they are about.
+_INSTANCE = frozenset({"read", "vread", "create", "update", "patch", "delete"})
 
 
 class FhirAudit:
@@ -99,7 +102,7 @@ class FhirAudit:
         #: (principal, its agent_facts) by the principal's identity (tokens are cached,
         #: so a caller's principal is one object); the principal is kept, so its id
         #: cannot be reused while it is here.
-        self._agents: dict[int, tuple[Any, tuple[str | None, ...]]] = {}
+        self._agents: dict[int, tuple[Any, tuple[str, str, str, str]]] = {}
         self._finish = self.finish
 
     def record(self, request: FhirRequest, response: FhirResponse | None,
@@ -161,7 +164,9 @@ class FhirAudit:
                 patients.add(path[1])
         if body:
             patients.update(m.decode() for m in _PATIENT_REFERENCE.findall(body))
-            if b'"fullUrl"' in body or b'"location"' in body:  # a Bundle's entries
+            # a Bundle's entries: the body of an instance interaction is one resource, of
+            # the URL's type (searches, histories, batches and operations answer Bundles)
+            if code not in _INSTANCE or path[0] == "Bundle":
                 for pattern in (_FULL_URL, _LOCATION):
                     for res_type, res_id in pattern.findall(body):
                         name(f"{res_type.decode()}/{res_id.decode()}")
@@ -179,9 +184,9 @@ class FhirAudit:
             agent=self._agent(principal), address=address, references=references,
             query=query, patients=patients, detail=detail, emergency=emergency)
 
-    def _agent(self, principal: Any) -> tuple[str | None, ...]:
+    def _agent(self, principal: Any) -> tuple[str, str, str, str]:
         if principal is None:
-            return (None, None, None, None)
+            return _ANONYMOUS
         known = self._agents.get(id(principal))
         if known is not None and known[0] is principal:
             return known[1]
