@@ -139,7 +139,7 @@ def _stay_starts(slots: ir.Table, n_slots: int) -> ir.Table:
     the ``| after``). The first slots are ``here`` less ``reach``, unpacked into rows
     with the day's slot numbers. Masks hold ``n_slots`` (at most 50) bits.
     """
-    one = ibis.literal(1, type="int64")
+    one = ibis.literal(1).cast("int64")  # a typed literal: Spark shifts a plain 1 in 32 bits
     full = (1 << n_slots) - 1
     # Sums are cast back to 64 bits (DuckDB sums 64-bit integers into 128 bits).
     runs = slots.group_by(["device_id", "commune", "dep_idx"]).agg(
@@ -151,7 +151,7 @@ def _stay_starts(slots: ir.Table, n_slots: int) -> ir.Table:
     reach = after | (free - (free & (free + after)))
     runs = runs.select("device_id", "commune", "dep_idx", first=runs.here - (runs.here & reach))
     starts = runs.select("device_id", "commune", "dep_idx", "first",
-                         slot=ibis.range(0, n_slots).unnest().cast("int64"))
+                         slot=ibis.range(0, n_slots).cast("array<int64>").unnest())
     return starts.filter((starts.first >> starts.slot) & 1 == 1).drop("first")
 
 
