@@ -36,6 +36,7 @@ import orjson
 
 from hygie.config import load_settings
 from hygie.platform import open_platform
+from hygie.security.installation import install as install_security
 from hygie.security.tokens import issue_service_token
 from hygie.store.bulk import import_ndjson
 from hygie.store.migrations import upgrade
@@ -202,6 +203,7 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     settings = load_settings(database_url=url, var_dir=folder / "var")
     platform = open_platform(settings)
     upgrade(platform.engine)
+    install_security(platform)  # the import seals bodies, as ``hygie import`` does
     repository = open_store(platform).repository
     territory = generate_territory(1)
     seed_store(repository, patients=0, seed=1)  # the territory, so references resolve
