@@ -15,7 +15,9 @@ One run turns one Europe/Paris day of raw network events into aggregates (issue 
    on every engine.
 3. **Stays.** Consecutive slots in one commune form a stay, which lasts until the next
    stay starts (a silent phone has not moved); the first stay of the day starts at
-   midnight. Presence per zone and slot is then counted from stays.
+   midnight. Stay starts come from per-commune slot masks (``_stay_starts``), so that
+   only the stays, not the slots, go through windows. Presence per zone and slot is
+   then counted from stays.
 4. **Night presence and home.** The night zone is the département where a device
    spends most of the night window. The home register (keyed by a second pseudonym
    under the key of the period) adds up nights per département; the home is the
