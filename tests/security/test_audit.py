@@ -182,3 +182,52 @@ def test_audit_verify_command(territory: tuple[Any, Platform],
     assert result.exit_code == 1
     assert "FAIL record 1 was altered" in result.output
     assert "FAIL record 2 was altered" in result.output
+
+
+def _facts(patients: frozenset[str], entity: str) -> tuple[Any, ...]:
+    """An interaction's facts as the request would queue them (see ``audit.Facts``)."""
+    from hygie.security.audit import agent_facts, interaction_facts
+
+    def finish(_facts: tuple[Any, ...]) -> tuple[tuple[Any, ...], frozenset[str]]:
+        return interaction_facts(1_700_000_000_123_456, "read", "R", "0",
+                                 agent_facts(staff("petit", {"nurse"}, "chu",
+                                                   "Practitioner/petit")),
+                                 "10.0.0.7", [entity], None, patients, None, False)
+
+    return (finish,)
+
+
+def test_an_interaction_is_kept_as_facts_and_rebuilt(chain: AuditChain) -> None:
+    chain.append([_facts(frozenset({"anne"}), "Observation/obs-anne"),
+                  _facts(frozenset({"anne", "bruno"}), "Group/g1")])
+    with chain.engine.connect() as conn:
+        rows = conn.execute(select(audit_log).where(audit_log.c.seq > 10)
+                            .order_by(audit_log.c.seq)).all()
+    assert [(r.event, r.patient) for r in rows] == [(None, "anne"), (None, None)]
+    single = chain.events(audit_log.c.seq == 11)[0]
+    assert validate_resource(single, expected_type="AuditEvent") == [], single
+    assert single["id"] == "11" and single["recorded"] == "2023-11-14T22:13:20.123Z"
+    assert single["subtype"][0]["code"] == "read" and single["action"] == "R"
+    assert single["agent"][0]["who"]["reference"] == "Practitioner/petit"
+    assert single["agent"][0]["role"] == [{"text": "nurse"}]
+    assert single["agent"][0]["network"]["address"] == "10.0.0.7"
+    assert single["entity"][0]["what"] == {"reference": "Observation/obs-anne"}
+    assert chain.events(audit_log.c.seq == 11) == [single]  # the same every time
+    # one patient: the row's column; several: audit_patient; before: JSON records
+    assert [e["id"] for e in chain.for_patient("anne")] == ["12", "11"]
+    assert [e["id"] for e in chain.for_patient("bruno")] == ["12"]
+    assert [e["id"] for e in chain.for_patient("p1")] == ["8", "5", "2"]
+    assert [e["id"] for e in chain.for_patient("anne", before=12)] == ["11"]
+    assert verify(chain).ok
+
+
+@pytest.mark.parametrize("column, value", [("patient", "bruno"), ("who", "Practitioner/x"),
+                                           ("entity", "Observation/other"),
+                                           ("recorded", 1_600_000_000_000_000),
+                                           ("purpose", "BTG"), ("address", None)])
+def test_an_altered_fact_is_named(chain: AuditChain, column: str, value: Any) -> None:
+    chain.append([_facts(frozenset({"anne"}), "Observation/obs-anne")])
+    with chain.engine.begin() as conn:
+        conn.execute(update(audit_log).where(audit_log.c.seq == 11).values({column: value}))
+    assert verify(chain).problems == ["record 11 was altered: its content does not match "
+                                      "its hash"]

@@ -246,7 +246,7 @@ def login_subtype(code: str) -> tuple[str, str, str]:
     return (_DCM, {"login": "110122", "logout": "110123"}[code], code.capitalize())
 
 
-def interaction_facts(*, recorded: int, action: str, verb: str, outcome: str,
+def interaction_facts(recorded: int, action: str, verb: str, outcome: str,
                       agent: tuple[str, str, str, str], address: str | None,
                       references: Iterable[str], query: str | None,
                       patients: set[str] | frozenset[str], detail: str | None,

@@ -46,9 +46,9 @@ def interaction_of(req: FhirRequest) -> tuple[str, str]:
         return ("search-system", "R") if method == "GET" else ("transaction", "E")
     if path[0] == "metadata":
         return "capabilities", "R"
-    if any(p.startswith("$") for p in path):
-        op = next(p for p in path if p.startswith("$"))
-        return f"operation {op}", "E" if op in ("$export", "$import") else "R"
+    for op in path:
+        if op[:1] == "$":
+            return f"operation {op}", "E" if op in ("$export", "$import") else "R"
     if path[0] == "_history":
         return "history-system", "R"
     if n == 1:
@@ -80,6 +80,8 @@ _ANONYMOUS = audit.agent_facts(None)
 _QUERIED = ("search", "history", "operation")
 #: Interactions that name the resource they wrote in their Location header.
 _LOCATED = frozenset({"create", "update", "patch"})
+#: First characters of a path segment that is not a resource type or id.
+_NOT_A_TYPE = ("$", "_")
 #: Interactions whose response body, if any, is the one resource they are about.
 _INSTANCE = frozenset({"read", "vread", "create", "update", "patch", "delete"})
 
@@ -150,39 +152,34 @@ class FhirAudit:
         """The ``audit.FACTS`` columns of one interaction, from what its request captured."""
         (_finish, recorded, code, verb, outcome, principal, address, path, query, body,
          location, detail) = facts
-        references: list[str] = []
+        references: dict[str, None] = {}  # in order, each once
         patients: set[str] = set()
-
-        def name(reference: str) -> None:
-            if reference not in references and len(references) < MAX_ENTITIES:
-                references.append(reference)
-
-        if len(path) > 1 and not path[0].startswith(("$", "_")) \
-                and not path[1].startswith(("$", "_")):
-            name(f"{path[0]}/{path[1]}")
+        if len(path) > 1 and path[0][:1] not in _NOT_A_TYPE and path[1][:1] not in _NOT_A_TYPE:
+            references[f"{path[0]}/{path[1]}"] = None
             if path[0] == "Patient":
                 patients.add(path[1])
         if body:
-            patients.update(m.decode() for m in _PATIENT_REFERENCE.findall(body))
+            patients.update(map(bytes.decode, _PATIENT_REFERENCE.findall(body)))
             # a Bundle's entries: the body of an instance interaction is one resource, of
             # the URL's type (searches, histories, batches and operations answer Bundles)
             if code not in _INSTANCE or path[0] == "Bundle":
                 for pattern in (_FULL_URL, _LOCATION):
                     for res_type, res_id in pattern.findall(body):
-                        name(f"{res_type.decode()}/{res_id.decode()}")
+                        if len(references) < MAX_ENTITIES:
+                            references[f"{res_type.decode()}/{res_id.decode()}"] = None
                         if res_type == b"Patient":
                             patients.add(res_id.decode())
         if location:
             written = "/".join(location.split("/_history")[0].split("/")[-2:])
-            name(written)
+            if len(references) < MAX_ENTITIES:
+                references[written] = None
             if written.startswith("Patient/"):
                 patients.add(written.removeprefix("Patient/"))
-        emergency = bool(self.emergency and principal is not None and patients
+        emergency = bool(patients and self.emergency and principal is not None
                          and self.emergency(principal, patients))
-        return audit.interaction_facts(
-            recorded=recorded, action=code, verb=verb, outcome=outcome,
-            agent=self._agent(principal), address=address, references=references,
-            query=query, patients=patients, detail=detail, emergency=emergency)
+        return audit.interaction_facts(recorded, code, verb, outcome, self._agent(principal),
+                                       address, references, query, patients, detail,
+                                       emergency)
 
     def _agent(self, principal: Any) -> tuple[str, str, str, str]:
         if principal is None:
