@@ -898,12 +898,14 @@ def prepare_resource(
     return PreparedResource(res_type, res_id, checked, (index or _default_indexer())(checked))
 
 
+@cache
 def _default_validator() -> Validator:
     from hygie.store.validation import check_resource
 
     return check_resource
 
 
+@cache
 def _default_indexer() -> Indexer:
     from hygie.store.search import extract_index
 
