@@ -48,15 +48,17 @@ def _events(rows: list[tuple[int, float, int]], day: dt.date = DAY) -> pd.DataFr
     })
 
 
-def _run(geo: Geography, events: pd.DataFrame, cells: pd.DataFrame, register=None,
-         day: dt.date = DAY):
+def _run(geo: Geography, events: pd.DataFrame | list[pd.DataFrame], cells: pd.DataFrame,
+         register=None, day: dt.date = DAY):
     engine = engines.connect("duckdb", threads=1)
     cell_ref, census = reference_tables(geo, cells)
     start, seconds = day_bounds(day)
     ctx = DayContext(start, seconds // 1800, (day - dt.date(1970, 1, 1)).days, "k" * 64, "p" * 64)
     reg = register if register is not None else release._empty_register()
     try:
-        return compute_day(engine.table(events), engine.table(cell_ref), engine.table(census),
+        tables = ([engine.table(part) for part in events] if isinstance(events, list)
+                  else engine.table(events))
+        return compute_day(tables, engine.table(cell_ref), engine.table(census),
                            engine.table(reg, schema=REGISTER_SCHEMA), ctx, PipelineConfig())
     finally:
         engine.close()
@@ -106,6 +108,20 @@ def test_home_keeps_the_longest_known_zone_on_a_tie(geo: Geography) -> None:
     # One night in Paris, one in Lyon: home stays Paris, the night is counted in Lyon.
     assert night[["origin", "destination"]].values.tolist() == [[dep["75"], dep["69"]]]
     assert sorted(second.register["nights"]) == [1, 1]
+
+
+def test_parts_holding_their_own_devices_give_the_day_of_one_table(geo: Geography) -> None:
+    cells, _ = _world(geo)
+    rng = np.random.default_rng(3)
+    rows = [(208_01_0000000000 + int(d), float(h), int(c)) for d, h, c in zip(
+        rng.integers(0, 40, 2000), rng.uniform(-1, 25, 2000), rng.integers(0, 3, 2000),
+        strict=True)]
+    events = _events(rows)
+    parts = [events[events["device_id"] % 3 == k] for k in range(3)]
+    whole, split = _run(geo, events, cells), _run(geo, parts, cells)
+    assert split.devices == whole.devices == 40
+    for name in ("presence", "od", "fingerprints", "register"):
+        pd.testing.assert_frame_equal(getattr(split, name), getattr(whole, name))
 
 
 def test_events_outside_the_day_are_ignored(geo: Geography) -> None:

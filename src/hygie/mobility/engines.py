@@ -44,6 +44,13 @@ class Engine:
             return self.backend.read_parquet(files)
         return self.backend.read_parquet(str(folder))
 
+    def read_parts(self, folder: Path) -> list[ir.Table]:
+        """One table per ``*.parquet`` file of ``folder`` (each part holds its own devices)."""
+        files = sorted(glob.glob(str(Path(folder) / "*.parquet")))
+        if not files:
+            raise FileNotFoundError(f"no Parquet file in {folder}")
+        return [self.backend.read_parquet(f) for f in files]
+
     def table(self, frame: pd.DataFrame, schema: ibis.Schema | None = None) -> ir.Table:
         """A (small) pandas frame as a table usable in this engine's expressions.
 

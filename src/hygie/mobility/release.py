@@ -74,7 +74,7 @@ def aggregate_day(engine: Engine, root: Path, geo: Geography, day: dt.date,
     if register is None:
         path = storage.register_path(root, day)
         register = pd.read_parquet(path) if path.is_file() else _empty_register()
-    return compute_day(engine.read_parquet(folder), engine.table(cell_ref),
+    return compute_day(engine.read_parts(folder), engine.table(cell_ref),
                        engine.table(census), engine.table(register, schema=REGISTER_SCHEMA),
                        ctx, cfg or PipelineConfig())
 

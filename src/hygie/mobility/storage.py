@@ -10,6 +10,9 @@ Everything lives under one root (``settings.var_dir / "mobility"`` by default)::
     releases/date=YYYY-MM-DD/           presence.parquet, od.parquet, manifest.json
     truth/*.parquet                     what the generator really simulated
 
+A part of a day's raw events holds every event of its devices (the pipeline reduces
+each part on its own); the generator writes parts that way.
+
 Raw events and the day key are deleted 24 hours after the events were received
 (``purge_raw``): once the key is gone nothing links a pseudonym back to a device. The
 register and its key are deleted when the first day of a later month is processed
