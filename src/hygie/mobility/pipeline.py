@@ -186,7 +186,8 @@ def build_stays(events: ir.Table | Sequence[ir.Table], cells: ir.Table, ctx: Day
     """
     # One row per device and slot first (about 4x fewer rows than events), part by part:
     # a part holds every event of its devices, and aggregating parts one at a time keeps
-    # each hash table a part's size (a quarter less CPU than one table for the day).
+    # each hash table a part's size (a sixth less CPU than one table for the day, at a
+    # million devices).
     parts = [events] if isinstance(events, ir.Table) else list(events)
     per_part = [_last_cells(part, ctx) for part in parts]
     slots = per_part[0].union(*per_part[1:]) if len(per_part) > 1 else per_part[0]
