@@ -210,7 +210,7 @@ def instructions(sides: list[Side], kind: str, n: int) -> list[float]:
         _callgrind("--instr=on")
         _callgrind("--zero")
         asyncio.run(run_n(side, kind, n))
-        totals = _callgrind("--events=Ir")
+        totals = _callgrind("-e", "Ir")
         _callgrind("--instr=off")
         counts.append(sum(int(line.split()[2].replace(",", ""))
                           for line in totals.splitlines() if line.strip().startswith("Th "))
