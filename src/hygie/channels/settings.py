@@ -93,8 +93,9 @@ class ChannelSettings:
     in_doubt_grace_s: float = 300.0
     #: Seconds between two passes of the dispatcher when idle.
     poll_s: float = 0.2
-    #: Seconds between two passes of receipts and answers that found little to do: each
-    #: pass is one transaction, and a hundred receipts cost about what ten do.
+    #: Least seconds between the starts of two passes of receipts and answers (unless
+    #: one found a batch's worth): each pass is a transaction, and a hundred receipts
+    #: cost about what ten do.
     housekeeping_s: float = 0.1
     #: Replies meaning "send me nothing more", and "send again" (upper case, no accent).
     optout_keywords: str = "STOP,ARRET,STOPSMS,DESABONNER,DESINSCRIRE,UNSUBSCRIBE"

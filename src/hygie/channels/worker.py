@@ -101,11 +101,13 @@ class Dispatcher:
 
     # --- threads -----------------------------------------------------------------
     def _loop(self, name: str, step: Callable[[], int], idle: float | None = None,
-              full: int = 1) -> None:
-        """Run ``step`` until stopped, waiting ``idle`` after a pass that did less than
-        ``full`` units of work."""
+              full: int = 1, paced: bool = False) -> None:
+        """Run ``step`` until stopped. After a pass that did less than ``full`` units of
+        work, wait ``idle``; ``paced``: wait only what is left of ``idle`` since the
+        pass started (passes start at most every ``idle`` unless one is full)."""
         idle = self.channels.settings.poll_s if idle is None else idle
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 work = step()
             except Exception:
@@ -113,7 +115,8 @@ class Dispatcher:
                 work = 0
                 self._stop.wait(1.0)
             if work < full:
-                self._stop.wait(idle)
+                self._stop.wait(max(0.0, idle - (time.monotonic() - started)) if paced
+                                else idle)
 
     def start(self) -> Dispatcher:
         for channel in self.senders:
@@ -124,12 +127,13 @@ class Dispatcher:
                     target=self._loop, args=(str(channel), lambda c=channel: self.send_once(c)),
                     name=f"channels-{channel}-{n}", daemon=True))
         # Receipts and answers arrive one by one while a wave is sent: housekeeping
-        # lets them gather unless a pass had a batch's worth.
+        # passes start at most every housekeeping_s so that they gather, unless a
+        # pass had a batch's worth.
         settings = self.channels.settings
         self._threads.append(threading.Thread(
             target=self._loop, args=("housekeeping", self.housekeeping_once,
                                      max(settings.poll_s, settings.housekeeping_s),
-                                     HOUSEKEEPING_FULL),
+                                     HOUSEKEEPING_FULL, True),
             name="channels-housekeeping", daemon=True))
         for thread in self._threads:
             thread.start()
