@@ -35,15 +35,6 @@ class Engine:
         self._session = session
         self._views = 0
 
-    def read_parquet(self, folder: Path) -> ir.Table:
-        """A table over every ``*.parquet`` file of ``folder``."""
-        files = sorted(glob.glob(str(Path(folder) / "*.parquet")))
-        if not files:
-            raise FileNotFoundError(f"no Parquet file in {folder}")
-        if self.name == "duckdb":
-            return self.backend.read_parquet(files)
-        return self.backend.read_parquet(str(folder))
-
     def read_parts(self, folder: Path) -> list[ir.Table]:
         """One table per ``*.parquet`` file of ``folder`` (each part holds its own devices)."""
         files = sorted(glob.glob(str(Path(folder) / "*.parquet")))
