@@ -160,10 +160,12 @@ def _stay_starts(slots: ir.Table, n_slots: int) -> ir.Table:
     """
     one = ibis.literal(1).cast("int64")  # a typed literal: Spark shifts a plain 1 in 32 bits
     full = (1 << n_slots) - 1
-    # Sums are cast back to 64 bits (DuckDB sums 64-bit integers into 128 bits).
+    # DuckDB sums 64-bit integers into 128 bits, slower to shift and mask (this function
+    # took 2.3 times longer): sums are cast back to non-null 64 bits (a group has rows),
+    # a cast that Ibis writes out where one to plain int64 would be dropped.
     runs = slots.group_by(["device_id", "commune", "dep_idx"]).agg(
-        here=(one << slots.slot).sum().cast("int64"))
-    heard = runs.group_by("device_id").agg(heard=runs.here.sum().cast("int64"))
+        here=(one << slots.slot).sum().cast("!int64"))
+    heard = runs.group_by("device_id").agg(heard=runs.here.sum().cast("!int64"))
     runs = runs.join(heard, "device_id")
     free = full - (runs.heard - runs.here)
     after = (runs.here << 1) & free
