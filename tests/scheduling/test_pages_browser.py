@@ -156,7 +156,7 @@ def test_two_patients_on_one_slot_the_second_is_told(
 
 
 def test_staff_book_move_and_cancel(live: tuple[str, Platform, SchedulingService]) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     url, platform, _service = live
     with sync_playwright() as pw:
@@ -175,19 +175,21 @@ def test_staff_book_move_and_cancel(live: tuple[str, Platform, SchedulingService
         page.fill("#birth", "1950-06-07")
         page.click("#book button[type=submit]")
         page.wait_for_selector("#message:has-text('réservé')")
+        # the message comes first, then the agenda is drawn again: wait for both
         row = cardio.locator("tbody tr").nth(1)
-        assert "MARTIN Paul" in row.inner_text() and "réservé" in row.inner_text()
+        expect(row).to_contain_text("MARTIN Paul")
+        expect(row).to_contain_text("réservé")
         _shot(page, "scheduling-staff.png")
         row.get_by_role("button", name="Déplacer").click()
         page.wait_for_selector("#move-slots .slot")
         page.locator("#move-slots .slot").first.click()
         page.wait_for_selector("#message:has-text('déplacé')")
         first = cardio.locator("tbody tr").first
-        assert "MARTIN Paul" in first.inner_text()
+        expect(first).to_contain_text("MARTIN Paul")
         page.on("dialog", lambda d: d.accept())
         first.get_by_role("button", name="Annuler").click()
         page.wait_for_selector("#message:has-text('annulé')")
-        assert "libre" in cardio.locator("tbody tr").first.inner_text()
+        expect(cardio.locator("tbody tr").first).to_contain_text("libre")
         browser.close()
 
 
