@@ -97,6 +97,10 @@ class ChannelSettings:
     #: one found a batch's worth): each pass is a transaction, and a hundred receipts
     #: cost about what ten do.
     housekeeping_s: float = 0.1
+    #: Answers handed to their owners' handlers per pass: a batch handler takes them in
+    #: one transaction, and its per-batch work (locks, look-ups, the hand-over of the
+    #: next messages) is paid once for all (2,000 answered 1.3 times faster than 500).
+    answers_batch: int = 2000
     #: Replies meaning "send me nothing more", and "send again" (upper case, no accent).
     optout_keywords: str = "STOP,ARRET,STOPSMS,DESABONNER,DESINSCRIRE,UNSUBSCRIBE"
     optin_keywords: str = "START,REPRISE"

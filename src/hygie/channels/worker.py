@@ -80,7 +80,7 @@ class Dispatcher:
             self._receipt_cursor = 0  # look again at receipts that overtook their part
         applied, self._receipt_cursor = outbox.apply_receipts(since_id=self._receipt_cursor)
         work += applied
-        work += inbox.deliver_pending()
+        work += inbox.deliver_pending(self.channels.settings.answers_batch)
         if self.repository is not None:
             from hygie.channels.mirror import mirror_pass
 
