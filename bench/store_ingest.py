@@ -9,7 +9,7 @@ and Medplum need a JVM or Node images this machine cannot fetch), so the ratios 
 against their published figures, measured on 8 vCPU: Aidbox 2,678, HAPI 2,214 and
 Medplum 764 resources/s.
 
-    python bench/store_ingest.py [--patients 400] [--engines sqlite,postgresql]
+    python bench/store_ingest.py [--patients 400] [--engines sqlite,postgresql] [--no-import]
 
 The machine is shared, so each line also gives the CPU time spent per resource
 (microseconds; the processes that did the work, the database server's included):
@@ -260,6 +260,10 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
         f"{args.clients} clients; cpu {meter.seconds / written * 1e6:.0f} us/resource)",
         flush=True,
     )
+    if args.no_import:
+        platform.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        return
 
     ndjson = folder / "import.ndjson"
     with ndjson.open("wb") as fh:
@@ -291,6 +295,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--clients", type=int, default=4, help="client threads")
     parser.add_argument("--import-workers", type=int, default=None)
+    parser.add_argument("--no-import", action="store_true",
+                        help="measure only the transaction Bundles, not the NDJSON import")
     args = parser.parse_args()
     for engine_name in args.engines.split(","):
         bench_engine(engine_name, args)
