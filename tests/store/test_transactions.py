@@ -6,6 +6,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
+from hygie.platform import Platform
+
 
 def entry(
     resource: dict[str, Any],
@@ -194,3 +196,55 @@ def test_prepared_creates_roll_back_with_a_later_failure(client: TestClient) -> 
     found = client.get("/fhir/Patient?family=Prepared").json()
     assert found.get("total", 0) == 0 and not found.get("entry")
     assert client.get("/fhir/Patient/kept").json()["meta"]["versionId"] == "1"
+
+
+def _transaction_records(platform: Platform) -> list[Any]:
+    from hygie.security.installation import security_of
+
+    return [r for r in security_of(platform).audit_chain.records() if r.action == "transaction"]
+
+
+def test_transaction_audit_record_commits_with_it(
+    client: TestClient, platform: Platform
+) -> None:
+    """The Bundle's record is in the trail once, when the answer comes: no flush needed."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry({"resourceType": "Patient", "name": [{"family": "Audited"}]},
+                  full_url=PATIENT_URN),
+            entry(observation(PATIENT_URN)),
+        ],
+    }
+    resp = client.post("/fhir", json=bundle)
+    assert resp.status_code == 200, resp.text
+    locations = [e["response"]["location"].split("/_history")[0] for e in resp.json()["entry"]]
+    records = _transaction_records(platform)
+    assert len(records) == 1
+    record = records[0]
+    assert (record.verb, record.outcome) == ("E", "0")
+    assert record.entity.split() == locations
+    assert record.patient == locations[0].removeprefix("Patient/")
+
+
+def test_failed_transaction_records_only_its_failure(
+    client: TestClient, platform: Platform
+) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            entry({"resourceType": "Patient", "name": [{"family": "Refused"}]}),
+            entry({"resourceType": "Patient", "id": "never", "gender": "male"},
+                  method="PUT", url="Patient/never", ifMatch='W/"3"'),
+        ],
+    }
+    resp = client.post("/fhir", json=bundle)
+    assert resp.status_code in (409, 412)
+    from hygie.security.installation import security_of
+
+    assert security_of(platform).audit_writer.flush()
+    records = _transaction_records(platform)
+    assert [(r.verb, r.outcome) for r in records] == [("E", "4")]
+    assert "Bundle.entry[1]" in records[0].detail

@@ -68,6 +68,9 @@ class FhirResponse:
     resource: dict[str, Any] | None = None
     raw: bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: Set by an interaction that told the audit sink itself, inside its own write
+    #: transaction (a transaction Bundle); ``handle`` then does not tell it again.
+    audited: bool = False
 
 
 @dataclass
@@ -456,7 +459,8 @@ def handle(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
 
     The audit sink is told how each interaction ended: its response, or the error
     (a refusal included) that stopped it. A write of one resource tells it inside the
-    write's transaction, so that its record commits, or rolls back, with it.
+    write's transaction, so that its record commits, or rolls back, with it; a
+    transaction Bundle does the same in its own (``FhirResponse.audited``).
     """
     try:
         if req.method in _SINGLE_WRITES and 0 < len(req.path) <= 2 and req.path[-1] != "_search" \
@@ -469,7 +473,8 @@ def handle(req: FhirRequest, ctx: StoreContext) -> FhirResponse:
     except outcomes.FhirError as exc:
         ctx.audit.record(req, None, exc)
         raise
-    ctx.audit.record(req, response, None)
+    if not response.audited:
+        ctx.audit.record(req, response, None)
     return response
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -32,7 +33,9 @@ from hygie.store.model import WriteResult, format_instant, now_us
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 
 
+@cache
 def _status_line(code: int) -> str:
+    """``201 Created``: the status of a Bundle entry's response (http.html#transaction-response)."""
     from http import HTTPStatus
 
     try:
@@ -174,31 +177,36 @@ def _batch(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -
     return FhirResponse(200, resource=_bundle("batch-response", out))
 
 
-def _rewrite(value: Any, mapping: dict[str, str]) -> None:
+def _reference_holders(value: Any, found: list[dict[str, Any]]) -> None:
+    """Append to ``found`` every object of ``value`` whose ``reference`` is a string.
+
+    A transaction looks at references twice (conditional ones to resolve, full URLs of
+    the Bundle to rewrite); walking the resources once and keeping the objects that
+    hold them spares a walk over every element for each use.
+    """
+    if isinstance(value, dict):
+        if value.get("reference").__class__ is str:
+            found.append(value)
+        for v in value.values():
+            if isinstance(v, dict | list):
+                _reference_holders(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            if isinstance(v, dict | list):
+                _reference_holders(v, found)
+
+
+def _is_conditional(ref: str) -> bool:
+    """``Patient?identifier=...``: a reference resolved by a search (http.html#trules)."""
+    return "?" in ref and not ref.startswith(("http:", "https:", "urn:"))
+
+
+def _rewrite(holders: list[dict[str, Any]], mapping: dict[str, str]) -> None:
     """Replace, in place, references to full URLs of this Bundle by the ids they got."""
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if ref.__class__ is str and ref in mapping:
-            value["reference"] = mapping[ref]
-        for v in value.values():
-            if isinstance(v, dict | list):
-                _rewrite(v, mapping)
-    elif isinstance(value, list):
-        for v in value:
-            if isinstance(v, dict | list):
-                _rewrite(v, mapping)
-
-
-def _conditional_references(value: Any, found: set[str]) -> None:
-    if isinstance(value, dict):
-        ref = value.get("reference")
-        if isinstance(ref, str) and "?" in ref and not ref.startswith(("http:", "https:", "urn:")):
-            found.add(ref)
-        for v in value.values():
-            _conditional_references(v, found)
-    elif isinstance(value, list):
-        for v in value:
-            _conditional_references(v, found)
+    for holder in holders:
+        target = mapping.get(holder["reference"])
+        if target is not None:
+            holder["reference"] = target
 
 
 def _transaction(
@@ -211,28 +219,38 @@ def _transaction(
     conditional reference), the ids and rewrites are known up front, so that work is
     done before the write transaction starts: on SQLite the transaction holds the
     store's only write lock, and other writers wait only for the writes themselves.
+
+    The Bundle's audit record is written in the same transaction, so that it commits
+    (or rolls back) with the writes: a separate one would take the write lock and
+    commit a second time before the answer could go.
     """
     repo = ctx.repository
-    if _needs_lookups(entries):
+    holders: list[dict[str, Any]] = []
+    for entry in entries:
+        if "resource" in entry:
+            _reference_holders(entry["resource"], holders)
+    if _needs_lookups(entries, holders):
         with repo.transaction():
-            plan = _plan(ctx, req, entries)
-            return _execute(ctx, req, entries, plan)
-    plan = _plan(ctx, req, entries)
+            plan = _plan(ctx, req, entries, holders)
+            return _audited(ctx, req, _execute(ctx, req, entries, plan))
+    plan = _plan(ctx, req, entries, holders)
     with repo.transaction():
-        return _execute(ctx, req, entries, plan)
+        return _audited(ctx, req, _execute(ctx, req, entries, plan))
 
 
-def _needs_lookups(entries: list[dict[str, Any]]) -> bool:
+def _audited(ctx: StoreContext, req: FhirRequest, response: FhirResponse) -> FhirResponse:
+    """Record the Bundle's interaction inside its write transaction (see ``handle``)."""
+    ctx.audit.record(req, response, None)
+    response.audited = True
+    return response
+
+
+def _needs_lookups(entries: list[dict[str, Any]], holders: list[dict[str, Any]]) -> bool:
     """True when resolving the Bundle's ids or references reads the database."""
-    conditional: set[str] = set()
     for entry in entries:
         if entry["request"]["method"] == "POST" and entry["request"].get("ifNoneExist"):
             return True
-        if "resource" in entry:
-            _conditional_references(entry["resource"], conditional)
-            if conditional:
-                return True
-    return False
+    return any(_is_conditional(h["reference"]) for h in holders)
 
 
 @dataclass
@@ -245,11 +263,18 @@ class _Plan:
     prepared: list[Any] = field(default_factory=list)
 
 
-def _plan(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) -> _Plan:
+def _plan(
+    ctx: StoreContext,
+    req: FhirRequest,
+    entries: list[dict[str, Any]],
+    holders: list[dict[str, Any]],
+) -> _Plan:
     """Assign ids, resolve conditional creates and references, rewrite, prepare creates.
 
-    Reads the database only for ``ifNoneExist`` and conditional references; the caller
-    runs it inside the write transaction when there are any.
+    ``holders`` are the objects of the entries' resources that hold a reference
+    (``_reference_holders``). Reads the database only for ``ifNoneExist`` and
+    conditional references; the caller runs it inside the write transaction when there
+    are any.
     """
     repo = ctx.repository
     plan = _Plan()
@@ -287,10 +312,7 @@ def _plan(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) ->
             if len(path) == 2:
                 mapping[full_url] = f"{path[0]}/{path[1]}"
     # 2. conditional references
-    conditional: set[str] = set()
-    for entry in entries:
-        if "resource" in entry:
-            _conditional_references(entry["resource"], conditional)
+    conditional = {h["reference"] for h in holders if _is_conditional(h["reference"])}
     for ref in sorted(conditional):
         res_type, _, criteria = ref.partition("?")
         found = repo.find(res_type, criteria)
@@ -307,9 +329,7 @@ def _plan(ctx: StoreContext, req: FhirRequest, entries: list[dict[str, Any]]) ->
         mapping[ref] = f"{res_type}/{found[0].res_id}"
     # 3. rewrite references in place (the resources are ours: parsed from the body)
     if mapping:
-        for entry in entries:
-            if "resource" in entry:
-                _rewrite(entry["resource"], mapping)
+        _rewrite(holders, mapping)
     # 4. creates with assigned ids are validated and indexed now, written in one go later
     plan.creates = [i for i in plan.assigned if i not in plan.existing]
     for i in plan.creates:
