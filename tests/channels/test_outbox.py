@@ -54,6 +54,34 @@ def test_enqueue_is_idempotent_and_normalizes(platform: Platform,
         ch.get("0" * 32)
 
 
+def test_enqueue_in_the_callers_transaction(platform: Platform,
+                                           make_channels: Callable[..., Channels]) -> None:
+    """Messages queued inside a caller's transaction exist exactly when it commits."""
+    from hygie.platform import write_transaction
+
+    ch = make_channels(platform)
+    ch.inbox.receive_sms([("+33612000001", "STOP")])
+    with pytest.raises(RuntimeError), write_transaction(platform.engine) as conn:
+        ch.enqueue_in(conn, [sms("in-1")])
+        raise RuntimeError("the caller's own change fails")
+    with pytest.raises(MessageNotFound):
+        ch.get_by_key("in-1")
+    with write_transaction(platform.engine) as conn:
+        out = ch.enqueue_in(conn, [sms("in-1"), sms("in-2", to="+33612000001")])
+    assert out[0][1] is None and ch.get(out[0][0]).status is Status.QUEUED
+    assert out[1][1] == "opted out (STOP)" and ch.get(out[1][0]).status is Status.FAILED
+    with write_transaction(platform.engine) as conn:  # the same keys again: the same answer
+        assert ch.enqueue_in(conn, [sms("in-1"), sms("in-2", to="+33612000001")]) == out
+    # A bad message among others: nothing of the call is written, the caller goes on.
+    with write_transaction(platform.engine) as conn:
+        with pytest.raises(InvalidMessage):
+            ch.enqueue_in(conn, [sms("in-3"), sms("in-4", to="pas un numéro")])
+        ch.enqueue_in(conn, [sms("in-5")])
+    assert ch.get_by_key("in-5").status is Status.QUEUED
+    with pytest.raises(MessageNotFound):
+        ch.get_by_key("in-3")
+
+
 @pytest.mark.parametrize("bad", [
     sms("", text="x"), sms("k", text=""), sms("k", to="pas un numéro"),
     OutboundMessage("k", "o", Channel.EMAIL, "nobody", "x", subject="s"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from hygie.followup.model import AlertKind, AlertStatus, EnrollmentStatus, Level, SessionStatus
 from tests.followup.conftest import OFF_DUTY_PHONE, ON_DUTY_PHONE, Harness, paris_ms
 
@@ -351,3 +353,69 @@ def test_an_answer_and_stop_in_one_batch(harness: Harness, enroll: Any) -> None:
     harness.advance(600)
     harness.pump()
     assert _session(harness, e.id).status is SessionStatus.CANCELLED
+    # The question the first answer asked for was dropped with the STOP, unsent.
+    assert len(harness.texts_to(phone)) == 2
+    assert len(harness.channels.find(owner_prefix=owner)) == 2  # welcome, first question
+
+
+def _outgoing_states(harness: Harness) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from hygie.followup import tables as t
+
+    with harness.platform.engine.connect() as conn:
+        return dict(
+            conn.execute(
+                select(t.outgoing.c.state, func.count()).group_by(t.outgoing.c.state)
+            ).all()
+        )
+
+
+def test_the_next_question_is_queued_by_the_answers_own_transaction(
+    harness: Harness, enroll: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No hand-over after the handler: its commit put the next question in the outbox."""
+    from hygie.channels import Answer, Channel
+
+    phone = "+33612000097"
+    e = enroll("inline", phone)
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+    monkeypatch.setattr(harness.service, "hand_over_pending", lambda limit=2000: 0)
+    owner = f"followup:{e.id}"
+    harness.service.on_answers(
+        [Answer("i-1", owner, Channel.SMS, phone, "37,2", None, harness.now)]
+    )
+    assert "pending" not in _outgoing_states(harness)
+    (latest, *_rest) = harness.channels.find(owner_prefix=owner)
+    assert latest.status.value == "queued" and latest.recipient == phone
+    harness.dispatcher.drain(timeout_s=5.0, until=lambda: len(harness.texts_to(phone)) == 3)
+    assert harness.texts_to(phone)[-1] == latest.text
+
+
+def test_messages_the_outbox_refuses_in_the_transaction_wait_for_the_hand_over(
+    harness: Harness, enroll: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refusal inside the answer's transaction leaves its messages pending (nothing
+    lost); the hand-over then passes them one by one."""
+    from hygie.channels import Answer, Channel, InvalidMessage
+
+    phone = "+33612000098"
+    e = enroll("refused", phone)
+    harness.now = paris_ms("2026-03-02 08:00")
+    harness.pump(lambda: len(harness.texts_to(phone)) == 2)
+
+    def refuse(conn: Any, messages: Any) -> Any:
+        raise InvalidMessage("refused for the test")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(harness.channels, "enqueue_in", refuse)
+        patch.setattr(harness.service, "hand_over_pending", lambda limit=2000: 0)
+        owner = f"followup:{e.id}"
+        harness.service.on_answers(
+            [Answer("r-1", owner, Channel.SMS, phone, "37,2", None, harness.now)]
+        )
+        assert _outgoing_states(harness).get("pending") == 1
+    assert harness.service.hand_over_pending() == 1
+    assert "pending" not in _outgoing_states(harness)
+    harness.pump(lambda: len(harness.texts_to(phone)) == 3)

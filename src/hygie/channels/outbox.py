@@ -134,47 +134,61 @@ class Outbox(ReceiptSettlement):
         A key already used for the same message returns that message's id; a key
         used for a different message raises IdempotencyConflict (nothing is written).
         """
+        with write_transaction(self.engine) as conn:
+            return [mid for mid, _error in self.enqueue_in(conn, messages)]
+
+    def enqueue_in(self, conn: Connection, messages: Sequence[OutboundMessage]
+                   ) -> list[tuple[str, str | None]]:
+        """Persist messages inside the caller's write transaction on this outbox's
+        database; return ``(id, error)`` in order, ``error`` being why a message
+        failed at once (its number said STOP), or None.
+
+        The messages then exist exactly when the caller's own change commits (a
+        service's transactional outbox, with no hand-over afterwards). Every message
+        is checked before anything is written: an InvalidMessage or
+        IdempotencyConflict leaves the transaction as it was.
+        """
         now = self.clock()
         keys = [m.idempotency_key for m in messages]
         if len(set(keys)) != len(keys):
             raise IdempotencyConflict("the same idempotency key twice in one call")
-        with write_transaction(self.engine) as conn:
-            existing: dict[str, Any] = {}
-            for chunk in _chunks(keys, 500):
-                for row in conn.execute(select(t.message).where(
-                        t.message.c.idempotency_key.in_(chunk))):
-                    existing[row.idempotency_key] = row
-            numbers = [m.recipient for m in messages if Channel(m.channel) is Channel.SMS]
-            optouts = self._optouts(conn, numbers) if numbers else set()
-            rows, events, conversations, ids = [], [], {}, []
-            for m in messages:
-                row, error = self._row(m, now, optouts)
-                old = existing.get(m.idempotency_key)
-                if old is not None:
-                    same = (old.owner, old.channel, old.recipient, old.body, old.subject,
-                            old.html) == _fingerprint(m, row["recipient"])
-                    if not same:
-                        raise IdempotencyConflict(
-                            f"idempotency key {m.idempotency_key!r} names another message")
-                    ids.append(old.id)
-                    continue
-                rows.append(row)
-                ids.append(row["id"])
-                events.append({"message_id": row["id"], "status": Status.QUEUED, "at_ms": now,
-                               "detail": None})
-                if error:
-                    events.append({"message_id": row["id"], "status": Status.FAILED,
-                                   "at_ms": now, "detail": error})
-                elif m.awaits_answer and row["channel"] != Channel.EMAIL:
-                    conversations[(row["channel"], row["recipient"])] = (m.owner, row["id"])
-            if rows:
-                # Key order: two waves sharing keys wait on the unique index in one order.
-                rows.sort(key=lambda r: r["idempotency_key"])
-                insert_many(conn, t.message, rows)
-                insert_many(conn, t.event, events)
-            if conversations:
-                self._own_conversations(conn, conversations, now)
-        return ids
+        existing: dict[str, Any] = {}
+        for chunk in _chunks(keys, 500):
+            for row in conn.execute(select(t.message).where(
+                    t.message.c.idempotency_key.in_(chunk))):
+                existing[row.idempotency_key] = row
+        numbers = [m.recipient for m in messages if Channel(m.channel) is Channel.SMS]
+        optouts = self._optouts(conn, numbers) if numbers else set()
+        rows, events, conversations = [], [], {}
+        out: list[tuple[str, str | None]] = []
+        for m in messages:
+            row, error = self._row(m, now, optouts)
+            old = existing.get(m.idempotency_key)
+            if old is not None:
+                same = (old.owner, old.channel, old.recipient, old.body, old.subject,
+                        old.html) == _fingerprint(m, row["recipient"])
+                if not same:
+                    raise IdempotencyConflict(
+                        f"idempotency key {m.idempotency_key!r} names another message")
+                out.append((old.id, old.error if old.status == Status.FAILED else None))
+                continue
+            rows.append(row)
+            out.append((row["id"], error))
+            events.append({"message_id": row["id"], "status": Status.QUEUED, "at_ms": now,
+                           "detail": None})
+            if error:
+                events.append({"message_id": row["id"], "status": Status.FAILED,
+                               "at_ms": now, "detail": error})
+            elif m.awaits_answer and row["channel"] != Channel.EMAIL:
+                conversations[(row["channel"], row["recipient"])] = (m.owner, row["id"])
+        if rows:
+            # Key order: two waves sharing keys wait on the unique index in one order.
+            rows.sort(key=lambda r: r["idempotency_key"])
+            insert_many(conn, t.message, rows)
+            insert_many(conn, t.event, events)
+        if conversations:
+            self._own_conversations(conn, conversations, now)
+        return out
 
     def _optouts(self, conn: Connection, raw_numbers: Iterable[str]) -> set[str]:
         numbers = set()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import Connection
+
 from hygie.channels.answers import AnswerLinks
 from hygie.channels.errors import AlreadyAnswered, AnswerLinkError, InvalidMessage
 from hygie.channels.inbox import BatchHandler, Handler, InboundRecord, Inbox, Router
@@ -39,6 +41,14 @@ class Channels:
     def enqueue_many(self, messages: Sequence[OutboundMessage]) -> list[str]:
         """Queue many messages in one transaction (a mobilization wave)."""
         return self.outbox.enqueue_many(messages)
+
+    def enqueue_in(self, conn: Connection, messages: Sequence[OutboundMessage]
+                   ) -> list[tuple[str, str | None]]:
+        """Queue messages inside the caller's write transaction on the platform's
+        database (``platform.write_transaction``): they exist exactly when the caller's
+        change commits. Returns ``(id, error)`` in order; ``error`` says why a message
+        failed at once (its number said STOP)."""
+        return self.outbox.enqueue_in(conn, messages)
 
     def get(self, message_id: str) -> MessageRecord:
         return self.outbox.get(message_id)

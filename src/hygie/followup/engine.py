@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -59,7 +60,7 @@ from hygie.followup.model import (
     SessionStatus,
     SessionView,
 )
-from hygie.followup.outgoing import cancel_pending, hand_over
+from hygie.followup.outgoing import cancel_pending, hand_over, handing_over
 from hygie.followup.protocols import (
     covid19_definition,
     parse_protocol,
@@ -147,6 +148,22 @@ class FollowupService:
     @property
     def channels(self) -> Channels:
         return channels_for(self.platform)
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A follow-up write transaction whose messages go into the channels outbox
+        before it commits (one transaction where a separate hand-over took two more);
+        follow-ups whose question met a STOP said elsewhere are ended after it."""
+        channels = self.channels
+        opted: list[str] = []
+        with writing(self.engine) as conn:
+            if channels.outbox.engine is not self.engine:  # another database: hand over
+                yield conn
+                return
+            with handing_over(conn, channels, opted):
+                yield conn
+        if opted:
+            self.stop_opted_out(sorted(set(opted)))
 
     @property
     def notifier(self) -> al.Notifier:
@@ -434,7 +451,7 @@ class FollowupService:
         return total
 
     def escalate(self) -> int:
-        with writing(self.engine) as conn:
+        with self.writing() as conn:
             return al.escalate_due(conn, self.notifier, self.protocol_map(), self.clock())
 
     def end_due(self, limit: int = 500) -> int:

@@ -34,7 +34,6 @@ from hygie.followup.model import (
 from hygie.followup.outgoing import Outgoing, queue
 from hygie.followup.protocols import read_days, read_rules, read_times
 from hygie.followup.schedule import end_of_followup_ms, local_instant_ms, next_session_ms
-from hygie.followup.transactions import writing
 from hygie.store.outcomes import FhirError
 
 if TYPE_CHECKING:
@@ -188,7 +187,7 @@ def enroll(
         f"{end.isoformat()}. You will receive questions by SMS. In an emergency call "
         f"15. Reply STOP to end the messages."
     )
-    with writing(service.engine) as conn:
+    with service.writing() as conn:
         taken = conn.scalar(
             select(t.enrollment.c.id)
             .where(

@@ -8,11 +8,19 @@ outbox (``enqueue_many``, the row's key as idempotency key) and records the outb
 A crash between the two leaves the rows pending; the next hand-over enqueues them
 again under the same keys, and the outbox returns the messages it already has, so
 nothing is sent twice and nothing is lost.
+
+The outbox lives in the same database, so a transaction opened by
+:func:`handing_over` (``FollowupService.writing``) puts its messages straight into it
+before it commits: the rows are written as handed, and the answers of a batch cost no
+second and third transaction. Should the outbox refuse them (a bad number among them),
+they are left pending for :func:`hand_over`, which tries them one by one.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +28,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from hygie.channels import Channel, ChannelError, Channels, OutboundMessage, Status
 from hygie.followup import tables as t
-from hygie.followup.transactions import insert_rows, writing
+from hygie.followup.transactions import chunks, insert_rows, writing
 
 log = logging.getLogger("hygie.followup")
 
@@ -45,10 +53,19 @@ class Outgoing:
     awaits: bool = False
 
 
+#: ``Connection.info`` key of the messages a :func:`handing_over` transaction collects.
+_COLLECTED = "hygie.followup.outgoing"
+
+
 def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
-    """Write messages in the caller's transaction (sent by the next hand-over)."""
+    """Write messages in the caller's transaction: handed to the outbox at its end when
+    it was opened by :func:`handing_over`, else by the next :func:`hand_over`."""
     if not messages:
         return
+    collected: list[Outgoing] | None = conn.info.get(_COLLECTED)
+    state = PENDING if collected is None else HANDED
+    if collected is not None:
+        collected.extend(messages)
     insert_rows(
         conn,
         t.outgoing,
@@ -64,7 +81,7 @@ def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
                 "about": m.about,
                 "recipient_ref": m.recipient_ref,
                 "awaits": m.awaits,
-                "state": PENDING,
+                "state": state,
                 "created_ms": now,
             }
             for m in messages
@@ -74,26 +91,69 @@ def queue(conn: Connection, messages: list[Outgoing], now: int) -> None:
 
 def cancel_pending(conn: Connection, enrollment_id: str) -> None:
     """Drop what an enrollment has not handed over yet (it ended, or the patient said
-    STOP); what the outbox already has is called back with ``channels.cancel``."""
+    STOP), this transaction's messages included; what the outbox already has is called
+    back with ``channels.cancel``."""
     conn.execute(
         update(t.outgoing)
         .where(t.outgoing.c.enrollment_id == enrollment_id, t.outgoing.c.state == PENDING)
         .values(state=CANCELLED)
     )
+    collected: list[Outgoing] | None = conn.info.get(_COLLECTED)
+    if collected:
+        dropped = [m.key for m in collected if m.enrollment_id == enrollment_id]
+        if dropped:
+            collected[:] = [m for m in collected if m.enrollment_id != enrollment_id]
+            for part in chunks(dropped):
+                conn.execute(
+                    update(t.outgoing).where(t.outgoing.c.key.in_(part)).values(state=CANCELLED)
+                )
 
 
-def _message(row: Any) -> OutboundMessage:
+@contextmanager
+def handing_over(conn: Connection, channels: Channels, opted_out: list[str]) -> Iterator[None]:
+    """Within the block, messages queued on ``conn`` go to the channels outbox at its
+    end, in the same transaction (``conn`` must be a write transaction on the
+    outbox's database). Enrollments whose question failed at once because the number
+    said STOP (to another service) are added to ``opted_out``, for the caller to end
+    them once committed."""
+    collected: list[Outgoing] = []
+    conn.info[_COLLECTED] = collected
+    try:
+        yield
+        if collected:
+            opted_out.extend(_enqueue_collected(conn, channels, collected))
+    finally:
+        conn.info.pop(_COLLECTED, None)
+
+
+def _enqueue_collected(conn: Connection, channels: Channels, messages: list[Outgoing]
+                       ) -> list[str]:
+    try:
+        results = channels.enqueue_in(conn, [_outbound(m) for m in messages])
+    except ChannelError as exc:
+        # Nothing was written by the outbox: back to pending, tried one by one.
+        log.warning("follow-up messages left for the hand-over: %s", type(exc).__name__)
+        for part in chunks([m.key for m in messages]):
+            conn.execute(update(t.outgoing).where(t.outgoing.c.key.in_(part))
+                         .values(state=PENDING))
+        return []
+    return [m.enrollment_id for m, (_mid, error) in zip(messages, results, strict=True)
+            if error and "opted out" in error and m.awaits and m.enrollment_id]
+
+
+def _outbound(m: Any) -> OutboundMessage:
+    """The outbox's message for an :class:`Outgoing` or a ``followup_outgoing`` row."""
     return OutboundMessage(
-        idempotency_key=row.key,
-        owner=row.owner,
-        channel=Channel(row.channel),
-        recipient=row.recipient,
-        text=row.text,
-        subject=row.subject,
-        expected_answers=[] if row.awaits else None,
-        about=row.about,
-        recipient_ref=row.recipient_ref,
-        ttl_s=QUESTION_TTL_S if row.awaits else None,
+        idempotency_key=m.key,
+        owner=m.owner,
+        channel=Channel(m.channel),
+        recipient=m.recipient,
+        text=m.text,
+        subject=m.subject,
+        expected_answers=[] if m.awaits else None,
+        about=m.about,
+        recipient_ref=m.recipient_ref,
+        ttl_s=QUESTION_TTL_S if m.awaits else None,
     )
 
 
@@ -122,7 +182,7 @@ def hand_over(
     done: list[str] = []
     refused: list[str] = []
     try:
-        ids = channels.enqueue_many([_message(r) for r in rows])
+        ids = channels.enqueue_many([_outbound(r) for r in rows])
         done = [r.key for r in rows]
         if opted_out is not None:
             asked = {
@@ -136,7 +196,7 @@ def hand_over(
     except ChannelError:
         for r in rows:
             try:
-                channels.enqueue(_message(r))
+                channels.enqueue(_outbound(r))
                 done.append(r.key)
             except ChannelError as exc:
                 log.warning("follow-up message refused by the outbox: %s", type(exc).__name__)

@@ -103,7 +103,7 @@ def scan_readings(service: FollowupService, max_pages: int = 5) -> int:
     protocols = service.protocol_map()
     notifier = service.notifier
     now = service.clock()
-    with writing(service.engine) as conn:
+    with service.writing() as conn:
         enrollments = (
             conn.execute(
                 select(t.enrollment).where(

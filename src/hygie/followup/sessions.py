@@ -27,7 +27,7 @@ from hygie.followup.model import AlertKind, EnrollmentStatus, Level, SessionStat
 from hygie.followup.outgoing import Outgoing, queue
 from hygie.followup.protocols import effective_rules
 from hygie.followup.schedule import next_session_ms
-from hygie.followup.transactions import chunks, insert_rows, writing
+from hygie.followup.transactions import chunks, insert_rows
 
 if TYPE_CHECKING:
     from hygie.followup.engine import FollowupService
@@ -100,7 +100,7 @@ def take_answers(service: FollowupService, answers: Sequence[Answer]) -> None:
     protocols = service.protocol_map()
     notifier = service.notifier
     stopped: list[str] = []
-    with writing(service.engine) as conn:
+    with service.writing() as conn:
         ids = [a.id for a in mine]
         known: set[str] = set()
         for part in chunks(ids):
@@ -196,6 +196,8 @@ def take_answers(service: FollowupService, answers: Sequence[Answer]) -> None:
         if dirty:
             conn.execute(SESSION_UPDATE, [session_params(s) for s in dirty.values()])
         now = service.clock()
+        if stopped:  # what earlier answers of the batch asked of them is not sent
+            messages = [m for m in messages if m.enrollment_id not in stopped]
         queue(conn, messages, now)
         project(conn, resources, now)
     if stopped:
@@ -210,7 +212,7 @@ def start_due(service: FollowupService, chunk: int) -> int:
     """One chunk of due sessions; -1 when nothing was due."""
     now = service.clock()
     protocols = service.protocol_map()
-    with writing(service.engine) as conn:
+    with service.writing() as conn:
         q = (
             select(t.enrollment)
             .where(
@@ -326,7 +328,7 @@ def fire_due(service: FollowupService, limit: int = 500) -> int:
     now = service.clock()
     protocols = service.protocol_map()
     notifier = service.notifier
-    with writing(service.engine) as conn:
+    with service.writing() as conn:
         rows = conn.execute(
             select(t.session)
             .where(t.session.c.status == SessionStatus.IN_PROGRESS, t.session.c.timer_ms <= now)
