@@ -101,6 +101,12 @@ class CpuMeter:
     def seconds(self) -> float:
         return sum(self.last[p] - self.first[p] for p in self.last)
 
+    def shares(self, pids: list[int]) -> list[float]:
+        """Each of ``pids``' part of their CPU seconds together, largest first."""
+        used = [self.last[p] - self.first[p] for p in pids if p in self.last]
+        total = sum(used) or 1.0
+        return sorted((u / total for u in used), reverse=True)
+
 
 def descendants(root: int) -> list[int]:
     """``root`` and every process below it."""
@@ -163,9 +169,15 @@ def wait_for(port: int, timeout: float = 60) -> None:
 
 
 def post_all(port: int, token: str, bodies: list[bytes],
-             clients: int) -> tuple[float, int, int]:
+             clients: int, new_connections: bool = False) -> tuple[float, int, int]:
     """POST every body to /fhir from ``clients`` threads; returns (seconds, failures,
-    resources of the Bundles acknowledged)."""
+    resources of the Bundles acknowledged).
+
+    With ``new_connections`` each Bundle goes on a connection of its own, as from many
+    senders: the server's workers then share the Bundles by who accepts first, where a
+    few kept-alive connections stay with the worker that accepted them (one worker can
+    end up with three of the four clients, or all of them).
+    """
     queue = list(reversed(bodies))
     lock = threading.Lock()
     failures = [0]
@@ -184,6 +196,9 @@ def post_all(port: int, token: str, bodies: list[bytes],
                     break
                 body = queue.pop()
             try:
+                if new_connections:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 conn.request("POST", "/fhir", body=body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
@@ -245,10 +260,13 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     try:
         wait_for(port)
         post_all(port, token, bundles[:5], 1)  # warm up workers
+        workers = [p for p in descendants(server.pid) if p != server.pid]
         with CpuMeter(
             lambda: descendants(server.pid) + database_backends(engine_name)
         ) as meter:
-            seconds, failures, written = post_all(port, token, bundles[5:], args.clients)
+            seconds, failures, written = post_all(
+                port, token, bundles[5:], args.clients, args.new_connections
+            )
     finally:
         server.terminate()
         server.wait(30)
@@ -257,7 +275,9 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     print(
         f"ingest_transaction_{engine_name}: {rate:,.0f} resources/s ({ratios}; "
         f"{len(bundles) - 5} bundles, {failures} failed, {args.workers} workers, "
-        f"{args.clients} clients; cpu {meter.seconds / written * 1e6:.0f} us/resource)",
+        f"{args.clients} clients{', a connection per bundle' if args.new_connections else ''}; "
+        f"cpu {meter.seconds / written * 1e6:.0f} us/resource; server processes' cpu "
+        f"{'/'.join(f'{s:.0%}' for s in meter.shares(workers) if s >= 0.01)})",
         flush=True,
     )
     if args.no_import:
@@ -295,6 +315,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument("--clients", type=int, default=4, help="client threads")
     parser.add_argument("--import-workers", type=int, default=None)
+    parser.add_argument("--new-connections", action="store_true",
+                        help="send each Bundle on a new connection (see post_all)")
     parser.add_argument("--no-import", action="store_true",
                         help="measure only the transaction Bundles, not the NDJSON import")
     args = parser.parse_args()
