@@ -21,7 +21,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain
 from typing import Any
 
 import orjson
@@ -123,42 +122,6 @@ _PG_COPY_TYPES = {
     Boolean: "bool",
     LargeBinary: "bytea",
 }
-
-
-#: Rows per INSERT statement on SQLite, largest first (see ``_sqlite_insert_rows``).
-_SQLITE_ROWS_PER_INSERT = (64, 8, 1)
-
-
-@cache
-def _sqlite_insert(table: str, columns: tuple[str, ...], n: int) -> str:
-    """The INSERT of ``n`` rows into ``columns`` of ``table``, with ``?`` marks."""
-    row = f"({', '.join('?' * len(columns))})"
-    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([row] * n)}"
-
-
-def _sqlite_insert_rows(
-    dbapi: Any, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows`` several per statement.
-
-    The sqlite3 module lets go of the interpreter lock around each step of a
-    statement, and ``executemany`` steps once per row: while another thread of the
-    process runs Python (the next request's validation), every row then waits for the
-    interpreter lock to come back, up to the 5 ms switch interval, with the database's
-    write lock held. Sixty-four rows per statement make that a few waits per table;
-    three statement sizes, prepared once per connection, serve every batch.
-    """
-    cursor = dbapi.cursor()
-    try:
-        start, total = 0, len(rows)
-        for size in _SQLITE_ROWS_PER_INSERT:
-            if total - start >= size:
-                sql = _sqlite_insert(table, columns, size)
-                while total - start >= size:
-                    cursor.execute(sql, list(chain.from_iterable(rows[start : start + size])))
-                    start += size
-    finally:
-        cursor.close()
 
 
 @cache
@@ -703,7 +666,7 @@ class SqlRepository(Repository):
     def _bulk_rows(
         self, conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
     ) -> None:
-        """Insert many rows with the driver's fastest path: multi-row INSERTs, or COPY.
+        """Insert many rows with the driver's fastest path: executemany, or COPY.
 
         PostgreSQL gets COPY in binary format: neither side formats or parses text
         (about 20 us less per resource on each side than text COPY).
@@ -713,7 +676,10 @@ class SqlRepository(Repository):
         dbapi = conn.connection.dbapi_connection
         assert dbapi is not None
         if self.is_sqlite:
-            _sqlite_insert_rows(dbapi, table, columns, rows)
+            marks = ", ".join("?" * len(columns))
+            dbapi.executemany(  # type: ignore[attr-defined]
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows
+            )
             return
         with (
             dbapi.cursor() as cur,
