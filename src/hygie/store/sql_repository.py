@@ -68,12 +68,27 @@ Indexer = Callable[[dict[str, Any]], dict[str, list[tuple[Any, ...]]]]
 
 @dataclass(frozen=True, slots=True)
 class PreparedResource:
-    """A validated resource with its id and index rows, ready for ``put_many``."""
+    """A validated resource with its id and index rows, ready for ``put_many``.
+
+    ``index`` holds the rows of each index table as they are inserted, ``[res_pk,
+    res_type, *values]`` (``index_rows``), with a placeholder for ``res_pk`` that the
+    write fills in: the rows are built here, ahead of the write transaction, which
+    then only sets one slot of each.
+    """
 
     res_type: str
     res_id: str
     body: dict[str, Any]
-    index: dict[str, list[tuple[Any, ...]]]
+    index: dict[str, list[list[Any]]]
+
+
+def index_rows(
+    res_type: str, extracted: dict[str, list[tuple[Any, ...]]]
+) -> dict[str, list[list[Any]]]:
+    """The rows of each index table for one resource's extracted values, ``res_pk`` 0."""
+    return {
+        kind: [[0, res_type, *v] for v in values] for kind, values in extracted.items() if values
+    }
 
 
 _CONNECTION: ContextVar[dict[int, Connection] | None] = ContextVar("hygie_store_tx", default=None)
@@ -357,25 +372,30 @@ class SqlRepository(Repository):
         return self.codec.seal(data, f"{res_type}/{res_id}/{version}")
 
     def _write_index(self, conn: Connection, pk: int, res_type: str, body: dict[str, Any]) -> None:
-        self._insert_index_rows(conn, [(pk, res_type, self._index(body))])
+        self._insert_index_rows(conn, [(pk, index_rows(res_type, self._index(body)))])
 
     def _insert_index_rows(
-        self,
-        conn: Connection,
-        items: list[tuple[int, str, dict[str, list[tuple[Any, ...]]]]],
+        self, conn: Connection, items: list[tuple[int, dict[str, list[list[Any]]]]]
     ) -> None:
-        """Insert the index rows of many resources, one bulk statement per table.
+        """Insert the index rows (``index_rows``) of many resources, one bulk statement
+        per table, each row given its resource's ``pk`` first.
 
         Index rows are the bulk of what a write sends (a dozen or more per resource),
         so they bypass SQLAlchemy's per-row parameter processing: ``executemany`` on
-        SQLite, ``COPY`` on PostgreSQL.
+        SQLite, ``COPY`` on PostgreSQL. They were built beforehand, so that the write
+        transaction makes no object per row (on SQLite it holds the store's one write
+        lock, and allocations there also set off the garbage collector's passes).
         """
-        by_kind: dict[str, list[tuple[Any, ...]]] = {}
-        for pk, res_type, rows in items:
-            for kind, values in rows.items():
-                if values:
-                    bucket = by_kind.setdefault(kind, [])
-                    bucket.extend((pk, res_type, *v) for v in values)
+        by_kind: dict[str, list[list[Any]]] = {}
+        for pk, tables in items:
+            for kind, rows in tables.items():
+                for row in rows:
+                    row[0] = pk
+                bucket = by_kind.get(kind)
+                if bucket is None:
+                    by_kind[kind] = list(rows)
+                else:
+                    bucket += rows
         for kind, rows in by_kind.items():
             self._bulk_rows(conn, INDEX_TABLES[kind].name, _INDEX_INSERT_COLUMNS[kind], rows)
 
@@ -611,7 +631,7 @@ class SqlRepository(Repository):
                         )
             self._bulk_rows(conn, "resource_version", _VERSION_COLUMNS, version_rows)
             self._insert_index_rows(
-                conn, [(pk_of[key], p.res_type, p.index) for key, (p, _v, _d) in last.items()]
+                conn, [(pk_of[key], p.index) for key, (p, _v, _d) in last.items()]
             )
         return [
             WriteResult(
@@ -664,7 +684,11 @@ class SqlRepository(Repository):
         return [r[0] for r in rows]
 
     def _bulk_rows(
-        self, conn: Connection, table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+        self,
+        conn: Connection,
+        table: str,
+        columns: tuple[str, ...],
+        rows: Sequence[Sequence[Any]],
     ) -> None:
         """Insert many rows with the driver's fastest path: executemany, or COPY.
 
@@ -908,7 +932,8 @@ def prepare_resource(
         raise outcomes.invalid("the resource has no resourceType", expression="resourceType")
     res_id = res_id or body.get("id") or str(uuid.uuid4())
     checked = _checked(body, res_type, res_id, validate or _default_validator())
-    return PreparedResource(res_type, res_id, checked, (index or _default_indexer())(checked))
+    extracted = (index or _default_indexer())(checked)
+    return PreparedResource(res_type, res_id, checked, index_rows(res_type, extracted))
 
 
 @cache
