@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from starlette.testclient import TestClient
 
 from hygie.platform import Platform
+from hygie.store.interactions import FhirRequest, StoreContext, handle
 
 
 def entry(
@@ -248,3 +250,46 @@ def test_failed_transaction_records_only_its_failure(
     records = _transaction_records(platform)
     assert [(r.verb, r.outcome) for r in records] == [("E", "4")]
     assert "Bundle.entry[1]" in records[0].detail
+
+
+def test_concurrent_transactions_each_commit_whole(store: StoreContext) -> None:
+    """Threads writing Bundles at once (a server's request threads): every Bundle is
+    written whole, with its references rewritten to its own patient."""
+    import threading
+
+    def bundle(n: int) -> bytes:
+        urn = f"urn:uuid:00000000-0000-4000-8000-{n:012d}"
+        return orjson.dumps({
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                entry({"resourceType": "Patient", "name": [{"family": f"Thread{n}"}]},
+                      full_url=urn),
+                *(entry(observation(urn, 36.0 + i / 10)) for i in range(5)),
+            ],
+        })
+
+    failures: list[BaseException] = []
+
+    def post(first: int) -> None:
+        try:
+            for n in range(first, first + 3):
+                resp = handle(FhirRequest("POST", (), body=bundle(n)), store)
+                assert resp.status == 200
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=post, args=(first,)) for first in (0, 10, 20, 30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    repo = store.repository
+    for n in (0, 1, 2, 10, 11, 12, 20, 21, 22, 30, 31, 32):
+        patients = repo.search("Patient", [("family:exact", f"Thread{n}")]).matches
+        assert len(patients) == 1
+        observations = repo.search(
+            "Observation", [("subject", f"Patient/{patients[0].res_id}")]
+        ).matches
+        assert len(observations) == 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -102,6 +102,11 @@ class Repository(ABC):
     @abstractmethod
     def lock(self, name: str) -> None:
         """Serialise writers on ``name`` until the current transaction ends."""
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """This thread's turn, in its process, to prepare and write a large write (a
+        transaction Bundle). Backends whose writers need no turns return a no-op."""
+        return nullcontext()
 
     @abstractmethod
     def iter_resources(

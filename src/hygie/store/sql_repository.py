@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -218,6 +219,8 @@ class SqlRepository(Repository):
         self.is_sqlite = engine.dialect.name == "sqlite"
         self._validate = validator or _default_validator()
         self._index = indexer or _default_indexer()
+        #: See ``write_turn``.
+        self._turn = threading.Lock() if self.is_sqlite else None
         self.default_count = default_count
         self.max_count = max_count
         self.default_total = default_total
@@ -250,6 +253,19 @@ class SqlRepository(Repository):
                 yield
             finally:
                 _CONNECTION.reset(token)
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """On SQLite, the threads of a process prepare and write a Bundle one at a time.
+
+        SQLite has one writer at a time, and while a thread holds its lock every
+        statement lets go of the interpreter lock and takes it back; with another
+        thread of the process validating its own Bundle meanwhile, each take-back
+        could wait for that thread's switch interval (5 ms), the write lock held all
+        along. Taking turns in a process leaves the other server processes to prepare
+        theirs while one writes. (Measured over HTTP with two workers: the wait for
+        the write lock fell from 66-101 ms to 10-16 ms per Bundle.)
+        """
+        return self._turn if self._turn is not None else nullcontext()
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:

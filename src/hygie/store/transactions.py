@@ -219,6 +219,7 @@ def _transaction(
     conditional reference), the ids and rewrites are known up front, so that work is
     done before the write transaction starts: on SQLite the transaction holds the
     store's only write lock, and other writers wait only for the writes themselves.
+    The threads of a process take turns for a whole Bundle (``write_turn``).
 
     The Bundle's audit record is written in the same transaction, so that it commits
     (or rolls back) with the writes: a separate one would take the write lock and
@@ -229,13 +230,14 @@ def _transaction(
     for entry in entries:
         if "resource" in entry:
             _reference_holders(entry["resource"], holders)
-    if _needs_lookups(entries, holders):
+    with repo.write_turn():
+        if _needs_lookups(entries, holders):
+            with repo.transaction():
+                plan = _plan(ctx, req, entries, holders)
+                return _audited(ctx, req, _execute(ctx, req, entries, plan))
+        plan = _plan(ctx, req, entries, holders)
         with repo.transaction():
-            plan = _plan(ctx, req, entries, holders)
             return _audited(ctx, req, _execute(ctx, req, entries, plan))
-    plan = _plan(ctx, req, entries, holders)
-    with repo.transaction():
-        return _audited(ctx, req, _execute(ctx, req, entries, plan))
 
 
 def _audited(ctx: StoreContext, req: FhirRequest, response: FhirResponse) -> FhirResponse:
