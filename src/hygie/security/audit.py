@@ -29,10 +29,10 @@ points at nothing) or moved (a record whose hash verifies at another position). 
 last record written is also kept in ``<var_dir>/audit/head``, so that cutting records
 off the end is seen too.
 
-Writing is done by one ``AuditWriter`` thread per process, which appends queued events
-in batches, one transaction each, holding the chain's lock (``BEGIN IMMEDIATE`` on
-SQLite, an advisory lock on PostgreSQL) so that several processes extend one chain.
-Reads are not held up by the audit: their events are appended within
+Records are queued by the ``AuditWriter`` of each process (``audit_writer``) and
+appended in batches, one transaction each, holding the chain's lock (``BEGIN
+IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) so that several processes extend
+one chain. Reads are not held up by the audit: their events are appended within
 ``FLUSH_INTERVAL_S``. Writes, sign-ins and emergency accesses wait until their event is
 committed before the caller gets an answer (durable before acknowledged).
 """
@@ -41,11 +41,9 @@ from __future__ import annotations
 
 import hmac
 import itertools
-import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -80,6 +78,7 @@ from hygie.security.audit_events import (
     interaction_subtype,
     login_subtype,
 )
+from hygie.security.audit_writer import FLUSH_INTERVAL_S, AuditRecord, AuditWriter, Facts
 from hygie.security.tables import audit_log, audit_patient
 
 __all__ = [
@@ -88,6 +87,7 @@ __all__ = [
     "EMERGENCY",
     "EXPORT",
     "FACTS",
+    "FLUSH_INTERVAL_S",
     "GENESIS",
     "LOGIN",
     "MINOR_FAILURE",
@@ -118,43 +118,10 @@ __all__ = [
     "verify",
 ]
 
-log = logging.getLogger("hygie.security.audit")
-
-#: Longest wait before a queued event is written.
-FLUSH_INTERVAL_S = 0.05
-#: Most events appended in one transaction.
-MAX_BATCH = 2000
 #: Shortest time between two writes of the head file (the last record, kept outside).
 HEAD_INTERVAL_S = 0.5
-#: How long a caller that must wait for its event waits at most.
-WAIT_TIMEOUT_S = 10.0
 
 GENESIS = "0" * 64
-
-# --- events ------------------------------------------------------------------------------
-
-
-#: An interaction's facts as the request queued them: a tuple whose first item, called
-#: with the tuple in the writer thread, returns ``(FACTS values, patient ids)``. A tuple
-#: of plain values, so that a queued access keeps nothing of its request alive.
-Facts = tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class AuditRecord:
-    """An event waiting to be appended: a whole AuditEvent and who it is about, or an
-    interaction's ``facts`` (see ``Facts``) that a caller waits for."""
-
-    event: dict[str, Any] | None
-    patients: frozenset[str] = frozenset()
-    action: str = ""
-    outcome: str = SUCCESS
-    agent: str | None = None
-    facts: Facts | None = None
-    #: Set once the record is committed (for callers that wait).
-    done: threading.Event | None = None
-    failed: bool = False
-
 
 # --- the chain -------------------------------------------------------------------------------
 
@@ -531,107 +498,3 @@ def verify(chain: AuditChain) -> VerifyReport:
                 report.problems.append(f"record {head[0]} differs from the one written "
                                        "(its hash is not the one kept outside the database)")
     return report
-
-
-# --- the writer thread --------------------------------------------------------------------------
-
-
-class AuditWriter:
-    """Appends queued records in batches from one background thread.
-
-    A record that nobody waits for does not wake the thread: it is written with the
-    others of the next ``flush_interval_s``. A record somebody waits for (a write, a
-    sign-in) wakes it at once, and the whole queue goes in the same transaction.
-    """
-
-    def __init__(self, chain: AuditChain, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
-        self.chain = chain
-        self.flush_interval_s = flush_interval_s
-        self._pending: deque[AuditRecord | Facts | threading.Event] = deque()
-        self._cond = threading.Condition()
-        self._urgent = False
-        self._thread = threading.Thread(target=self._run, name="hygie-audit", daemon=True)
-        self._started = False
-        self._closed = False
-
-    def submit(self, record: AuditRecord | Facts, wait: bool = False) -> bool:
-        """Queue ``record``; with ``wait``, return once committed (False if it failed).
-
-        An interaction's ``Facts`` are queued as they are (nobody waits for them: to
-        wait, wrap them in an ``AuditRecord``).
-        """
-        if wait:
-            assert isinstance(record, AuditRecord), "wrap facts to wait for them"
-            record.done = threading.Event()
-        with self._cond:
-            closed = self._closed
-            if not closed:
-                if not self._started:
-                    self._thread.start()
-                    self._started = True
-                self._pending.append(record)
-                if wait or len(self._pending) >= MAX_BATCH:
-                    self._urgent = True
-                    self._cond.notify()
-        if closed:  # after close (a command ending, a test): written here and now
-            self.chain.append([record])
-            return True
-        if wait and isinstance(record, AuditRecord) and record.done is not None:
-            return record.done.wait(WAIT_TIMEOUT_S) and not record.failed
-        return True
-
-    def flush(self, timeout: float = WAIT_TIMEOUT_S) -> bool:
-        """Wait until everything queued so far is written (False on timeout)."""
-        if not self._started or self._closed:
-            return True
-        marker = threading.Event()
-        with self._cond:
-            self._pending.append(marker)
-            self._urgent = True
-            self._cond.notify()
-        return marker.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                if not self._urgent and not self._closed:
-                    self._cond.wait(self.flush_interval_s)
-                items = list(self._pending)
-                self._pending.clear()
-                self._urgent = False
-                closing = self._closed
-            batch = [i for i in items if not isinstance(i, threading.Event)]
-            for start in range(0, len(batch), MAX_BATCH):
-                self._write(batch[start:start + MAX_BATCH])
-            if not items or closing or any(isinstance(i, threading.Event) for i in items):
-                self.chain.write_pending_head()
-            for item in items:
-                if isinstance(item, threading.Event):
-                    item.set()
-            if closing:
-                return
-
-    def _write(self, batch: list[AuditRecord | Facts]) -> None:
-        for attempt in range(3):
-            try:
-                self.chain.append(batch)
-                break
-            except Exception as exc:  # the trail must survive a busy or restarted database
-                log.error("audit append failed (attempt %d): %s", attempt + 1,
-                          type(exc).__name__)
-                time.sleep(0.2 * (attempt + 1))
-        else:
-            for record in batch:
-                if isinstance(record, AuditRecord):
-                    record.failed = True
-        for record in batch:
-            if isinstance(record, AuditRecord) and record.done is not None:
-                record.done.set()
-
-    def close(self) -> None:
-        """Write what is queued, then stop the thread; later records are written at once."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        if self._started:
-            self._thread.join(timeout=30)

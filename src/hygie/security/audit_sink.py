@@ -92,9 +92,10 @@ class FhirAudit:
     The request only captures its facts, as a tuple of plain values (``Facts``): the
     response body as bytes, the Location, the failure, the caller. Finding the patients
     and resources in the body, the emergency check and the columns are done by
-    ``finish`` in the writer thread (or in the write's transaction, for a write). A
-    queued access thus keeps none of its request's objects alive, which would otherwise
-    survive into the garbage collector's older generations by the thousand.
+    ``finish`` when the record is appended with its batch (or in the write's
+    transaction, for a write). A queued access thus keeps none of its request's objects
+    alive, which would otherwise survive into the garbage collector's older generations
+    by the thousand.
     """
 
     def __init__(self, writer: AuditWriter,
