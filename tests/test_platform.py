@@ -154,3 +154,26 @@ def test_insert_many_fills_defaults_and_converts_values(database_url: str) -> No
                 == [100, 101]
     finally:
         engine.dispose()
+
+
+def test_json_columns_round_trip_through_the_engines_codec(database_url: str) -> None:
+    """orjson writes JSON columns; what it cannot write, and rows it cannot read, go
+    through the standard module, so nothing that worked before fails now."""
+    engine = create_engine(database_url)
+    table = Table("json_codec", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("doc", JSON))
+    values = [{"text": "fièvre 38,5 °C", "n": [1, 2.5, None, True]}, {"big": 2**70},
+              ["unicode ☎", {"nested": {"deep": []}}], "a string", 42]
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            insert_many(conn, table, [{"id": i, "doc": v} for i, v in enumerate(values)])
+            conn.execute(insert(table), [{"id": 100, "doc": {3: "integer key"}}])
+        with engine.connect() as conn:
+            rows = dict(conn.execute(select(table.c.id, table.c.doc)).all())
+        assert [rows[i] for i in range(len(values))] == values
+        assert rows[100] == {"3": "integer key"}  # as the standard module writes it
+        assert platform_module._json_loads("[NaN]")[0] != 0  # read back, not refused
+    finally:
+        table.drop(engine)
+        engine.dispose()

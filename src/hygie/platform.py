@@ -7,6 +7,7 @@ globals) lets tests build as many platforms as they need, each on its own databa
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import weakref
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, event, false, insert, or_
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.exc import DisconnectionError
@@ -22,18 +24,40 @@ from sqlalchemy.exc import DisconnectionError
 from hygie.config import Settings
 
 
+def _json_dumps(value: Any) -> str:
+    """JSON columns through orjson (a fifth of the cost of ``json.dumps``); what orjson
+    will not write (an integer past 64 bits) goes through the standard module."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+def _json_loads(text: str | bytes) -> Any:
+    """The reverse; rows written with a NaN (which only the standard module reads)
+    still load."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def create_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
     """Create the engine with the settings each backend needs to be safe and fast.
 
     SQLite gets WAL journaling (readers never wait for the writer), foreign keys on,
-    and a busy timeout so concurrent writers queue instead of failing.
+    and a busy timeout so concurrent writers queue instead of failing. JSON columns
+    are written and read with orjson on both.
     """
+    codec = {"json_serializer": _json_dumps, "json_deserializer": _json_loads}
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
             from pathlib import Path
 
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa_create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa_create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, **codec
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -63,7 +87,7 @@ def create_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engi
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = sa_create_engine(url, pool_size=pool_size, max_overflow=max_overflow)
+    engine = sa_create_engine(url, pool_size=pool_size, max_overflow=max_overflow, **codec)
     if engine.dialect.name == "postgresql":
         _ping_idle_connections(engine)
     return engine

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, select
@@ -41,8 +42,10 @@ ENROLLMENT_SYSTEM = f"{BASE}/sid/followup-enrollment"
 UCUM = "http://unitsofmeasure.org"
 
 
+@lru_cache(maxsize=1024)
 def iso(ms: int) -> str:
-    """A UTC instant as FHIR writes it (second precision)."""
+    """A UTC instant as FHIR writes it (second precision); a batch of answers writes the
+    same few instants thousands of times, hence the cache."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
