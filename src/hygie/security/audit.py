@@ -204,6 +204,9 @@ class AuditChain:
         self.key = key
         self.head_file = head_file
         self.is_sqlite = engine.dialect.name == "sqlite"
+        #: BLAKE2b with the key block already compressed: each record's hash starts from
+        #: a copy of it (the same digest as ``facts_hash``, a third cheaper).
+        self._keyed = blake2b(key=key, digest_size=32)
         self._head_written = float("-inf")
         self._head_pending: tuple[int, str] | None = None
         mark = "?" if self.is_sqlite else "%s"
@@ -317,7 +320,7 @@ class AuditChain:
         for an empty chain): the new head, and the rows of ``audit_log`` (interactions'
         records, others) and of ``audit_patient`` to insert."""
         seq, prev = (int(last[0]), str(last[1])) if last else (0, GENESIS)
-        key = self.key
+        key, keyed = self.key, self._keyed
         rows: list[tuple[int | str, ...]] = []
         events: list[tuple[Any, ...]] = []
         links: list[tuple[str, int]] = []
@@ -334,8 +337,10 @@ class AuditChain:
                 if b"\\u0000" in data:
                     facts = _without_nul(facts)
                     data = orjson.dumps(facts)
-                digest = blake2b(f"{prev}|{seq}|f|".encode() + data, key=key,
-                                 digest_size=32).hexdigest()
+                mac = keyed.copy()
+                mac.update(f"{prev}|{seq}|f|".encode())
+                mac.update(data)
+                digest = mac.hexdigest()
                 rows.append((seq, *facts, prev, digest))
             else:
                 assert isinstance(record, AuditRecord) and record.event is not None
