@@ -31,6 +31,9 @@ from hygie.store.interactions import (
 from hygie.store.model import WriteResult, format_instant, now_us
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+#: Characters without which an entry's url is a plain relative path (no scheme, query
+#: or fragment for ``urlsplit`` to find).
+_URL_MARKS = (":", "?", "#")
 
 
 @cache
@@ -48,6 +51,8 @@ def _split_url(url: str, base: str) -> tuple[tuple[str, ...], list[tuple[str, st
     """Relative or absolute entry.request.url -> path segments and query pairs."""
     if url.startswith(base + "/"):
         url = url[len(base) + 1 :]
+    if not any(c in url for c in _URL_MARKS):  # ``Observation``: the common case
+        return tuple(s for s in url.split("/") if s), []
     parts = urlsplit(url)
     if parts.scheme:
         raise outcomes.invalid(f"request.url {url!r} must be relative to this server")
@@ -349,40 +354,49 @@ def _execute(
     repo = ctx.repository
     want_body = req.prefer("return") == "representation"
     results: list[dict[str, Any] | None] = [None] * len(entries)
-    created: dict[int, FhirResponse] = {}
+    stamps: dict[int, str] = {}
     if plan.creates:
         written = repo.put_many(plan.prepared, known_new=True)  # type: ignore[attr-defined]
         for i, result in zip(plan.creates, written, strict=True):
-            created[i] = _stored_response(ctx, result.stored, 201)
+            results[i] = _stored_entry(result.stored, "201 Created", want_body, stamps)
+    for i, match in plan.existing.items():
+        results[i] = _stored_entry(match.stored, "200 OK", want_body, stamps)
     # everything else, in the order the spec fixes
     order = sorted(range(len(entries)), key=lambda i: _ORDER[entries[i]["request"]["method"]])
     for i in order:
+        if results[i] is not None:
+            continue
         entry = entries[i]
         method = entry["request"]["method"]
         try:
-            if i in plan.existing:
-                resp = _stored_response(ctx, plan.existing[i].stored, 200)
-            elif i in created:
-                resp = created[i]
-            else:
-                resp = handle(_sub_request(ctx, req, entry), ctx)
+            resp = handle(_sub_request(ctx, req, entry), ctx)
         except outcomes.FhirError as exc:
             raise _entry_error(i, exc) from exc
         results[i] = _response_entry(ctx, resp, want_body or method in ("GET", "HEAD"))
     return FhirResponse(200, resource=_bundle("transaction-response", [r for r in results if r]))
 
 
-def _stored_response(ctx: StoreContext, stored: Any, status: int) -> FhirResponse:
-    return FhirResponse(
-        status,
-        raw=stored.body,
-        headers={
-            "ETag": stored.etag,
-            "Last-Modified": stored.last_modified,
-            "Location": f"{ctx.base_url}/{stored.res_type}/{stored.res_id}"
-            f"/_history/{stored.version}",
-        },
-    )
+def _stored_entry(
+    stored: Any, status: str, want_body: bool, stamps: dict[int, str]
+) -> dict[str, Any]:
+    """The response entry of a resource the transaction wrote or matched (what
+    ``_response_entry`` makes of its interaction's response). ``stamps`` keeps the
+    formatted times: a Bundle's creates all share one."""
+    when = stored.last_updated
+    modified = stamps.get(when)
+    if modified is None:
+        modified = stamps[when] = stored.last_modified
+    entry: dict[str, Any] = {
+        "response": {
+            "status": status,
+            "location": f"{stored.res_type}/{stored.res_id}/_history/{stored.version}",
+            "etag": stored.etag,
+            "lastModified": modified,
+        }
+    }
+    if want_body and stored.body is not None:
+        entry["resource"] = orjson.Fragment(stored.body)
+    return entry
 
 
 def _prepare_create(ctx: StoreContext, req: FhirRequest, entry: dict[str, Any], res_id: str) -> Any:
