@@ -2,24 +2,20 @@
 appended to the chain (``hygie.security.audit.AuditChain``) in batches.
 
 A transaction per access would cost more than the access, so records are queued and
-appended in batches, one transaction each. Who appends a batch matters as much as its
-size. A thread of its own that wakes to append competes with the request threads for
-the interpreter lock, and each hand-over of that lock costs a context switch on both
-sides; on a busy server, a request thread back from the database waits for the lock
-up to the switch interval. With such a thread appending every read's record, a read
-on SQLite cost about 15 us more CPU than with the same batches appended by the
-request threads themselves.
+appended in batches, one transaction each, by the writer thread: what was queued in the
+last ``flush_interval_s``, or at once when a batch's worth (``MAX_BATCH``) is waiting.
+A record somebody waits for (a write outside a transaction, a sign-in) is appended by
+its caller at once, with whatever else is queued: no hand-over to the writer thread
+and back.
 
-So the thread that queues a record appends the whole queue itself once the oldest
-record has waited half of ``flush_interval_s`` (``linger``), if no other thread is
-appending. The writer thread appends only what nobody came to append within
-``flush_interval_s`` (the last records before a quiet moment) and the records that
-a caller inside a transaction waits for. A record somebody waits for (a write, a
-sign-in) is appended by its caller at once, with whatever else is queued.
+Nothing is dropped under load, and the queue does not grow without bound: once
+``MAX_QUEUED`` records wait (the database takes fewer than the requests make), a thread
+that queues one appends the queue before it goes on, waiting for the writer thread if
+it is appending, so requests slow down to what the database takes.
 
-Nothing is dropped under load: once ``MAX_QUEUED`` records wait, a thread that queues
-one appends the queue before it goes on (it waits for the thread appending, if any),
-so requests slow down to what the database takes instead of the queue growing.
+Request threads do not append the queue on a timer of their own: that would spare the
+hand-overs to the writer thread, but a read on SQLite makes about 0.05 of them, and the
+smaller batches would cost more transactions.
 """
 
 from __future__ import annotations
@@ -90,11 +86,6 @@ class AuditWriter:
         self._started = False
         self._closed = False
 
-    @property
-    def linger(self) -> float:
-        """How long a record waits for others before the thread queueing appends them."""
-        return self.flush_interval_s / 2
-
     def submit(self, record: AuditRecord | Facts, wait: bool = False) -> bool:
         """Queue ``record``; with ``wait``, return once committed (False if it failed).
 
@@ -115,7 +106,6 @@ class AuditWriter:
                     self._oldest = now
                 self._pending.append(record)
                 queued = len(self._pending)
-                due = now - self._oldest >= self.linger
         if closed:  # after close (a command ending, a test): written here and now
             self.chain.append([record])
             return True
@@ -133,17 +123,11 @@ class AuditWriter:
             else:
                 self._wake()
             return record.done.wait(WAIT_TIMEOUT_S) and not record.failed
-        if not here:
-            if queued >= MAX_BATCH:
-                self._wake()
-        elif queued >= MAX_QUEUED:
+        if queued >= MAX_QUEUED and here:
             with self._appending:  # backpressure: the queue is appended before going on
                 self._append_queued()
-        elif (due or queued >= MAX_BATCH) and self._appending.acquire(blocking=False):
-            try:
-                self._append_queued()
-            finally:
-                self._appending.release()
+        elif queued >= MAX_BATCH:
+            self._wake()
         return True
 
     def flush(self, timeout: float = WAIT_TIMEOUT_S) -> bool:
