@@ -156,13 +156,14 @@ def main() -> None:
         handled = [0, 0]  # answers handled (committed), answers awaited
         all_handled = threading.Event()
 
-        def timed(answers: Any) -> None:
+        def timed(answers: Any) -> bool:
             t0 = time.perf_counter()
-            service.on_answers(answers)
+            marked = service.on_answers(answers)
             handler_s[0] += time.perf_counter() - t0
             handled[0] += len(answers)
             if handled[1] and handled[0] >= handled[1]:
                 all_handled.set()
+            return marked
 
         channels.register_batch_handler("followup:", timed)
         seed(platform, args.patients, due)

@@ -266,6 +266,43 @@ def test_a_batch_handler_takes_every_pending_answer_at_once(
     assert ch.deliver_answers() == 0
 
 
+def test_a_batch_handler_may_mark_its_answers_in_its_own_transaction(
+        sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
+    """True from the handler: it marked them handled with its own change; an answer
+    it took without marking (False) is marked by the inbox, once."""
+    from hygie.platform import write_transaction
+
+    ch = make_channels(sqlite_platform)
+    for i in range(2):
+        ch.enqueue(OutboundMessage(f"m{i}", f"followup:{i}", Channel.SMS, f"+3361234570{i}",
+                                   "Température ?", expected_answers=[]))
+    for env in ch.outbox.claim(Channel.SMS, "w", 5):
+        ch.outbox.record([(env, Receipt(Status.SUBMITTED,
+                                        parts=(PartOutcome(1, "accepted", env.message_id),)))])
+    ch.inbox.receive_sms([("+33612345700", "37,0")])
+    seen: list[str] = []
+
+    def marks(answers: Sequence[Answer]) -> bool:
+        seen.extend(a.text for a in answers)
+        with write_transaction(sqlite_platform.engine) as conn:
+            ch.mark_handled(conn, answers)
+        return True
+
+    ch.register_batch_handler("followup:", marks)
+    assert ch.deliver_answers() == 1
+    assert ch.deliver_answers() == 0 and seen == ["37,0"]
+
+    def forgets(answers: Sequence[Answer]) -> bool:
+        seen.extend(a.text for a in answers)
+        return False
+
+    ch.register_batch_handler("followup:", forgets)
+    ch.inbox.receive_sms([("+33612345701", "37,1")])
+    assert ch.deliver_answers() == 1
+    assert ch.deliver_answers() == 0 and seen == ["37,0", "37,1"]
+    assert all(r.handled for r in ch.inbox.recent())
+
+
 def test_cancel_fails_only_the_owners_queued_messages(
         sqlite_platform: Platform, make_channels: Callable[..., Channels]) -> None:
     ch = make_channels(sqlite_platform)

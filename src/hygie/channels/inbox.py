@@ -39,8 +39,10 @@ from hygie.platform import insert_many, write_transaction
 log = logging.getLogger("hygie.channels")
 
 Handler = Callable[[Answer], None]
-#: Takes every pending answer of its owners at once (in the order received).
-BatchHandler = Callable[[Sequence[Answer]], None]
+#: Takes every pending answer of its owners at once (in the order received). One that
+#: returns True has marked them handled itself, inside its own transaction
+#: (``Inbox.mark_handled``): one write transaction less per batch.
+BatchHandler = Callable[[Sequence[Answer]], bool | None]
 _ANSWERABLE = (Status.SENDING, Status.SUBMITTED, Status.DELIVERED)
 
 
@@ -303,22 +305,31 @@ class Inbox:
                               r.owner.split(":")[0])
                 continue
             done.append(r.id)
+        taken = 0
         for handler, items in batches.values():
             try:
-                handler([answer for _id, answer in items])
+                marked = handler([answer for _id, answer in items])
             except Exception:
                 log.exception("batch answer handler for %s failed; %d answers stay pending",
                               items[0][1].owner.split(":")[0], len(items))
                 continue
-            done.extend(rid for rid, _answer in items)
+            if marked is True:
+                taken += len(items)
+            else:
+                done.extend(rid for rid, _answer in items)
         if done:
-            now = self.clock()
-            done.sort()  # two dispatchers marking the same items lock them in one order
             with write_transaction(self.engine) as conn:
-                for i in range(0, len(done), 500):
-                    conn.execute(update(t.inbound).where(t.inbound.c.id.in_(done[i:i + 500]))
-                                 .values(handled=True, handled_ms=now))
-        return len(done)
+                self.mark_handled(conn, done)
+        return taken + len(done)
+
+    def mark_handled(self, conn: Connection, ids: Sequence[str]) -> None:
+        """Mark these inbound items handled inside the caller's transaction (a batch
+        handler does it in the transaction that records what the answers changed)."""
+        now = self.clock()
+        done = sorted(ids)  # two dispatchers marking the same items lock them in one order
+        for i in range(0, len(done), 500):
+            conn.execute(update(t.inbound).where(t.inbound.c.id.in_(done[i:i + 500]))
+                         .values(handled=True, handled_ms=now))
 
     def recent(self, limit: int = 100, before_ms: int | None = None) -> list[InboundRecord]:
         q = select(t.inbound).order_by(t.inbound.c.received_ms.desc(), t.inbound.c.id.desc())

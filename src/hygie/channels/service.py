@@ -14,7 +14,7 @@ from sqlalchemy import Connection
 
 from hygie.channels.answers import AnswerLinks
 from hygie.channels.errors import AlreadyAnswered, AnswerLinkError, InvalidMessage
-from hygie.channels.inbox import BatchHandler, Handler, InboundRecord, Inbox, Router
+from hygie.channels.inbox import Answer, BatchHandler, Handler, InboundRecord, Inbox, Router
 from hygie.channels.model import Channel, MessageRecord, OutboundMessage, Status
 from hygie.channels.outbox import Outbox
 from hygie.channels.settings import ChannelSettings, channel_settings
@@ -72,8 +72,15 @@ class Channels:
         """Like :meth:`register_handler`, but the handler takes every pending answer of
         its owners at once (a list, in the order received): a service that hears from
         thousands of people processes them in a few transactions. If it raises, the
-        whole batch stays pending and comes again."""
+        whole batch stays pending and comes again. If it returns True, it has marked
+        them handled itself (:meth:`mark_handled`, in its own transaction)."""
         self.router.register(owner_prefix, handler, batch=True)
+
+    def mark_handled(self, conn: Connection, answers: Sequence[Answer]) -> None:
+        """Mark answers handled inside the caller's write transaction: a batch handler
+        that does so in the transaction recording what they changed returns True, and
+        the dispatcher spends no transaction of its own on them."""
+        self.inbox.mark_handled(conn, [a.id for a in answers])
 
     def deliver_answers(self, limit: int = 500) -> int:
         """Hand pending answers to the handlers registered in this process; return how

@@ -49,6 +49,11 @@ class ReceiptSettlement:
         part is in doubt) stay pending for a later pass.
         """
         now = self.clock()
+        pending_first = select(t.receipt.c.id).where(
+            t.receipt.c.applied.is_(False), t.receipt.c.id > since_id).limit(1)
+        with self.engine.connect() as conn:  # most passes find none: no write lock for them
+            if conn.execute(pending_first).first() is None:
+                return 0, since_id
         with write_transaction(self.engine) as conn:
             pending = conn.execute(select(t.receipt).where(
                 t.receipt.c.applied.is_(False), t.receipt.c.id > since_id)
@@ -144,10 +149,13 @@ class ReceiptSettlement:
         grace = int(self.settings.in_doubt_grace_s * 1000)
         receipts_from = now if receipts_since_ms is None else receipts_since_ms
         moved = 0
+        expired = (t.message.c.status == Status.SENDING,
+                   or_(t.message.c.lease_ms.is_(None), t.message.c.lease_ms <= now))
+        with self.engine.connect() as conn:  # mostly none: no write lock to find that out
+            if conn.execute(select(t.message.c.id).where(*expired).limit(1)).first() is None:
+                return 0
         with write_transaction(self.engine) as conn:
-            stale = conn.execute(select(t.message).where(
-                t.message.c.status == Status.SENDING,
-                or_(t.message.c.lease_ms.is_(None), t.message.c.lease_ms <= now))
+            stale = conn.execute(select(t.message).where(*expired)
                 .limit(1000).with_for_update(skip_locked=True)).all()
             if not stale:
                 return 0

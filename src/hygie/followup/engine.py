@@ -371,9 +371,10 @@ class FollowupService:
 
     # --- answers -----------------------------------------------------------------------
 
-    def on_answers(self, answers: Sequence[Answer]) -> None:
-        """Process a batch of replies (the channels batch handler): one transaction."""
-        take_answers(self, answers)
+    def on_answers(self, answers: Sequence[Answer]) -> bool:
+        """Process a batch of replies (the channels batch handler): one transaction,
+        which marks them handled too (True)."""
+        return take_answers(self, answers)
 
     # --- background work ---------------------------------------------------------------
 

@@ -92,11 +92,12 @@ def session_params(state: cv.SessionState) -> dict[str, Any]:
     }
 
 
-def take_answers(service: FollowupService, answers: Sequence[Answer]) -> None:
-    """Process a batch of replies (the channels batch handler): one transaction."""
+def take_answers(service: FollowupService, answers: Sequence[Answer]) -> bool:
+    """Process a batch of replies (the channels batch handler): one transaction, which
+    also marks them handled in the inbox (hence True)."""
     mine = [a for a in answers if a.owner.startswith(OWNER_PREFIX)]
     if not mine:
-        return
+        return False
     protocols = service.protocol_map()
     notifier = service.notifier
     stopped: list[str] = []
@@ -200,12 +201,14 @@ def take_answers(service: FollowupService, answers: Sequence[Answer]) -> None:
             messages = [m for m in messages if m.enrollment_id not in stopped]
         queue(conn, messages, now)
         project(conn, resources, now)
+        service.channels.mark_handled(conn, answers)
     if stopped:
         service.cancel_outbox(stopped, "opted out (STOP)")
     try:
         service.hand_over_pending()
     except Exception as exc:  # the worker hands them over on its next pass
         log.warning("follow-up hand-over deferred: %s", type(exc).__name__)
+    return True
 
 
 def start_due(service: FollowupService, chunk: int) -> int:
