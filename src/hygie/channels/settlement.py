@@ -52,6 +52,7 @@ class ReceiptSettlement:
         pending_first = select(t.receipt.c.id).where(
             t.receipt.c.applied.is_(False), t.receipt.c.id > since_id).limit(1)
         with self.engine.connect() as conn:  # most passes find none: no write lock for them
+            conn.execution_options(sqlite_begin="")
             if conn.execute(pending_first).first() is None:
                 return 0, since_id
         with write_transaction(self.engine) as conn:
@@ -152,6 +153,7 @@ class ReceiptSettlement:
         expired = (t.message.c.status == Status.SENDING,
                    or_(t.message.c.lease_ms.is_(None), t.message.c.lease_ms <= now))
         with self.engine.connect() as conn:  # mostly none: no write lock to find that out
+            conn.execution_options(sqlite_begin="")
             if conn.execute(select(t.message.c.id).where(*expired).limit(1)).first() is None:
                 return 0
         with write_transaction(self.engine) as conn:
