@@ -10,11 +10,16 @@ against their published figures, measured on 8 vCPU: Aidbox 2,678, HAPI 2,214 an
 Medplum 764 resources/s.
 
     python bench/store_ingest.py [--patients 400] [--engines sqlite,postgresql] [--no-import]
+                                 [--new-connections]
 
 The machine is shared, so each line also gives the CPU time spent per resource
 (microseconds; the processes that did the work, the database server's included):
 unlike the rate, it barely moves with other load, and it is what to compare before
-and after a change.
+and after a change. It also gives each server process's part of that CPU: the four
+kept-alive client connections stay with the worker that accepted them, and a worker
+with three or four of them bounds the rate by what one process does alone;
+``--new-connections`` sends each Bundle on a connection of its own. A Bundle that is
+not acknowledged is printed with its status and the start of its answer.
 """
 
 from __future__ import annotations
@@ -157,6 +162,17 @@ def fresh_database(engine_name: str, folder: Path) -> str:
     return PG_URL + f"?options=-csearch_path%3Dbench_ingest&application_name={APP_NAME}"
 
 
+def drop_database(engine_name: str) -> None:
+    """Remove what ``fresh_database`` made on PostgreSQL (the SQLite file goes with its
+    folder)."""
+    if engine_name == "sqlite":
+        return
+    import psycopg
+
+    with psycopg.connect(PG_URL.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS bench_ingest CASCADE")
+
+
 def wait_for(port: int, timeout: float = 60) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -201,8 +217,11 @@ def post_all(port: int, token: str, bodies: list[bytes],
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
                 conn.request("POST", "/fhir", body=body, headers=headers)
                 resp = conn.getresponse()
-                resp.read()
+                answer = resp.read()
                 ok = resp.status == 200
+                if not ok:
+                    print(f"  bundle refused: {resp.status} {answer[:300]!r}",
+                          file=sys.stderr, flush=True)
             except OSError as exc:  # counted, and the next Bundle goes on a new connection
                 print(f"  bundle not acknowledged: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)
@@ -282,6 +301,7 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
     )
     if args.no_import:
         platform.close()
+        drop_database(engine_name)
         shutil.rmtree(folder, ignore_errors=True)
         return
 
@@ -304,6 +324,7 @@ def bench_engine(engine_name: str, args: argparse.Namespace) -> None:
         flush=True,
     )
     platform.close()
+    drop_database(engine_name)
     shutil.rmtree(folder, ignore_errors=True)
 
 
