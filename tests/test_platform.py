@@ -7,7 +7,19 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Column, Integer, MetaData, String, Table, event, insert, select, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from hygie import platform as platform_module
 from hygie.platform import create_engine, insert_many, pairs_in, write_transaction
@@ -174,6 +186,36 @@ def test_json_columns_round_trip_through_the_engines_codec(database_url: str) ->
         assert [rows[i] for i in range(len(values))] == values
         assert rows[100] == {"3": "integer key"}  # as the standard module writes it
         assert platform_module._json_loads("[NaN]")[0] != 0  # read back, not refused
+    finally:
+        table.drop(engine)
+        engine.dispose()
+
+
+def test_insert_many_of_many_rows_keeps_every_value_and_error(database_url: str) -> None:
+    """Past COPY_FROM_ROWS rows PostgreSQL takes them by COPY: the values come back as
+    given (tabs, newlines, backslashes, JSON, booleans, nulls) and a duplicate key is
+    still an IntegrityError that rolls the whole batch back."""
+    from sqlalchemy import Boolean, exc
+
+    engine = create_engine(database_url)
+    table = Table("bulk_copy", MetaData(), Column("id", Integer, primary_key=True),
+                  Column("label", String(40)), Column("doc", JSON), Column("flag", Boolean),
+                  Column("n", Integer, nullable=False, default=7))
+    n = platform_module.COPY_FROM_ROWS + 5
+    rows = [{"id": i, "label": ["a\tb", "line\nbreak", "back\\slash", "é ☎", None][i % 5],
+             "doc": {"i": i, "t": "x\ty"} if i % 3 else None, "flag": bool(i % 2)}
+            for i in range(n)]
+    try:
+        table.create(engine)
+        with engine.begin() as conn:
+            insert_many(conn, table, rows)
+        with engine.connect() as conn:
+            back = [dict(r._mapping) for r in conn.execute(select(table).order_by(table.c.id))]
+        assert back == [{**r, "n": 7} for r in rows]
+        with pytest.raises(exc.IntegrityError), engine.begin() as conn:
+            insert_many(conn, table, [{**r, "id": r["id"] + n - 1} for r in rows])
+        with engine.connect() as conn:
+            assert conn.scalar(select(func.count()).select_from(table)) == n
     finally:
         table.drop(engine)
         engine.dispose()

