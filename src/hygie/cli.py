@@ -58,7 +58,7 @@ def serve(host: str | None, port: int | None, workers: int) -> None:
     platform.close()
     os.environ.setdefault("HYGIE_CHANNELS_AUTOSTART", "1")  # simulators and dispatcher
     uvicorn.run(
-        "hygie.app:create_app",
+        "hygie.app:serve_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
