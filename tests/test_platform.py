@@ -141,6 +141,54 @@ def test_writers_of_one_process_queue_on_its_lock_not_in_sqlite(database_url: st
         engine.dispose()
 
 
+_OTHER_PROCESS_WRITER = """
+import sys
+from sqlalchemy import event, text
+from hygie.platform import create_engine, write_transaction
+engine = create_engine(sys.argv[1])
+
+@event.listens_for(engine, "connect")
+def no_busy_wait(dbapi_conn, _record):
+    dbapi_conn.execute("PRAGMA busy_timeout = 0")  # SQLite alone would fail at once
+
+print("ready", flush=True)
+with write_transaction(engine) as conn:
+    conn.execute(text("INSERT INTO slots (id) VALUES (2)"))
+print("written", flush=True)
+"""
+
+
+def test_writers_of_two_processes_queue_on_a_file_lock_not_in_sqlite(
+        database_url: str, tmp_path: Any) -> None:
+    """Another process's writer waits for its turn (and gets it) instead of failing in
+    SQLite's busy handler, here allowed no wait at all."""
+    import subprocess
+    import sys
+
+    if not database_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL writers lock rows, not the database")
+    url = f"sqlite:///{tmp_path / 'processes.db'}"
+    engine = create_engine(url)
+    table = Table("slots", MetaData(), Column("id", Integer, primary_key=True))
+    try:
+        table.create(engine)
+        with write_transaction(engine) as conn:
+            conn.execute(insert(table).values(id=1))
+            other = subprocess.Popen([sys.executable, "-c", _OTHER_PROCESS_WRITER, url],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+            assert other.stdout is not None and other.stdout.readline() == "ready\n"
+            with pytest.raises(subprocess.TimeoutExpired):
+                other.wait(0.5)  # it waits for our turn to end
+        out, err = other.communicate(timeout=30)
+        assert other.returncode == 0, err
+        assert out == "written\n"
+        with engine.connect() as conn:
+            assert sorted(conn.scalars(select(table.c.id))) == [1, 2]
+    finally:
+        engine.dispose()
+
+
 def test_insert_many_fills_defaults_and_converts_values(database_url: str) -> None:
     engine = create_engine(database_url)
     counter = iter(range(100, 1000))

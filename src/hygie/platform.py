@@ -8,6 +8,7 @@ globals) lets tests build as many platforms as they need, each on its own databa
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import weakref
@@ -17,6 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+try:  # POSIX: processes queue on a file lock to write to SQLite
+    import fcntl
+except ImportError:  # pragma: no cover - elsewhere they wait in SQLite's busy handler
+    fcntl = None  # type: ignore[assignment]
 from sqlalchemy import ColumnElement, Connection, Engine, Table, and_, event, false, insert, or_
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.exc import DisconnectionError
@@ -128,19 +134,67 @@ def _ping_idle_connections(engine: Engine) -> None:
             raise DisconnectionError(f"idle connection lost: {type(exc).__name__}") from exc
 
 
-#: One lock per SQLite engine, shared by every writer of the process (see below).
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+class _SqliteWriter:
+    """The turn to write to one SQLite file: the threads of a process queue on a lock,
+    the processes on an exclusive ``flock`` of a file beside the database.
+
+    SQLite's busy handler sleeps in steps of up to 100 ms while another connection
+    writes; a thread or a process queued here wakes as soon as the writer before it is
+    done (two ``hygie serve`` workers taking Bundles in turn waited up to 100 ms each).
+    Reentrant within a thread; the file lock is taken by the outermost turn, and the
+    file opened again in a forked child (a lock is shared by a file's descriptions).
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._path = path
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._depth == 0 and self._path is not None and fcntl is not None:
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._depth += 1
+
+    def __exit__(self, *_exc: object) -> None:
+        self._depth -= 1
+        try:
+            if self._depth == 0 and self._fd is not None and fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            assert self._path is not None
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
+#: One writer's turn per SQLite engine, shared by every writer of the process.
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, _SqliteWriter] = weakref.WeakKeyDictionary()
 _SQLITE_WRITERS_GUARD = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.RLock | None:
-    """The process's write lock of a SQLite engine; None on other engines."""
+def _writer_lock(engine: Engine) -> _SqliteWriter | None:
+    """The write turn of a SQLite engine; None on other engines."""
     if engine.dialect.name != "sqlite":
         return None
     with _SQLITE_WRITERS_GUARD:
         found = _SQLITE_WRITERS.get(engine)
         if found is None:
-            found = _SQLITE_WRITERS[engine] = threading.RLock()
+            database = engine.url.database
+            on_disk = bool(database) and database != ":memory:" and "mode=memory" not in str(
+                engine.url)
+            found = _SQLITE_WRITERS[engine] = _SqliteWriter(
+                f"{database}-writer" if on_disk else None)
         return found
 
 
