@@ -267,3 +267,47 @@ def test_insert_many_of_many_rows_keeps_every_value_and_error(database_url: str)
     finally:
         table.drop(engine)
         engine.dispose()
+
+
+def test_the_sqlite_pool_hands_out_the_connection_returned_last(tmp_path: Any) -> None:
+    # each SQLite connection has its own page cache, emptied when another one commits:
+    # the warm connection goes first
+    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    first, second = engine.connect(), engine.connect()
+    first_raw, second_raw = first.connection.dbapi_connection, second.connection.dbapi_connection
+    first.close()
+    second.close()
+    with engine.connect() as again:
+        assert again.connection.dbapi_connection is second_raw
+    with engine.connect() as again:
+        assert again.connection.dbapi_connection is second_raw
+    assert first_raw is not second_raw
+    engine.dispose()
+
+
+def test_a_write_turn_taken_elsewhere_is_left_at_once(tmp_path: Any) -> None:
+    from hygie.platform import write_transaction_if_free
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (a INTEGER)"))
+    holding, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with write_transaction(engine):
+            holding.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert holding.wait(5)
+    with write_transaction_if_free(engine) as conn:
+        assert conn is None
+    release.set()
+    thread.join()
+    with write_transaction_if_free(engine) as conn:
+        assert conn is not None
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+    engine.dispose()
