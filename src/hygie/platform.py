@@ -48,7 +48,7 @@ def _json_loads(text: str | bytes) -> Any:
         return json.loads(text)
 
 
-def create_engine(url: str, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+def create_engine(url: str, pool_size: int = 20, max_overflow: int = 10) -> Engine:
     """Create the engine with the settings each backend needs to be safe and fast.
 
     SQLite gets WAL journaling (readers never wait for the writer), foreign keys on,
