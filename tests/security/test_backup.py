@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,24 +19,31 @@ from hygie.store.server import open_store
 from tests.security.territory import app_and_platform, client_for, make_platform, staff
 
 
-def _other_url(database_url: str, tmp_path: Path) -> str:
-    """An empty database on the same engine, for the restore."""
+@pytest.fixture
+def other_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database on the same engine, for the restore (dropped after the test)."""
     if database_url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / 'restored.db'}"
+        yield f"sqlite:///{tmp_path / 'restored.db'}"
+        return
     import uuid
 
     import psycopg
 
     from tests.conftest import POSTGRES_URL
 
+    server = POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://")
     schema = "r_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
+    with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    try:
+        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
-def test_backup_then_restore_gives_the_same_content(database_url: str, tmp_path: Path) -> None:
+def test_backup_then_restore_gives_the_same_content(database_url: str, other_url: str,
+                                                     tmp_path: Path) -> None:
     for app, platform in app_and_platform(database_url, tmp_path / "a"):
         create_user(platform.engine, "amartin", "correct horse battery staple",
                     display="Alice Martin", kind="practitioner", scopes="user/*.rs")
@@ -47,7 +55,7 @@ def test_backup_then_restore_gives_the_same_content(database_url: str, tmp_path:
         report = backup(platform.engine, tmp_path / "h.backup", master)
         assert report.content_hash == before and report.tables["resource"] >= 14
         assert b"Lefebvre" not in (tmp_path / "h.backup").read_bytes()  # sealed, indexes too
-        target = make_platform(_other_url(database_url, tmp_path), tmp_path / "b")
+        target = make_platform(other_url, tmp_path / "b")
         try:
             restored = restore(target.engine, tmp_path / "h.backup", master)
             assert restored.content_hash == before == content_hash(target.engine)
