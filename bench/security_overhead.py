@@ -25,6 +25,13 @@ Each kind is printed twice: requests per second (wall clock), and CPU time per r
 
 The goal of the issue is an overhead of at most 15 % for reads and writes.
 
+``--http`` measures the same two platforms as they are deployed: each served by
+``hygie serve`` (2 workers) on loopback, reads by id driven by ``wrk`` (Debian package
+``wrk``) with 32 connections, the two servers in turn, ``--rounds`` times, best of each
+kept (``read_http``, and the 99th percentile of latency). In a server the audit's
+writer thread runs while the event loop waits on sockets; in-process nothing waits, so
+the two measures differ, and both are printed by their names.
+
 On a machine shared with other work, even the CPU time moves by 10 % or more between
 runs. ``--instructions N`` counts instructions instead, which do not move: run under
 callgrind with instrumentation off at start,
@@ -96,6 +103,25 @@ class Side:
         for start in range(0, len(prepared), 1000):
             repo.put_many(prepared[start:start + 1000])
         return ids
+
+    def serve(self, folder: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+        """This side's store served by ``hygie serve`` (its platform closed first)."""
+        sys.path.insert(0, str(Path(__file__).parent))
+        from store_ingest import free_port, wait_for
+
+        self.platform.close()
+        port = free_port()
+        settings = self.platform.settings
+        env = {**os.environ, "HYGIE_DATABASE_URL": settings.database_url,
+               "HYGIE_VAR_DIR": str(folder), "HYGIE_ENCRYPT_AT_REST": str(self.secured).lower(),
+               "HYGIE_AUDIT": str(self.secured).lower(), "HYGIE_BASE_URL": "http://bench",
+               "HYGIE_RATE_PER_ADDRESS": "1000000000", "HYGIE_BURST_PER_ADDRESS": "1000000000",
+               "HYGIE_RATE_PER_CLIENT": "1000000000", "HYGIE_BURST_PER_CLIENT": "1000000000"}
+        server = subprocess.Popen(
+            [sys.executable, "-m", "hygie", "serve", "--port", str(port), "--workers",
+             str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(port)
+        return server, port
 
     def flush(self) -> None:
         parts = self.platform.parts.get("security")
@@ -234,6 +260,52 @@ async def run_n(side: Side, kind: str, n: int) -> None:
     side.flush()
 
 
+def wrk_reads(side: Side, port: int, seconds: int) -> tuple[float, float]:
+    """(reads per second, 99th percentile in ms) of wrk against a served side."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text("paths = {\n" + "\n".join(f'"/fhir/Observation/{oid}",'
+                                                 for _pid, oid in side.ids)
+                      + "\n}\nrequest = function()\n"
+                      "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+    try:
+        out = subprocess.run(
+            ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script),
+             "-H", f"Authorization: Bearer {side.token}", f"http://127.0.0.1:{port}"],
+            capture_output=True, text=True, check=True).stdout
+    finally:
+        script.unlink()
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError("wrk saw failures:\n" + out)
+    rate = next(float(line.split()[1]) for line in out.splitlines()
+                if line.startswith("Requests/sec"))
+    p99 = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("99%"))
+    ms = float(p99[:-2]) if p99.endswith("ms") else float(p99[:-2]) / 1000 \
+        if p99.endswith("us") else float(p99[:-1]) * 1000
+    return rate, ms
+
+
+def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int) -> None:
+    """Reads by id over HTTP, each side served by ``hygie serve`` in turn."""
+    servers = [side.serve(folder, workers=2) for side, folder in zip(sides, folders, strict=True)]
+    try:
+        for side, (_server, port) in zip(sides, servers, strict=True):
+            wrk_reads(side, port, 2)  # warm-up: caches, statements, tokens
+        best = [(0.0, float("inf"))] * len(sides)
+        for _ in range(rounds):
+            for i, (side, (_server, port)) in enumerate(zip(sides, servers, strict=True)):
+                rate, p99 = wrk_reads(side, port, seconds)
+                best[i] = (max(best[i][0], rate), min(best[i][1], p99))
+    finally:
+        for server, _port in servers:
+            server.terminate()
+            server.wait()
+    (off, off_p99), (on, on_p99) = best
+    print(f"read_http: {on:,.0f} req/s ({on / off:.2f} x vs encryption and audit off "
+          f"{off:,.0f} req/s; overhead {1 - on / off:.1%}, goal <= {GOAL:.0%}; wrk, "
+          f"32 connections, 2 server workers)")
+    print(f"read_http_p99: {on_p99:.1f} ms (vs off {off_p99:.1f} ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resources", type=int, default=2000, help="patients (and as many "
@@ -242,6 +314,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--instructions", type=int, default=0, metavar="N",
                         help="count instructions of N reads under callgrind (see above)")
+    parser.add_argument("--http", action="store_true",
+                        help="reads over HTTP, each side served by hygie serve (see above)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         plain = Side(Path(tmp) / "plain", False, args.resources)
@@ -249,6 +323,10 @@ def main() -> None:
         print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
               f"{args.resources} patients + {args.resources} observations per side")
         try:
+            if args.http:
+                http_reads([plain, secured], [Path(tmp) / "plain", Path(tmp) / "secured"],
+                           max(1, round(args.seconds)), args.rounds)
+                return
             if args.instructions:
                 # the audit writer's batches as the wall clock makes them, under a 50x slowdown
                 secured.platform.parts["security"].audit_writer.flush_interval_s = 2.5

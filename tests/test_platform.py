@@ -284,30 +284,3 @@ def test_the_sqlite_pool_hands_out_the_connection_returned_last(tmp_path: Any) -
     assert first_raw is not second_raw
     engine.dispose()
 
-
-def test_a_write_turn_taken_elsewhere_is_left_at_once(tmp_path: Any) -> None:
-    from hygie.platform import write_transaction_if_free
-
-    engine = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
-    with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE t (a INTEGER)"))
-    holding, release = threading.Event(), threading.Event()
-
-    def other() -> None:
-        with write_transaction(engine):
-            holding.set()
-            release.wait(10)
-
-    thread = threading.Thread(target=other)
-    thread.start()
-    assert holding.wait(5)
-    with write_transaction_if_free(engine) as conn:
-        assert conn is None
-    release.set()
-    thread.join()
-    with write_transaction_if_free(engine) as conn:
-        assert conn is not None
-        conn.execute(text("INSERT INTO t VALUES (1)"))
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
-    engine.dispose()

@@ -158,24 +158,14 @@ class _SqliteWriter:
         self._pid = 0
 
     def __enter__(self) -> None:
-        self.acquire()
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the turn; without ``blocking``, False at once if another writer has it."""
-        if not self._lock.acquire(blocking):
-            return False
+        self._lock.acquire()
         try:
             if self._depth == 0 and self._path is not None and fcntl is not None:
-                try:
-                    fcntl.flock(self._file(), fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-                except BlockingIOError:
-                    self._lock.release()
-                    return False
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
         except BaseException:
             self._lock.release()
             raise
         self._depth += 1
-        return True
 
     def __exit__(self, *_exc: object) -> None:
         self._depth -= 1
@@ -236,31 +226,6 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
         with conn.begin():
             yield conn
-
-
-@contextmanager
-def write_transaction_if_free(engine: Engine) -> Iterator[Connection | None]:
-    """``write_transaction``, or None at once when another writer has the turn (SQLite).
-
-    For work that a thread serving requests does by the way (appending the audit
-    queue): rather than wait behind another process's long write, it leaves the work
-    to a thread of its own. On PostgreSQL the transaction is always given.
-    """
-    lock = _writer_lock(engine)
-    if lock is None:
-        with engine.connect() as conn, conn.begin():
-            yield conn
-        return
-    if not lock.acquire(blocking=False):
-        yield None
-        return
-    try:
-        with engine.connect() as conn:
-            conn = conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
-            with conn.begin():
-                yield conn
-    finally:
-        lock.__exit__()
 
 
 @dataclass(frozen=True)

@@ -49,11 +49,9 @@ def _appenders(chain: AuditChain, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     names: list[str] = []
     append = chain.append
 
-    def spy(records: list[Any], wait: bool = True) -> bool:
-        appended = append(records, wait=wait)
-        if appended:
-            names.append(threading.current_thread().name)
-        return appended
+    def spy(records: list[Any]) -> None:
+        names.append(threading.current_thread().name)
+        append(records)
 
     monkeypatch.setattr(chain, "append", spy)
     return names
@@ -62,69 +60,6 @@ def _appenders(chain: AuditChain, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_the_writer_thread_appends_within_the_interval(chain: AuditChain,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     writer = AuditWriter(chain, flush_interval_s=0.1)
-    appenders = _appenders(chain, monkeypatch)
-    writer.submit(_facts("Observation/o1"))
-    deadline = time.monotonic() + 5
-    while _count(chain) == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _count(chain) == 1
-    assert appenders == ["hygie-audit"]
-    writer.close()
-
-
-def test_an_inline_writer_appends_a_due_queue_in_the_thread_that_queues(
-        chain: AuditChain, monkeypatch: pytest.MonkeyPatch) -> None:
-    writer = AuditWriter(chain, flush_interval_s=0.5, inline=True)
-    appenders = _appenders(chain, monkeypatch)
-    writer.submit(_facts("Observation/o1"))
-    writer.submit(_facts("Observation/o2"))
-    assert _count(chain) == 0  # not due yet, and the writer thread waits twice as long
-    time.sleep(0.55)
-    writer.submit(_facts("Observation/o3"))
-    assert _count(chain) == 3  # the oldest was due: this thread appended the queue
-    assert appenders == [threading.current_thread().name]
-    writer.close()
-    assert verify(chain).ok
-
-
-def test_an_inline_writer_does_not_wait_behind_another_writer(
-        chain: AuditChain, monkeypatch: pytest.MonkeyPatch) -> None:
-    if not chain.is_sqlite:
-        pytest.skip("the write turn is SQLite's; PostgreSQL rows lock on their own")
-    from hygie.platform import write_transaction
-
-    writer = AuditWriter(chain, flush_interval_s=0.05, inline=True)
-    appenders = _appenders(chain, monkeypatch)
-    holding, release = threading.Event(), threading.Event()
-
-    def other_writer() -> None:
-        with write_transaction(chain.engine):
-            holding.set()
-            release.wait(10)
-
-    other = threading.Thread(target=other_writer)
-    other.start()
-    assert holding.wait(5)
-    writer.submit(_facts("Observation/o1"))
-    time.sleep(0.06)
-    started = time.monotonic()
-    writer.submit(_facts("Observation/o2"))  # due, but the database is another's
-    assert time.monotonic() - started < 1
-    assert _count(chain) == 0
-    release.set()
-    other.join()
-    deadline = time.monotonic() + 5
-    while _count(chain) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _count(chain) == 2  # the writer thread took the queue over, in order
-    assert "hygie-audit" in appenders
-    writer.close()
-    assert verify(chain).ok
-
-
-def test_an_inline_writer_still_appends_when_no_request_comes(
-        chain: AuditChain, monkeypatch: pytest.MonkeyPatch) -> None:
-    writer = AuditWriter(chain, flush_interval_s=0.1, inline=True)
     appenders = _appenders(chain, monkeypatch)
     writer.submit(_facts("Observation/o1"))
     deadline = time.monotonic() + 5

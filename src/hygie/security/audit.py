@@ -54,7 +54,6 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, Engine, select
 
-from hygie.platform import write_transaction, write_transaction_if_free
 from hygie.security.audit_events import (
     BREAK_THE_GLASS,
     CLIENT_ADDRESS,
@@ -222,25 +221,18 @@ class AuditChain:
         if self._head_pending is not None:
             self._write_head(*self._head_pending, force=True)
 
-    def append(self, records: list[AuditRecord | Facts], wait: bool = True) -> bool:
-        """Append ``records`` in one transaction of their own, extending the chain.
-
-        On SQLite the transaction takes the database's write turn like every other
-        writer (``platform.write_transaction``); without ``wait``, nothing is appended
-        and False is returned when another writer has it.
-        """
+    def append(self, records: list[AuditRecord | Facts]) -> None:
+        """Append ``records`` in one transaction of their own, extending the chain."""
         if not records:
-            return True
+            return
         if self.is_sqlite:
-            with write_transaction_if_free(self.engine) if not wait \
-                    else write_transaction(self.engine) as conn:
-                if conn is None:
-                    return False
-                seq, prev = self._append_sqlite(conn, records)
+            with self.engine.connect() as conn:
+                conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
+                with conn.begin():
+                    seq, prev = self._append_sqlite(conn, records)
         else:
             seq, prev = self._append_postgresql(records)
         self._write_head(seq, prev)
-        return True
 
     def append_within(self, conn: Connection, records: list[AuditRecord | Facts]) -> None:
         """Append ``records`` in the caller's transaction (a write's own), so that they

@@ -13,14 +13,9 @@ Nothing is dropped under load, and the queue does not grow without bound: once
 that queues one appends the queue before it goes on, waiting for the writer thread if
 it is appending, so requests slow down to what the database takes.
 
-On SQLite (``inline``), the thread that queues a record appends the queue itself once
-its oldest record is due, and the writer thread only takes over when no request came
-for twice the interval. Appending on SQLite is interpreter work from end to end (the
-statements are local calls): done by a second thread, it ran beside the request
-threads and fought them for the interpreter lock, and a read cost 28 % more CPU with
-the trail on instead of 16 % (`bench/security_overhead.py`). On PostgreSQL an append
-mostly waits for the server, time in which the writer thread holds no lock and the
-request threads go on, so it stays there.
+Request threads do not append the queue on a timer of their own: that would spare the
+hand-overs to the writer thread, but a read on SQLite makes about 0.05 of them, and the
+smaller batches would cost more transactions.
 """
 
 from __future__ import annotations
@@ -77,11 +72,9 @@ class AuditRecord:
 class AuditWriter:
     """Appends queued records in batches (see the module docstring)."""
 
-    def __init__(self, chain: AuditChain, flush_interval_s: float = FLUSH_INTERVAL_S,
-                 inline: bool = False) -> None:
+    def __init__(self, chain: AuditChain, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.chain = chain
         self.flush_interval_s = flush_interval_s
-        self.inline = inline
         self._pending: deque[AuditRecord | Facts] = deque()
         #: When the oldest queued record was queued (monotonic; infinite: none is).
         self._oldest = float("inf")
@@ -133,13 +126,6 @@ class AuditWriter:
         if queued >= MAX_QUEUED and here:
             with self._appending:  # backpressure: the queue is appended before going on
                 self._append_queued()
-        elif (here and self.inline and now - self._oldest >= self.flush_interval_s
-              and self._appending.acquire(blocking=False)):
-            try:  # due: appended by this thread, which has the interpreter lock already
-                if not self._append_queued(wait=False):
-                    self._wake()  # another writer has the database: the thread waits
-            finally:
-                self._appending.release()
         elif queued >= MAX_BATCH:
             self._wake()
         return True
@@ -157,54 +143,31 @@ class AuditWriter:
             self._appending.release()
         return True
 
-    @property
-    def _takeover_s(self) -> float:
-        """How old the oldest queued record gets before the writer thread appends it."""
-        return 2 * self.flush_interval_s if self.inline else self.flush_interval_s
-
     def _wake(self) -> None:
         with self._cond:
             self._urgent = True
             self._cond.notify()
 
-    def _append_queued(self, wait: bool = True) -> bool:
-        """Append every queued record, in order; the caller holds ``_appending``.
-
-        Without ``wait``, when another writer has the database, the records go back to
-        the head of the queue as they were and False is returned.
-        """
+    def _append_queued(self) -> None:
+        """Append every queued record, in order; the caller holds ``_appending``."""
         with self._cond:
             items = list(self._pending)
-            oldest = self._oldest
             self._pending.clear()
             self._oldest = float("inf")
             self._urgent = False
-        if not wait and items:
-            try:
-                appended = self.chain.append(items[:MAX_BATCH], wait=False)
-            except Exception:  # the writer thread retries it (see ``_write``)
-                appended = False
-            if not appended:
-                with self._cond:
-                    self._pending.extendleft(reversed(items))
-                    self._oldest = oldest
-                return False
-            self._done(items[:MAX_BATCH], failed=False)
-            items = items[MAX_BATCH:]
         for start in range(0, len(items), MAX_BATCH):
             self._write(items[start:start + MAX_BATCH])
-        return True
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 if not self._urgent and not self._closed:
-                    wait = self._oldest + self._takeover_s - time.monotonic()
+                    wait = self._oldest + self.flush_interval_s - time.monotonic()
                     if wait > 0:
-                        self._cond.wait(min(wait, self._takeover_s))
+                        self._cond.wait(min(wait, self.flush_interval_s))
                 closing = self._closed
                 due = (self._urgent or closing
-                       or time.monotonic() - self._oldest >= self._takeover_s)
+                       or time.monotonic() - self._oldest >= self.flush_interval_s)
                 idle = not self._pending
             with self._appending:
                 if due:
@@ -224,18 +187,12 @@ class AuditWriter:
                           type(exc).__name__)
                 time.sleep(0.2 * (attempt + 1))
         else:
-            self._done(batch, failed=True)
-            return
-        self._done(batch, failed=False)
-
-    @staticmethod
-    def _done(batch: list[AuditRecord | Facts], failed: bool) -> None:
-        """Tell the callers waiting for records of ``batch`` how it went."""
+            for record in batch:
+                if isinstance(record, AuditRecord):
+                    record.failed = True
         for record in batch:
-            if isinstance(record, AuditRecord):
-                record.failed = failed
-                if record.done is not None:
-                    record.done.set()
+            if isinstance(record, AuditRecord) and record.done is not None:
+                record.done.set()
 
     def close(self) -> None:
         """Append what is queued, then stop the thread; later records are appended at once."""

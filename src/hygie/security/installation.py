@@ -41,7 +41,7 @@ def install(platform: Platform) -> SecurityParts:
     access = AccessRules(platform.engine)
     chain = AuditChain(platform.engine, master.derive("hygie audit chain"),
                        settings.var_dir / "audit" / "head")
-    writer = AuditWriter(chain, inline=chain.is_sqlite)
+    writer = AuditWriter(chain)
     parts = SecurityParts(master, access, chain, writer, vault)
     platform.parts["security"] = parts
     platform.parts["security.master_key"] = master
