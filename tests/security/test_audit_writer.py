@@ -129,3 +129,23 @@ def test_a_failed_batch_leaves_nothing_and_the_next_one_appends(
     assert [row.entity for row in chain.records()] == ["Observation/o1", "Observation/o3"]
     assert [row.seq for row in chain.records()] == [1, 2]
     assert verify(chain).ok
+
+
+def test_a_batch_fits_the_variable_limit_of_an_older_sqlite(chain: AuditChain) -> None:
+    if not chain.is_sqlite:
+        pytest.skip("a limit of SQLite builds")
+    import sqlite3
+
+    from sqlalchemy import event
+
+    @event.listens_for(chain.engine, "checkout")
+    def _older_limit(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)  # before 3.32
+
+    writer = AuditWriter(chain, flush_interval_s=60.0)
+    for i in range(300):  # large statements would need 4,096 variables
+        writer.submit(_facts(f"Observation/o{i}"))
+    assert writer.flush()
+    assert _count(chain) == 300
+    writer.close()
+    assert verify(chain).ok

@@ -42,6 +42,7 @@ from __future__ import annotations
 import hmac
 import itertools
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -148,9 +149,12 @@ def event_hash(key: bytes, prev_hash: str, seq: int, recorded: int, action: str,
     return hmac.digest(key, head.encode() + event, "sha256").hex()
 
 
-#: Rows per INSERT statement on SQLite, largest first (at most 32 x 16 values: below the
-#: 999 variables that the oldest SQLite builds allow in one statement).
-_CHUNKS = (32, 8, 1)
+#: Rows per INSERT statement on SQLite, largest first, each used only where the build
+#: allows that many variables in a statement (256 x 16 values: SQLite 3.32 or later;
+#: older builds allow 999, which leaves 16 rows and less). Each statement lets go of the
+#: interpreter lock once, and the serving threads take it: 256 rows a statement instead
+#: of 32 made a secured read 0.81x of an unsecured one instead of 0.77x (in-process).
+_CHUNKS = (256, 64, 16, 4, 1)
 #: The columns of ``FACTS`` that may be NULL (written "" by ``interaction_facts``).
 _NULLABLE = frozenset(FACTS) - {"recorded", "action", "outcome"}
 #: The columns of an interaction's record, in the order ``_link`` gives their values.
@@ -366,12 +370,15 @@ class AuditChain:
         ``executemany`` would step once per row, and the sqlite3 module lets go of the
         interpreter lock around every step: with the request threads waiting for it,
         each row would cost two thread switches. A batch is cut into ``_CHUNKS``, so
-        that three statements, prepared once per connection, serve every batch. (The
+        that a few statements, prepared once per connection, serve every batch. (The
         values are integers and strings only: a None, or bytes, goes through the
         sqlite3 module's adaptation machinery, a failed attribute lookup each.)
         """
+        most = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_FACT_ROW)
         start = 0
         for size in _CHUNKS:
+            if size > most:
+                continue
             while len(rows) - start >= size:
                 cursor.execute(_facts_insert("?", size),
                                list(itertools.chain.from_iterable(rows[start:start + size])))
