@@ -65,6 +65,10 @@ from hygie.security.scopes import ScopeSet
 from hygie.security.tokens import issue_service_token, tokens_for
 from hygie.store.migrations import upgrade
 
+sys.path.insert(0, str(Path(__file__).parent))
+from store_ingest import free_port, wait_for
+from store_search import wrk_gets
+
 GOAL = 0.15
 
 
@@ -106,9 +110,6 @@ class Side:
 
     def serve(self, folder: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
         """This side's store served by ``hygie serve`` (its platform closed first)."""
-        sys.path.insert(0, str(Path(__file__).parent))
-        from store_ingest import free_port, wait_for
-
         self.platform.close()
         port = free_port()
         settings = self.platform.settings
@@ -260,28 +261,19 @@ async def run_n(side: Side, kind: str, n: int) -> None:
     side.flush()
 
 
+#: wrk's units of latency, in milliseconds.
+_WRK_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
 def wrk_reads(side: Side, port: int, seconds: int) -> tuple[float, float]:
     """(reads per second, 99th percentile in ms) of wrk against a served side."""
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text("paths = {\n" + "\n".join(f'"/fhir/Observation/{oid}",'
-                                                 for _pid, oid in side.ids)
-                      + "\n}\nrequest = function()\n"
-                      "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
-    try:
-        out = subprocess.run(
-            ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script),
-             "-H", f"Authorization: Bearer {side.token}", f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, check=True).stdout
-    finally:
-        script.unlink()
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError("wrk saw failures:\n" + out)
+    out = wrk_gets(port, side.token, [f"/fhir/Observation/{oid}" for _pid, oid in side.ids],
+                   seconds)
     rate = next(float(line.split()[1]) for line in out.splitlines()
                 if line.startswith("Requests/sec"))
     p99 = next(line.split()[1] for line in out.splitlines() if line.strip().startswith("99%"))
-    ms = float(p99[:-2]) if p99.endswith("ms") else float(p99[:-2]) / 1000 \
-        if p99.endswith("us") else float(p99[:-1]) * 1000
-    return rate, ms
+    number = p99.rstrip("usm")
+    return rate, float(number) * _WRK_UNITS[p99[len(number):]]
 
 
 def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int) -> None:

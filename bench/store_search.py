@@ -121,22 +121,31 @@ def report(name: str, times: list[float], goal_ms: float) -> None:
           f"{len(times)} requests; {goal_ms / p95:.2f} x the goal of {goal_ms:g} ms)", flush=True)
 
 
-def read_rate(port: int, token: str, paths: list[str], seconds: int) -> tuple[float, str]:
-    if shutil.which("wrk"):
-        script = Path(tempfile.mkstemp(suffix=".lua")[1])
-        listing = "\n".join(f'"{p}",' for p in paths)
-        script.write_text(
-            f"paths = {{\n{listing}\n}}\n"
-            "request = function()\n"
-            "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+def wrk_gets(port: int, token: str, paths: list[str], seconds: int) -> str:
+    """wrk's report (with ``--latency``) of GETs of random ``paths`` by 32 connections;
+    an error or a non-2xx answer raises."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    listing = "\n".join(f'"{p}",' for p in paths)
+    script.write_text(
+        f"paths = {{\n{listing}\n}}\n"
+        "request = function()\n"
+        "  return wrk.format('GET', paths[math.random(#paths)])\nend\n")
+    try:
         out = subprocess.run(
-            ["wrk", "-t2", "-c32", f"-d{seconds}s", "-s", str(script),
+            ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency", "-s", str(script),
              "-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}"],
             capture_output=True, text=True, check=True).stdout
+    finally:
         script.unlink()
-        errors = [line for line in out.splitlines() if "Non-2xx" in line or "errors" in line]
-        if errors:
-            raise RuntimeError("read errors: " + "; ".join(errors))
+    errors = [line for line in out.splitlines() if "Non-2xx" in line or "errors" in line]
+    if errors:
+        raise RuntimeError("read errors: " + "; ".join(errors))
+    return out
+
+
+def read_rate(port: int, token: str, paths: list[str], seconds: int) -> tuple[float, str]:
+    if shutil.which("wrk"):
+        out = wrk_gets(port, token, paths, seconds)
         rate = next(float(line.split()[1]) for line in out.splitlines()
                     if line.startswith("Requests/sec"))
         return rate, "wrk, 32 connections"
