@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hygie.channels import api as channels_api
@@ -115,13 +115,28 @@ def serve_app() -> Starlette:
     return app
 
 
+def _fhir_first(routes: list[BaseRoute]) -> list[BaseRoute]:
+    """The routes under /fhir first, each group in its own order.
+
+    A request is matched against the routes one after the other, and almost all of a
+    platform's traffic is FHIR: behind the 25 routes of the sign-in, OAuth and security
+    pages, each FHIR request spent about 15 us (a tenth of a read by id) failing to
+    match them. The relative order inside each group is kept, so that a specific FHIR
+    route (``/fhir/.well-known/...``) still comes before ``/fhir/{path:path}``.
+    """
+    def fhir(route: BaseRoute) -> bool:
+        path = getattr(route, "path", "")
+        return path == "/fhir" or path.startswith("/fhir/")
+    return [r for r in routes if fhir(r)] + [r for r in routes if not fhir(r)]
+
+
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> Starlette:
     """Build the platform's ASGI app for these settings (or an already open platform)."""
     platform = platform or open_platform(settings or load_settings())
     install_security(platform)  # encryption, access rules, audit: before the store opens
     open_store(platform)
     static = Path(__file__).parent / "web" / "static"
-    routes: list[Any] = [
+    routes: list[Any] = _fhir_first([
         Route("/", _home),
         Mount("/static", StaticFiles(directory=static), name="static"),
         *security_api.routes(),
@@ -137,7 +152,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         Mount("/scheduling", routes=scheduling_api.routes()),
         Mount("/followup", routes=followup_api.routes()),
         Mount("/mobilization", routes=mobilization_api.routes()),
-    ]
+    ])
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
