@@ -229,3 +229,18 @@ def test_reach_is_the_same_on_each_engine(database_url: str, tmp_path: Path) -> 
                     status = http.get(f"/fhir/{res_type}/{resource_id(res_type, pid)}"
                                       ).status_code
                     assert status == (200 if expected(caller, res_type, pid, "r") else 403)
+
+
+def test_the_patients_of_a_resource_are_found_by_its_pk_in_a_store_never_analysed(
+        sqlite_platform: Platform) -> None:
+    """Without statistics, SQLite was free to take the index on (type, parameter) and walk
+    every subject reference of the type for each check of a practitioner's read."""
+    from sqlalchemy.dialects import sqlite
+
+    from hygie.security.access import _patients_query
+
+    query = _patients_query("Observation").params(id="obs-1")
+    sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    with sqlite_platform.engine.connect() as conn:
+        plan = [row[3] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    assert any("idx_reference USING INDEX ix_idx_reference_res_pk" in step for step in plan), plan
