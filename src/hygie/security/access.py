@@ -55,10 +55,10 @@ from sqlalchemy import (
 from hygie.security.model import Kind, Principal
 from hygie.security.tables import break_glass
 from hygie.store.access import Clause
+from hygie.store.connections import single_statement_reads
 from hygie.store.definitions import patient_compartment
 from hygie.store.outcomes import FhirError, Issue
 from hygie.store.schema import idx_reference, resource
-from hygie.store.sql_repository import single_statement_reads
 
 #: Types anyone signed in may read whatever their boundary: the territory's directory.
 DIRECTORY_TYPES = frozenset({

@@ -81,6 +81,7 @@ from hygie.security.audit_events import (
 )
 from hygie.security.audit_writer import FLUSH_INTERVAL_S, AuditRecord, AuditWriter, Facts
 from hygie.security.tables import audit_log, audit_patient
+from hygie.store.connections import autocommit_driver_connection
 
 __all__ = [
     "BREAK_THE_GLASS",
@@ -273,23 +274,8 @@ class AuditChain:
         """Append in a transaction of its own on a pooled connection, in two round trips
         (see ``_append_pipelined``): the connection is switched to autocommit so that
         BEGIN and COMMIT travel with the statements instead of on their own."""
-        fairy = self.engine.raw_connection()
-        pg = fairy.driver_connection
-        assert pg is not None
-        try:
-            pg.autocommit = True
-            try:
-                result = self._append_pipelined(pg, records, own_transaction=True)
-            finally:
-                if not pg.closed and pg.info.transaction_status.name != "IDLE":
-                    pg.execute("ROLLBACK")  # a failed batch: nothing of it stays
-                pg.autocommit = False
-        except Exception:
-            fairy.invalidate()  # a connection in an unknown state goes no further
-            raise
-        finally:
-            fairy.close()
-        return result
+        with autocommit_driver_connection(self.engine) as pg:
+            return self._append_pipelined(pg, records, own_transaction=True)
 
     def _append_pipelined(self, pg: Any, records: list[AuditRecord | Facts],
                           own_transaction: bool) -> tuple[int, str]:

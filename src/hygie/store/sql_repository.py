@@ -49,6 +49,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from hygie.platform import pairs_in, write_transaction
 from hygie.store import outcomes
 from hygie.store.access import BodyCodec, Clause
+from hygie.store.connections import autocommit_driver_connection, single_statement_reads
 from hygie.store.definitions import patient_compartment
 from hygie.store.model import (
     ID_RE,
@@ -171,21 +172,6 @@ def current_connection(engine: Engine) -> Connection | None:
         if conn.engine is engine:
             return conn
     return None
-
-
-@contextmanager
-def single_statement_reads(engine: Engine) -> Iterator[Connection]:
-    """A pooled connection for reads that are each consistent on their own.
-
-    No transaction is begun: on SQLite no BEGIN and ROLLBACK around the statement, on
-    PostgreSQL autocommit, which saves their round trips (each as dear as a short query).
-    """
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.execution_options(sqlite_begin="")
-        else:
-            conn.execution_options(isolation_level="AUTOCOMMIT")
-        yield conn
 
 
 def _row_to_stored(row: Any, codec: BodyCodec | None = None) -> StoredResource:
@@ -386,28 +372,16 @@ class SqlRepository(Repository):
         the pool's checkout and return (which this path keeps, with the pool's reset).
         On PostgreSQL the statement runs in autocommit: no BEGIN or ROLLBACK round trip.
         """
-        fairy = self.engine.raw_connection()
-        try:
-            dbapi = fairy.driver_connection
-            if self.is_sqlite:
-                cursor = dbapi.cursor()
-                try:
-                    cursor.execute(_READ_CURRENT_SQLITE, (res_type, res_id))
-                    return cursor.fetchone()  # type: ignore[no-any-return]
-                finally:
-                    cursor.close()
-            dbapi.autocommit = True
-            try:
+        with autocommit_driver_connection(self.engine) as dbapi:
+            if not self.is_sqlite:
                 return dbapi.execute(  # type: ignore[no-any-return]
                     _READ_CURRENT_PG, (res_type, res_id), prepare=True).fetchone()
+            cursor = dbapi.cursor()
+            try:
+                cursor.execute(_READ_CURRENT_SQLITE, (res_type, res_id))
+                return cursor.fetchone()  # type: ignore[no-any-return]
             finally:
-                if not dbapi.closed:
-                    dbapi.autocommit = False
-        except Exception:
-            fairy.invalidate()  # a connection in an unknown state goes no further
-            raise
-        finally:
-            fairy.close()
+                cursor.close()
 
     def vread(self, res_type: str, res_id: str, version: int) -> StoredResource:
         with self._reading() as conn:
