@@ -343,18 +343,14 @@ class SqlRepository(Repository):
     # --- reads ---------------------------------------------------------------------
 
     def read(self, res_type: str, res_id: str) -> StoredResource:
-        if self._current() is not None:
+        if self._current() is None:
+            row = self._read_outside_transaction(res_type, res_id)
+        else:
             with self._reading(single=True) as conn:
                 row = conn.execute(_READ_CURRENT, {"t": res_type, "i": res_id}).first()
-            if row is None:
-                raise outcomes.not_found(res_type, res_id)
-            if row.deleted:
-                raise outcomes.gone(res_type, res_id)
-            return _row_to_stored(row, self.codec)
-        found = self._read_outside_transaction(res_type, res_id)
-        if found is None:
+        if row is None:
             raise outcomes.not_found(res_type, res_id)
-        _pk, _type, _id, version, last_updated, deleted, body = found
+        _pk, _type, _id, version, last_updated, deleted, body = row  # _CURRENT_COLUMNS
         if deleted:
             raise outcomes.gone(res_type, res_id)
         body = bytes(body) if body is not None else None
