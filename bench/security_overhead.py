@@ -32,6 +32,10 @@ kept (``read_http``, and the 99th percentile of latency). In a server the audit'
 writer thread runs while the event loop waits on sockets; in-process nothing waits, so
 the two measures differ, and both are printed by their names.
 
+``--split`` tells the two apart: reads on four platforms (both off, encryption only,
+audit only, both on), rounds alternated, and what each adds to a read in CPU time
+(``read_cpu_encryption``, ``read_cpu_audit``, ``read_cpu_both``).
+
 On a machine shared with other work, even the CPU time moves by 10 % or more between
 runs. ``--instructions N`` counts instructions instead, which do not move: run under
 callgrind with instrumentation off at start,
@@ -75,10 +79,14 @@ GOAL = 0.15
 class Side:
     """One platform, its app, and a token to call it with."""
 
-    def __init__(self, folder: Path, secured: bool, n: int) -> None:
+    def __init__(self, folder: Path, secured: bool, n: int,
+                 audit: bool | None = None) -> None:
+        """``secured`` turns on encryption at rest, and the audit trail unless ``audit``
+        says otherwise."""
         settings = load_settings(database_url=f"sqlite:///{folder / 'h.db'}", var_dir=folder,
                                  base_url="http://bench", encrypt_at_rest=secured,
-                                 audit=secured, rate_per_address=1e9,
+                                 audit=secured if audit is None else audit,
+                                 rate_per_address=1e9,
                                  burst_per_address=10**9, rate_per_client=1e9,
                                  burst_per_client=10**9)
         self.platform: Platform = open_platform(settings)
@@ -298,6 +306,27 @@ def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int
     print(f"read_http_p99: {on_p99:.1f} ms (vs off {off_p99:.1f} ms)")
 
 
+def split_reads(resources: int, seconds: float, rounds: int) -> None:
+    """Reads on four platforms: both off, encryption only, audit only, both on."""
+    names = ("off", "encryption", "audit", "both")
+    switches = ((False, False), (True, False), (False, True), (True, True))
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = [Side(Path(tmp) / name, encrypt, resources, audit=audit)
+                 for name, (encrypt, audit) in zip(names, switches, strict=True)]
+        try:
+            print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+                  f"{resources} patients + {resources} observations per side")
+            figures = best(sides, "read", seconds, rounds)
+        finally:
+            for side in sides:
+                side.close()
+    base_rate, base_cpu = figures[0]
+    print(f"read_cpu_off: {base_cpu:,.0f} us/req ({base_rate:,.0f} req/s)")
+    for name, (rate, cpu) in zip(names[1:], figures[1:], strict=True):
+        print(f"read_cpu_{name}: {cpu:,.0f} us/req (+{cpu - base_cpu:,.0f} us, "
+              f"{cpu / base_cpu - 1:.1%} vs off; {rate:,.0f} req/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resources", type=int, default=2000, help="patients (and as many "
@@ -308,7 +337,12 @@ def main() -> None:
                         help="count instructions of N reads under callgrind (see above)")
     parser.add_argument("--http", action="store_true",
                         help="reads over HTTP, each side served by hygie serve (see above)")
+    parser.add_argument("--split", action="store_true",
+                        help="what encryption and the audit each add to a read (see above)")
     args = parser.parse_args()
+    if args.split:
+        split_reads(args.resources, args.seconds, args.rounds)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         plain = Side(Path(tmp) / "plain", False, args.resources)
         secured = Side(Path(tmp) / "secured", True, args.resources)
