@@ -34,9 +34,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dateutil.easter import easter
 
+from hygie.mobility import storage
 from hygie.mobility.geography import Geography, build_cells, first_cells
 from hygie.mobility.model import SLOT_SECONDS, TIMEZONE, PipelineConfig, Scenario
 
@@ -447,7 +447,7 @@ def generate(geo: Geography, out: Path, cfg: GeneratorConfig) -> dict[str, objec
             table = _events(places[owners], starts[owners], ends[owners],
                             pop.device_id[sel][owners], pop.activity[sel][owners], day_start,
                             scale, cell_first, cell_count, day_rng)
-            pq.write_table(table, folder / f"part-{part:05d}.parquet", row_group_size=1 << 20)
+            storage.write_events(table, folder / f"part-{part:05d}.parquet")
             total += table.num_rows
         events_per_day[day.isoformat()] = total
         for name, frame in acc.frames(day, geo.dep_codes).items():
