@@ -10,6 +10,13 @@ day (100,000 devices); the figure compared is the time per event.
 
 Generation is not timed. ``--data`` keeps the generated events between runs. CPU
 seconds are printed beside wall seconds: on a shared machine they move less.
+
+``--floor`` adds what the first two steps cost alone on one part of the day, in CPU
+per event: decoding the events (``floor_decode``), and decoding and reducing them to one
+row per device and 30-minute slot (``floor_reduce``, the pipeline's own query), beside the same
+aggregation grouped by device only (``floor_reduce_by_device``, 40x fewer groups). With
+two threads, no pipeline that decodes and reduces every event can beat
+``pandas_per_event`` by more than ``floor_ratio_bound``.
 """
 
 from __future__ import annotations
@@ -103,10 +110,47 @@ def pandas_pipeline(root: Path, geo: Geography, cfg: PipelineConfig) -> dict[str
                                                                        len(home_day))}
 
 
+def floors(root: Path, pandas_per_event: float) -> None:
+    """Print the CPU per event of decoding and of the reduction to slots (see above)."""
+    from hygie.mobility import pipeline
+    from hygie.mobility.model import SLOT_SECONDS
+
+    start, seconds = day_bounds(DAY)
+    ctx = pipeline.DayContext(start, seconds // SLOT_SECONDS, 0, "", "")
+    engine = engines.connect("duckdb", threads=2)
+    part = engine.read_parts(storage.events_dir(root, DAY))[0]
+    n = int(part.count().to_pyarrow().as_py())
+    slots = pipeline._last_cells(part, ctx)
+    by_device = part.group_by("device_id").agg(key=part.ts_ms.max())
+    queries = {
+        # sums as floats: the integer sums overflow 64 bits
+        "decode": part.aggregate(a=part.device_id.cast("float64").sum(),
+                                 b=part.ts_ms.cast("float64").sum(), c=part.cell_id.sum()),
+        "reduce": slots.aggregate(n=slots.count(), k=slots.key.cast("float64").sum()),
+        "reduce_by_device": by_device.aggregate(n=by_device.count(),
+                                                k=by_device.key.cast("float64").sum()),
+    }
+    cpu = {}
+    for name, query in queries.items():
+        best = float("inf")
+        for _ in range(3):
+            c0 = time.process_time()
+            query.to_pyarrow()
+            best = min(best, time.process_time() - c0)
+        cpu[name] = best / n * 1e9
+        print(f"floor_{name}: {cpu[name]:.1f} ns of CPU per event (one part, {n} events)")
+    engine.close()
+    wall = cpu["reduce"] / 2  # the reduction's query decodes the events it reduces
+    print(f"floor_ratio_bound: {pandas_per_event / wall:.1f} x vs pandas per event (decoding "
+          f"and reduction alone, {wall:.0f} ns per event on 2 threads)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=1_000_000)
     parser.add_argument("--data", default=None, help="Folder kept between runs.")
+    parser.add_argument("--floor", action="store_true",
+                        help="also what decoding and the reduction to slots cost alone")
     args = parser.parse_args()
     geo = load_geography(find_geo_dir(os.environ.get("HYGIE_MOBILITY_GEO_DIR")))
     base = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="hygie-mob-bench-"))
@@ -147,6 +191,8 @@ def main() -> None:
           f"({pandas_cpu / n_small * 1e9:.0f} ns per event)")
     print(f"same_result_devices: {int(peer['devices'])} pandas, {check.devices} duckdb")
     print(f"same_result_trips: {int(peer['trips'])} pandas, {int(duck_trips)} duckdb")
+    if args.floor:
+        floors(big, pandas_per_event)
     load = os.getloadavg()[0]
     print(f"load_average_1min: {load:.2f} (2 cores)")
     if not args.data:

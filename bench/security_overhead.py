@@ -34,7 +34,9 @@ the two measures differ, and both are printed by their names.
 
 ``--split`` tells the two apart: reads on four platforms (both off, encryption only,
 audit only, both on), rounds alternated, and what each adds to a read in CPU time
-(``read_cpu_encryption``, ``read_cpu_audit``, ``read_cpu_both``).
+(``read_cpu_encryption``, ``read_cpu_audit``, ``read_cpu_both``); with ``--http``, the
+four served side by side (``read_http_encryption``...), which is where the two
+together cost more than the sum of each alone.
 
 On a machine shared with other work, even the CPU time moves by 10 % or more between
 runs. ``--instructions N`` counts instructions instead, which do not move: run under
@@ -93,6 +95,7 @@ class Side:
         upgrade(self.platform.engine)
         self.app = create_app(platform=self.platform)
         self.secured = secured
+        self.audit = secured if audit is None else audit
         self.token = issue_service_token(self.platform, subject="bench", scope="system/*.cruds")
         self.bounded = tokens_for(self.platform).issue(Principal(
             "dr-bench", Kind.PRACTITIONER, ScopeSet.parse("user/*.cruds"),
@@ -123,7 +126,7 @@ class Side:
         settings = self.platform.settings
         env = {**os.environ, "HYGIE_DATABASE_URL": settings.database_url,
                "HYGIE_VAR_DIR": str(folder), "HYGIE_ENCRYPT_AT_REST": str(self.secured).lower(),
-               "HYGIE_AUDIT": str(self.secured).lower(), "HYGIE_BASE_URL": "http://bench",
+               "HYGIE_AUDIT": str(self.audit).lower(), "HYGIE_BASE_URL": "http://bench",
                "HYGIE_RATE_PER_ADDRESS": "1000000000", "HYGIE_BURST_PER_ADDRESS": "1000000000",
                "HYGIE_RATE_PER_CLIENT": "1000000000", "HYGIE_BURST_PER_CLIENT": "1000000000"}
         server = subprocess.Popen(
@@ -284,8 +287,10 @@ def wrk_reads(side: Side, port: int, seconds: int) -> tuple[float, float]:
     return rate, float(number) * _WRK_UNITS[p99[len(number):]]
 
 
-def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int) -> None:
-    """Reads by id over HTTP, each side served by ``hygie serve`` in turn."""
+def http_reads(sides: list[Side], folders: list[Path], seconds: int,
+               rounds: int) -> list[tuple[float, float]]:
+    """Reads by id over HTTP, each side served by ``hygie serve`` in turn: the best
+    (reads per second, 99th percentile in ms) of each side over the rounds."""
     servers = [side.serve(folder, workers=2) for side, folder in zip(sides, folders, strict=True)]
     try:
         for side, (_server, port) in zip(sides, servers, strict=True):
@@ -299,6 +304,10 @@ def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int
         for server, _port in servers:
             server.terminate()
             server.wait()
+    return best
+
+
+def print_http(best: list[tuple[float, float]]) -> None:
     (off, off_p99), (on, on_p99) = best
     print(f"read_http: {on:,.0f} req/s ({on / off:.2f} x vs encryption and audit off "
           f"{off:,.0f} req/s; overhead {1 - on / off:.1%}, goal <= {GOAL:.0%}; wrk, "
@@ -306,20 +315,32 @@ def http_reads(sides: list[Side], folders: list[Path], seconds: int, rounds: int
     print(f"read_http_p99: {on_p99:.1f} ms (vs off {off_p99:.1f} ms)")
 
 
-def split_reads(resources: int, seconds: float, rounds: int) -> None:
-    """Reads on four platforms: both off, encryption only, audit only, both on."""
+def split_reads(resources: int, seconds: float, rounds: int, http: bool) -> None:
+    """Reads on four platforms: both off, encryption only, audit only, both on;
+    in-process (CPU per read), or over HTTP (``http``: reads per second)."""
     names = ("off", "encryption", "audit", "both")
     switches = ((False, False), (True, False), (False, True), (True, True))
     with tempfile.TemporaryDirectory() as tmp:
-        sides = [Side(Path(tmp) / name, encrypt, resources, audit=audit)
-                 for name, (encrypt, audit) in zip(names, switches, strict=True)]
+        folders = [Path(tmp) / name for name in names]
+        sides = [Side(folder, encrypt, resources, audit=audit)
+                 for folder, (encrypt, audit) in zip(folders, switches, strict=True)]
         try:
             print(f"# {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
                   f"{resources} patients + {resources} observations per side")
-            figures = best(sides, "read", seconds, rounds)
+            if http:
+                served = http_reads(sides, folders, max(1, round(seconds)), rounds)
+            else:
+                figures = best(sides, "read", seconds, rounds)
         finally:
             for side in sides:
                 side.close()
+    if http:
+        base_rate, base_p99 = served[0]
+        print(f"read_http_off: {base_rate:,.0f} req/s (p99 {base_p99:.1f} ms)")
+        for name, (rate, p99) in zip(names[1:], served[1:], strict=True):
+            print(f"read_http_{name}: {rate:,.0f} req/s ({rate / base_rate:.2f} x vs off; "
+                  f"p99 {p99:.1f} ms)")
+        return
     base_rate, base_cpu = figures[0]
     print(f"read_cpu_off: {base_cpu:,.0f} us/req ({base_rate:,.0f} req/s)")
     for name, (rate, cpu) in zip(names[1:], figures[1:], strict=True):
@@ -341,7 +362,7 @@ def main() -> None:
                         help="what encryption and the audit each add to a read (see above)")
     args = parser.parse_args()
     if args.split:
-        split_reads(args.resources, args.seconds, args.rounds)
+        split_reads(args.resources, args.seconds, args.rounds, args.http)
         return
     with tempfile.TemporaryDirectory() as tmp:
         plain = Side(Path(tmp) / "plain", False, args.resources)
@@ -350,8 +371,9 @@ def main() -> None:
               f"{args.resources} patients + {args.resources} observations per side")
         try:
             if args.http:
-                http_reads([plain, secured], [Path(tmp) / "plain", Path(tmp) / "secured"],
-                           max(1, round(args.seconds)), args.rounds)
+                print_http(http_reads([plain, secured],
+                                      [Path(tmp) / "plain", Path(tmp) / "secured"],
+                                      max(1, round(args.seconds)), args.rounds))
                 return
             if args.instructions:
                 # the audit writer's batches as the wall clock makes them, under a 50x slowdown
