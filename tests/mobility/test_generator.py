@@ -29,6 +29,20 @@ def test_events_are_imsis_on_known_cells_ordered_by_device_then_time(
     assert ev["cell_id"].isin(cells["cell_id"]).all()
 
 
+def test_event_parts_are_laid_out_for_decoding(small_world: Path) -> None:
+    """Timestamps delta-encoded, ids in dictionaries, pages uncompressed (``write_events``)."""
+    folder = storage.events_dir(small_world, START)
+    meta = pq.ParquetFile(next(folder.glob("*.parquet"))).metadata
+    for g in range(meta.num_row_groups):
+        columns = {meta.row_group(g).column(i).path_in_schema: meta.row_group(g).column(i)
+                   for i in range(meta.num_columns)}
+        assert {c.compression for c in columns.values()} == {"UNCOMPRESSED"}
+        assert "DELTA_BINARY_PACKED" in columns["ts_ms"].encodings
+        assert "RLE_DICTIONARY" not in columns["ts_ms"].encodings
+        for name in ("device_id", "cell_id"):
+            assert "RLE_DICTIONARY" in columns[name].encodings
+
+
 def test_devices_emit_about_175_events_a_day(small_world: Path) -> None:
     meta = json.loads((small_world / "generator.json").read_text())
     per_device = meta["events_per_day"][START.isoformat()] / meta["devices"]
