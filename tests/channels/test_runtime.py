@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from hygie.app import create_app
 from hygie.channels import Channel, OutboundMessage, Status, channels_for
+from hygie.channels.simulators import start_simulators, stop_simulators
 from hygie.cli import main
 from hygie.security.tokens import issue_service_token
 from tests.channels.conftest import open_test_platform
@@ -59,6 +60,22 @@ def test_serve_starts_simulators_and_dispatcher(tmp_path: Path) -> None:
         assert page.status_code == 200
         assert "Bonjour" in page.text and "Rappel" in page.text
     platform.close()
+
+
+def test_simulators_listen_once_started(tmp_path: Path) -> None:
+    """The dispatcher's first connection finds the SMSC and the mail sink there."""
+    platform = open_test_platform(f"sqlite:///{tmp_path / 'h.db'}", tmp_path / "var",
+                                  smpp_port=free_port(), smtp_port=free_port(),
+                                  sip_trunk="203.0.113.1:5060")  # not loopback: no phone
+    cs = channels_for(platform).settings
+    processes = start_simulators(platform.settings, cs)
+    try:
+        assert len(processes) == 2
+        for port in (cs.smpp_port, cs.smtp_port):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        stop_simulators(processes)
+        platform.close()
 
 
 @pytest.mark.parametrize("channel", ["sms", "email"])

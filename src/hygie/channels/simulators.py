@@ -5,7 +5,9 @@ mail sink and a SIP phone that presses 1, each as its own process on the ports t
 settings name, and the dispatcher talks to them: nobody needs an operator to try the
 platform, and nothing leaves the machine. What they received is shown on the
 ``/channels/simulator`` page. A simulator whose port is already taken (another
-instance running) is not started again.
+instance running) is not started again. Starting waits until each one listens (a few
+tenths of a second): the dispatcher's first connection then finds its peer there,
+instead of failing and retrying with a warning.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from hygie.channels.settings import ChannelSettings
 from hygie.config import Settings
 
 log = logging.getLogger("hygie.channels")
+
+#: How long starting waits for a simulator to listen.
+START_TIMEOUT_S = 15.0
 
 
 def simulator_dir(settings: Settings) -> Path:
@@ -47,14 +53,16 @@ def start_simulators(settings: Settings, cs: ChannelSettings) -> list[subprocess
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     started: list[subprocess.Popen[bytes]] = []
-    commands: list[list[str]] = []
+    #: (module and arguments, port it listens on, UDP or not)
+    commands: list[tuple[list[str], int, bool]] = []
     if _loopback(cs.smpp_host) and not _listening("127.0.0.1", cs.smpp_port):
-        commands.append(["hygie.channels.smsc", "--port", str(cs.smpp_port), "--control-port",
-                         "0", "--system-id", cs.smpp_system_id, "--password", cs.smpp_password,
-                         "--dlr-delay-ms", "1500", "--record", str(folder / "sms.jsonl")])
+        smsc = ["hygie.channels.smsc", "--port", str(cs.smpp_port), "--control-port", "0",
+                "--system-id", cs.smpp_system_id, "--password", cs.smpp_password,
+                "--dlr-delay-ms", "1500", "--record", str(folder / "sms.jsonl")]
+        commands.append((smsc, cs.smpp_port, False))
     if _loopback(cs.smtp_host) and not _listening("127.0.0.1", cs.smtp_port):
-        commands.append(["hygie.channels.mailsink", "--port", str(cs.smtp_port),
-                         "--dir", str(folder / "mail")])
+        commands.append((["hygie.channels.mailsink", "--port", str(cs.smtp_port),
+                          "--dir", str(folder / "mail")], cs.smtp_port, False))
     host, _, port = cs.sip_trunk.rpartition(":")
     if _loopback(host) and port.isdigit() and not _listening("127.0.0.1", int(port), udp=True):
         try:
@@ -62,12 +70,22 @@ def start_simulators(settings: Settings, cs: ChannelSettings) -> list[subprocess
         except ImportError:
             log.info("no SIP phone simulator: the hygie[voice] extra is not installed")
         else:
-            commands.append(["hygie.channels.sipua", "--port", port, "--digits", "1",
-                             "--delay", "2", "--record", str(folder / "calls.jsonl")])
-    for args in commands:
+            commands.append((["hygie.channels.sipua", "--port", port, "--digits", "1",
+                              "--delay", "2", "--record", str(folder / "calls.jsonl")],
+                             int(port), True))
+    for args, _port, _udp in commands:
         started.append(subprocess.Popen([sys.executable, "-m", *args], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        log.info("started the %s simulator", args[0].rsplit(".", 1)[1])
+    deadline = time.monotonic() + START_TIMEOUT_S
+    for proc, (args, port, udp) in zip(started, commands, strict=True):
+        name = args[0].rsplit(".", 1)[1]
+        while (not _listening("127.0.0.1", port, udp=udp) and proc.poll() is None
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        if _listening("127.0.0.1", port, udp=udp):
+            log.info("started the %s simulator on port %d", name, port)
+        else:
+            log.warning("the %s simulator is not listening on port %d", name, port)
     return started
 
 
