@@ -4,6 +4,8 @@ RFC 4733 events or SIP INFO become answers; voicemail and busy are not answers."
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -73,3 +75,14 @@ def test_no_key_press_is_no_answer(voice: Callable[[str], tuple[Channels, Dispat
         done = ch.get(record.id)
         assert done.status is Status.FAILED and error in (done.error or "")
         assert done.answer is None
+
+
+def test_the_endpoint_prints_nothing_on_standard_output() -> None:
+    """pjlib's start-up lines would land in the console of ``hygie serve``."""
+    code = ("from hygie.channels.sip import start_endpoint\n"
+            "ep, port = start_endpoint(0, 'test', '127.0.0.1')\n"
+            "print('port', port)\n"
+            "ep.libDestroy()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.startswith("port ") and "pjlib" not in out, out

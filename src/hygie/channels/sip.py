@@ -14,13 +14,18 @@ hands a call to that thread and waits for its outcome.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import os
 import queue
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +54,34 @@ def speak_to_wav(text: str, path: Path, voice: str = "fr") -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _start_up_lines_dropped() -> Iterator[None]:
+    """pjlib prints its start-up lines on the process's standard output before any log
+    configuration can apply (there is none before ``libCreate``): while the endpoint is
+    created, the standard output goes to /dev/null, and C's buffer is flushed there."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no standard output at all
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def start_endpoint(port: int, name: str, bind: str = "") -> tuple[pj.Endpoint, int]:
     """Create the process's pjsua2 endpoint (no audio device, events polled by the
     caller's thread); return it and its SIP UDP port. ``bind`` is the address to
     listen on (empty: every interface, to reach a real trunk)."""
     ep = pj.Endpoint()
-    ep.libCreate()
+    with _start_up_lines_dropped():
+        ep.libCreate()
     cfg = pj.EpConfig()
     cfg.uaConfig.threadCnt = 0
     cfg.uaConfig.mainThreadOnly = True
