@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -38,28 +38,39 @@ from hygie.security import api as security_api
 from hygie.security import pages as security_pages
 from hygie.security.installation import install as install_security
 from hygie.security.middleware import AuthMiddleware
+from hygie.security.model import Kind
 from hygie.security.protection import ClientRateLimit, EdgeProtection
 from hygie.store import api as store_api
 from hygie.store import outcomes
 from hygie.store import pages as store_pages
 from hygie.store.server import open_store
 from hygie.tracing import api as tracing_api
-from hygie.web.pages import NavEntry
+from hygie.web.pages import NavEntry, render
 
 log = logging.getLogger("hygie")
 
 #: Top navigation: one entry per service; ``built=False`` shows it greyed out.
 NAV = [
-    NavEntry("Dossier patient", "/record"),
-    NavEntry("Suivi à domicile", "/followup"),
-    NavEntry("Mobilisation", "/mobilization"),
-    NavEntry("Réanimation", "/devices"),
-    NavEntry("Rendez-vous", "/scheduling"),
-    NavEntry("Imagerie", "/imaging"),
-    NavEntry("Mobilité", "/mobility"),
-    NavEntry("Épidémie", "/epidemic"),
-    NavEntry("Traçage", "/tracing"),
-    NavEntry("Messagerie", "/channels"),
+    NavEntry("Dossier patient", "/record",
+             summary="Recherche de patients, séjours, problèmes, documents et constantes."),
+    NavEntry("Suivi à domicile", "/followup",
+             summary="Patients COVID suivis par SMS à domicile, alertes aux soignants."),
+    NavEntry("Mobilisation", "/mobilization",
+             summary="Plans blancs : rappel des personnels par SMS, courriel et appel."),
+    NavEntry("Réanimation", "/devices",
+             summary="Respirateurs et moniteurs connectés, alarmes et constantes en direct."),
+    NavEntry("Rendez-vous", "/scheduling",
+             summary="Agendas, prise de rendez-vous en ligne et préadmissions."),
+    NavEntry("Imagerie", "/imaging",
+             summary="Scanners thoraciques, annotation des lésions et quantification."),
+    NavEntry("Mobilité", "/mobility",
+             summary="Présence et flux de population anonymes, par département."),
+    NavEntry("Épidémie", "/epidemic",
+             summary="Modèles épidémiques alimentés par les flux de mobilité."),
+    NavEntry("Traçage", "/tracing",
+             summary="Centres de dépistage et application de recherche des contacts."),
+    NavEntry("Messagerie", "/channels",
+             summary="SMS, courriels et appels envoyés par la plateforme, et leur suivi."),
 ]
 
 #: Paths anyone may call without a token.
@@ -94,7 +105,20 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 
 async def _home(request: Request) -> Response:
-    return RedirectResponse("/record", status_code=303)
+    """Practitioners start at the patient record search, their daily tool, and a
+    patient at their own record (where ``/record`` sends them); anyone else (an
+    administrator) at the home page, which lists the services rather than landing on
+    one their account does not open."""
+    principal = getattr(request.state, "principal", None)
+    if principal is not None and principal.kind in (Kind.PRACTITIONER, Kind.PATIENT):
+        return RedirectResponse("/record", status_code=303)
+    return render(request, "home.html", {"is_admin": principal is not None
+                                         and principal.kind == Kind.ADMIN})
+
+
+async def _favicon(request: Request) -> Response:
+    return FileResponse(Path(__file__).parent / "web" / "static" / "favicon.svg",
+                        media_type="image/svg+xml")
 
 
 def serve_app() -> Starlette:
@@ -138,6 +162,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     static = Path(__file__).parent / "web" / "static"
     routes: list[Any] = _fhir_first([
         Route("/", _home),
+        Route("/favicon.ico", _favicon),
         Mount("/static", StaticFiles(directory=static), name="static"),
         *security_api.routes(),
         *security_pages.routes(),

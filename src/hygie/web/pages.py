@@ -22,11 +22,13 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class NavEntry:
-    """One entry of the top navigation: a service and whether it is built yet."""
+    """One entry of the top navigation: a service, what it is for (the home page says
+    it), and whether it is built yet."""
 
     label: str
     path: str
     built: bool = True
+    summary: str = ""
 
 
 @cache
