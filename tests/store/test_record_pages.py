@@ -26,7 +26,7 @@ from hygie.security.users import create_user
 from hygie.store.migrations import upgrade
 from hygie.store.pages import SearchForm, parse_birthdate
 from hygie.store.pages.display import age_text, format_when, phone_text, spaced_nir
-from hygie.store.pages.record import binary_id, patient_header, timeline
+from hygie.store.pages.record import DISCHARGE_SYSTEM, binary_id, patient_header, timeline
 from hygie.store.pages.vitals import build_charts
 from hygie.store.schema import metadata
 from hygie.store.server import open_store
@@ -75,6 +75,21 @@ def test_header_and_timeline_of_a_record() -> None:
     assert encounters[0].places[0].name == "Réanimation - CH de Test · Lit 101-A"
     assert encounters[0].start == "18/03/2020 12:00" and encounters[0].duration == "12 jours"
     assert encounters[1].duration == "4 h" and encounters[1].kind == "Urgences"
+
+
+@pytest.mark.parametrize(("disposition", "shown"), [
+    ({"coding": [{"system": DISCHARGE_SYSTEM, "code": "home", "display": "Home"}]},
+     "Domicile"),
+    ({"coding": [{"system": DISCHARGE_SYSTEM, "code": "exp"}]}, "Décès"),
+    ({"coding": [{"system": DISCHARGE_SYSTEM, "code": "home"}], "text": "Retour chez sa fille"},
+     "Retour chez sa fille"),
+    ({"coding": [{"system": "urn:local", "code": "x", "display": "Transfert SSR"}]},
+     "Transfert SSR"),
+])
+def test_where_a_stay_ended_reads_in_french(disposition: dict[str, object], shown: str) -> None:
+    encounter = {"resourceType": "Encounter", "id": "e1", "status": "finished",
+                 "class": {"code": "IMP"}, "hospitalization": {"dischargeDisposition": disposition}}
+    assert timeline([encounter], {})[0].discharge == shown
 
 
 def test_vital_sign_charts_count_points_and_flag_out_of_range_values() -> None:

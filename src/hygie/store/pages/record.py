@@ -55,6 +55,15 @@ ENCOUNTER_CLASS = {"IMP": "Hospitalisation", "ACUTE": "Hospitalisation", "NONAC"
                    "EMER": "Urgences", "AMB": "Consultation", "SS": "Hospitalisation de jour",
                    "HH": "Soins à domicile", "VR": "Téléconsultation", "OBSENC": "Observation",
                    "PRENC": "Pré-admission", "FLD": "Intervention extérieure"}
+#: http://terminology.hl7.org/CodeSystem/discharge-disposition (its displays are English)
+DISCHARGE_SYSTEM = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
+DISCHARGE_DISPOSITION = {
+    "home": "Domicile", "alt-home": "Autre domicile",
+    "other-hcf": "Autre établissement de santé", "hosp": "Soins palliatifs",
+    "long": "Soins de longue durée", "aadvice": "Sortie contre avis médical",
+    "exp": "Décès", "psy": "Établissement psychiatrique",
+    "rehab": "Soins de suite et de réadaptation", "snf": "Établissement de soins infirmiers",
+    "oth": "Autre"}
 #: http://hl7.org/fhir/R4/valueset-condition-clinical.html
 CONDITION_STATUS = {"active": "active", "recurrence": "récidive", "relapse": "rechute",
                     "inactive": "inactive", "remission": "rémission", "resolved": "résolue"}
@@ -196,6 +205,17 @@ def _period_text(period: Any) -> tuple[str, str]:
     return format_when(period.get("start")), format_when(period.get("end"))
 
 
+def _discharge_text(concept: Any) -> str:
+    """Where a stay ended: the text its author wrote, else the French name of a
+    standard disposition code, else whatever display or code it has."""
+    if isinstance(concept, dict) and not (isinstance(concept.get("text"), str)
+                                          and concept["text"].strip()):
+        for code in codes_in(concept, DISCHARGE_SYSTEM):
+            if code in DISCHARGE_DISPOSITION:
+                return DISCHARGE_DISPOSITION[code]
+    return concept_text(concept)
+
+
 def encounter_view(encounter: Json, names: dict[str, str]) -> EncounterView:
     """A timeline entry for an Encounter (https://hl7.org/fhir/R4/encounter.html)."""
     klass = encounter.get("class") if isinstance(encounter.get("class"), dict) else {}
@@ -224,7 +244,7 @@ def encounter_view(encounter: Json, names: dict[str, str]) -> EncounterView:
              for p in encounter.get("participant") or [] if isinstance(p, dict)]
     status = str(encounter.get("status") or "unknown")
     hospitalization = encounter.get("hospitalization")
-    discharge = concept_text(hospitalization.get("dischargeDisposition")) \
+    discharge = _discharge_text(hospitalization.get("dischargeDisposition")) \
         if isinstance(hospitalization, dict) else ""
     return EncounterView(
         id=str(encounter.get("id") or ""),
