@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,9 @@ def test_dashboard_and_alert_actions(harness: Harness, client: TestClient, enrol
     assert follow.headers["location"] == f"/followup/enrollments/{e.id}?alert={alert.id}"
     timeline = client.get(follow.headers["location"])
     assert timeline.status_code == 200 and "tel:+33612000007" in timeline.text
+    # days as French pages write them
+    assert f"Suivi du {date.fromisoformat(e.start):%d/%m/%Y} au" in timeline.text
+    assert f"<td>{date.fromisoformat(e.start):%d/%m/%Y}</td>" in page.text
     assert (
         client.post(f"/followup/api/alerts/{alert.id}/call", json={}).json()["status"]
         == "acknowledged"

@@ -20,7 +20,7 @@ from starlette.routing import BaseRoute, Route
 from hygie.followup.errors import FollowupError
 from hygie.followup.model import Level
 from hygie.followup.protocols import effective_rules
-from hygie.followup.schedule import local_text
+from hygie.followup.schedule import day_text, local_text
 from hygie.web.pages import render
 
 WIDTH, HEIGHT, PAD = 640, 160, 28
@@ -125,6 +125,7 @@ async def dashboard(request: Request) -> Response:
             "enrollments": enrollments,
             "show": show,
             "when": local_text,
+            "day": day_text,
         },
     )
 
@@ -172,7 +173,8 @@ async def timeline(request: Request) -> Response:
     return render(
         request,
         "followup/timeline.html",
-        {**context, "when": local_text, "width": WIDTH, "height": HEIGHT, "outcomes": OUTCOMES},
+        {**context, "when": local_text, "day": day_text, "width": WIDTH, "height": HEIGHT,
+         "outcomes": OUTCOMES},
     )
 
 

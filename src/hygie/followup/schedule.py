@@ -50,6 +50,17 @@ def local_text(ms: int, fmt: str = "%d/%m/%Y %H:%M") -> str:
     return datetime.fromtimestamp(ms / 1000, PARIS).strftime(fmt)
 
 
+def day_text(iso: str | None) -> str:
+    """A calendar day (ISO ``YYYY-MM-DD``, as enrolments keep them) as French pages
+    write it, ``DD/MM/YYYY``; anything else as it is."""
+    if not iso:
+        return "—"
+    try:
+        return date.fromisoformat(iso).strftime("%d/%m/%Y")
+    except ValueError:
+        return iso
+
+
 def end_of_followup_ms(end: date) -> int:
     """The instant a follow-up ends: midnight after its last day, Paris time."""
     return local_instant_ms(end + timedelta(days=1), "00:00")
