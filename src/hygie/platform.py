@@ -367,6 +367,28 @@ class Platform:
 OPEN_HOOKS: list[Callable[[Platform], None]] = []
 
 
+def open_hook_names() -> list[str]:
+    """This process's ``OPEN_HOOKS`` as importable names (``module:function``).
+
+    A process started with ``spawn`` begins with none: one that opens a platform for
+    its parent (the devices mapper) gets these names and ``adopt_open_hooks`` them, or
+    it would read and write the store without the security layer (sealed bodies it
+    cannot open, bodies written in clear, accesses left out of the audit trail).
+    """
+    return [f"{hook.__module__}:{hook.__qualname__}" for hook in OPEN_HOOKS]
+
+
+def adopt_open_hooks(names: Iterable[str]) -> None:
+    """Register the hooks that ``open_hook_names`` named in the parent process."""
+    import importlib
+
+    for name in names:
+        module, _, attribute = name.partition(":")
+        hook = getattr(importlib.import_module(module), attribute)
+        if hook not in OPEN_HOOKS:
+            OPEN_HOOKS.append(hook)
+
+
 def open_platform(settings: Settings) -> Platform:
     """Build the platform for these settings (no schema change: see ``migrate``)."""
     settings.var_dir.mkdir(parents=True, exist_ok=True)

@@ -109,3 +109,37 @@ def test_simulator_runs_as_its_own_process_with_40_monitors(
     with platform.engine.connect() as conn:
         units = [r.unit for r in conn.execute(select(bed.c.unit))]
     assert sorted(set(units)) == ["icu", "icu-ext"] and len(units) == 40
+
+
+def test_the_mapper_reads_and_writes_through_the_security_layer(platform: Platform) -> None:
+    """``hygie devices listen`` maps in a process of its own: that process seals what it
+    writes and opens what the store sealed (a patient registered before), as the
+    ``hygie`` command that started it does."""
+    from hygie.security.encryption import MAGIC
+    from hygie.security.installation import install
+    from hygie.store.schema import resource
+    from hygie.store.server import open_store
+
+    install(platform)  # this test's platform seals bodies, as a deployed one does
+    repository = open_store(platform).repository
+    repository.create({"resourceType": "Patient", "name": [{"family": "LIT-UN"}],
+                       "identifier": [{"system": "https://hygie.example/fhir/sid/ipp",
+                                       "value": "0000000001"}]}, res_id="bed-one")
+    gateway = Gateway(platform)
+    gateway.start()
+    try:
+        result = CliRunner().invoke(main, ["devices", "simulate", "--port", str(gateway.port),
+                                           "--monitors", "2", "--ventilators", "0",
+                                           "--interval", "0.1", "--count", "1"])
+        assert "sent 2, acknowledged 2, negative 0" in result.output, result.output
+    finally:
+        gateway.stop()
+    assert open_journal(platform).counts() == {"stored": 2}, gateway.log.read_text()
+    with platform.engine.connect() as conn:
+        bodies = conn.execute(select(resource.c.res_type, resource.c.body)).all()
+    assert {t for t, _b in bodies} >= {"Patient", "Observation", "Device"}
+    assert all(bytes(b).startswith(MAGIC) for _t, b in bodies), "a body was written in clear"
+    # the registered patient was found (sealed) for the first bed; the second is provisional
+    first = repository.search("Observation", [("subject", "Patient/bed-one"), ("_count", "0"),
+                                              ("_total", "accurate")])
+    assert first.total and first.total > 0

@@ -22,7 +22,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,16 +32,25 @@ from sqlalchemy import event
 from hygie.config import Settings
 from hygie.devices.journal import Outcome, open_journal
 from hygie.devices.model import DevicesSettings, journal_dir
-from hygie.platform import open_platform
+from hygie.platform import adopt_open_hooks, open_hook_names, open_platform
 from hygie.store.model import now_us
 
 log = logging.getLogger("hygie.devices")
 
 
 def run_mapper(
-    settings: Settings, dsettings: DevicesSettings, wakes: Connection, results: Connection
+    settings: Settings,
+    dsettings: DevicesSettings,
+    wakes: Connection,
+    results: Connection,
+    open_hooks: Sequence[str] = (),
 ) -> None:
-    """Body of the mapper process: map pending messages until the gateway goes away."""
+    """Body of the mapper process: map pending messages until the gateway goes away.
+
+    ``open_hooks`` are the gateway's (``platform.open_hook_names``): the store is
+    opened here as the gateway would open it, through the security layer when the
+    ``hygie`` command installed it (bodies sealed, accesses audited).
+    """
     from hygie.devices.ingest import Mapper
     from hygie.store.server import open_store
 
@@ -54,6 +63,7 @@ def run_mapper(
     folder.mkdir(parents=True, exist_ok=True)
     lock = (folder / "mapper.lock").open("wb")
     fcntl.flock(lock, fcntl.LOCK_EX)
+    adopt_open_hooks(open_hooks)
     platform = open_platform(settings)
     mapper = Mapper(
         platform.engine,
@@ -141,7 +151,7 @@ class MapperProcess:
             target=run_mapper,
             name="hygie-devices-mapper",
             daemon=True,
-            args=(self.settings, self.dsettings, wake_read, result_write),
+            args=(self.settings, self.dsettings, wake_read, result_write, open_hook_names()),
         )
         self.process.start()
         wake_read.close()
