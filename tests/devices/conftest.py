@@ -21,6 +21,7 @@ import pytest
 
 from hygie.config import load_settings
 from hygie.platform import Platform, open_platform
+from hygie.security.installation import install as install_security
 from hygie.store.interactions import StoreContext
 from hygie.store.migrations import upgrade
 from hygie.store.server import open_store
@@ -35,6 +36,9 @@ def platform(database_url: str, tmp_path: Path) -> Iterator[Platform]:
     )
     platform = open_platform(settings)
     upgrade(platform.engine)
+    # as deployed: ``hygie devices listen`` (the gateway the tests start) writes through
+    # the security layer, so this side reads through it too
+    install_security(platform)
     yield platform
     platform.close()
 

@@ -116,11 +116,9 @@ def test_the_mapper_reads_and_writes_through_the_security_layer(platform: Platfo
     writes and opens what the store sealed (a patient registered before), as the
     ``hygie`` command that started it does."""
     from hygie.security.encryption import MAGIC
-    from hygie.security.installation import install
     from hygie.store.schema import resource
     from hygie.store.server import open_store
 
-    install(platform)  # this test's platform seals bodies, as a deployed one does
     repository = open_store(platform).repository
     repository.create({"resourceType": "Patient", "name": [{"family": "LIT-UN"}],
                        "identifier": [{"system": "https://hygie.example/fhir/sid/ipp",
