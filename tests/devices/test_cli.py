@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -141,3 +142,17 @@ def test_the_mapper_reads_and_writes_through_the_security_layer(platform: Platfo
     first = repository.search("Observation", [("subject", "Patient/bed-one"), ("_count", "0"),
                                               ("_total", "accurate")])
     assert first.total and first.total > 0
+
+
+def test_a_restarted_simulator_is_not_heard_as_repeating_itself(
+    gateway: Gateway, platform: Platform
+) -> None:
+    """Each run numbers its messages from 1 again; their MSH-10 still differ from the
+    last run's, which the gateway would store once as resent messages."""
+    args = ["devices", "simulate", "--port", str(gateway.port), "--monitors", "2",
+            "--ventilators", "0", "--interval", "0.1", "--count", "2"]
+    for _run in range(2):
+        result = CliRunner().invoke(main, args)
+        assert "sent 4, acknowledged 4, negative 0" in result.output, result.output
+        time.sleep(1.1)  # a run is told apart from the one before by its start second
+    assert open_journal(platform).counts() == {"stored": 8}

@@ -77,10 +77,15 @@ class SimDevice:
     patient: Patient
     counter: int = 0
     name: tuple[str, str] = ("", "")
+    #: What makes this run's message ids differ from an earlier run's (the start second,
+    #: base 36): the gateway stores a repeated MSH-10 once, as a resent message, so a
+    #: restarted simulator counting from 1 again would be heard as repeating itself.
+    #: With it an id is 20 characters, the length HL7 v2.5 allows MSH-10.
+    run: str = ""
 
     def next_control_id(self) -> str:
         self.counter += 1
-        return f"{self.eui64[-6:]}{self.counter:09d}"
+        return f"{self.eui64[-6:]}{self.run}{self.counter:08d}"
 
 
 def _obx(
@@ -422,6 +427,16 @@ async def run_device(
         writer.close()
 
 
+def _base36(n: int) -> str:
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if n == 0:
+            return out
+
+
 async def simulate(
     host: str,
     port: int,
@@ -437,6 +452,9 @@ async def simulate(
     stats = Stats()
     deadline = time.monotonic() + (duration if duration > 0 else 10**9)
     devices = make_devices(monitors, ventilators, seed, first_ipp)
+    run = _base36(int(time.time()))
+    for device in devices:
+        device.run = run
     await asyncio.gather(
         *(run_device(d, host, port, interval, count, stats, deadline) for d in devices)
     )
