@@ -253,7 +253,9 @@ async def serve(
     # journal commit and so in the acknowledgments of a whole batch.
     gc.collect()
     gc.freeze()
-    (folder / "mllp.port").write_text(str(port))
+    # written whole, then renamed: whoever waits for the file never reads it half-written
+    (folder / "mllp.port.tmp").write_text(str(port))
+    os.replace(folder / "mllp.port.tmp", folder / "mllp.port")
     announce(
         f"MLLP listening on {dsettings.mllp_host}:{port}"
         + (
