@@ -149,9 +149,26 @@ def demo(patients: int, seed: int, then_serve: bool) -> None:
     click.echo("Demo logins (fictional people, demo passwords):")
     for login, _account in logins:
         click.echo(f"  {login.username:<12} {login.password:<24} {login.description}")
+    if not then_serve:
+        click.echo("")
+        return
+    from hygie.devices import demo as icu_demo
+
+    icu = None
+    try:
+        icu = icu_demo.start(settings)
+    except RuntimeError as exc:
+        click.echo(f"ICU: no simulated devices ({exc})", err=True)
+    else:
+        click.echo(f"ICU: {icu_demo.MONITORS} monitors and {icu_demo.VENTILATORS} ventilators "
+                   f"simulated, sending to the devices gateway on port {icu.port} (board at "
+                   f"{url}/devices/)")
     click.echo("")
-    if then_serve:
+    try:
         click.get_current_context().invoke(serve)
+    finally:
+        if icu is not None:
+            icu.stop()
 
 
 main.add_command(store_cli.migrate)
