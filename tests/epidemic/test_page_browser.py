@@ -56,9 +56,10 @@ def test_scenario_page_draws_icu_demand_against_capacity(base_url: str, tmp_path
             page.get_by_label("Simulations").fill("30")
             page.get_by_role("button", name="Simuler").click()
             page.wait_for_url("**scenario=idf_exit_without_measures**")
-            expect(page.locator("#capacity")).to_have_text("3,000 lits")
+            expect(page.locator("#capacity")).to_have_text("3\u202f000 lits")  # French digits
             expect(page.locator("#exceed")).to_have_text("100 %")
-            chart = page.get_by_role("img", name="ICU demand: Île-de-France: exit with no measures")
+            chart = page.get_by_role(
+                "img", name="Besoin en réanimation : Île-de-France : sortie sans mesures")
             expect(chart).to_be_visible()
             assert chart.locator("polygon.band").count() == 1
             assert chart.locator("line.capacity").count() == 1
@@ -68,8 +69,9 @@ def test_scenario_page_draws_icu_demand_against_capacity(base_url: str, tmp_path
 
             page.get_by_role("link", name="Calibration sur les admissions en réanimation").click()
             page.wait_for_url("**/epidemic/calibration")
-            expect(page.get_by_role("img", name="Calibration: ICU admissions, Île-de-France")
-                   ).to_be_visible()
+            expect(page.get_by_role(
+                "img", name="Calibration : admissions en réanimation, Île-de-France")
+            ).to_be_visible()
             assert page.locator("#fit circle.obs").count() == 59
             expect(page.locator("#posterior")).to_contain_text("lockdown_scale")
         finally:

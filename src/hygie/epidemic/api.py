@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from hygie.epidemic.charts import number_fr
 from hygie.epidemic.errors import (
     EpidemicError,
     LimitExceeded,
@@ -96,10 +97,12 @@ async def index(request: Request) -> Response:
     from hygie.epidemic import scenarios
     from hygie.web.pages import render
 
-    names = list(scenarios.builtin_studies())
+    studies = scenarios.builtin_studies()
+    names = list(studies)
     chosen = request.query_params.get("scenario") or (names[0] if names else "")
-    ctx: dict[str, Any] = {"scenarios": names, "chosen": chosen, "error": None,
-                           "result": None, "charts": {}, "runs": None}
+    listed = [(name, scenarios.load_study(path).scenario.name) for name, path in studies.items()]
+    ctx: dict[str, Any] = {"scenarios": listed, "chosen": chosen, "error": None,
+                           "result": None, "charts": {}, "runs": None, "number": number_fr}
     try:
         runs = _int_param(request.query_params.get("runs"), 100, 10, 2000, "runs")
         ctx["runs"] = runs
@@ -117,7 +120,7 @@ async def calibration_page(request: Request) -> Response:
     from hygie.epidemic import runner
     from hygie.web.pages import render
 
-    ctx: dict[str, Any] = {"error": None, "fit": None, "chart": ""}
+    ctx: dict[str, Any] = {"error": None, "fit": None, "chart": "", "number": number_fr}
     try:
         steps = _int_param(request.query_params.get("steps"), 500, 100, 5000, "steps")
         ref = runner.reference_data(_extra(request))

@@ -15,6 +15,14 @@ from html import escape
 import numpy as np
 
 WIDTH, HEIGHT = 760, 320
+#: The French thousands separator (a narrow no-break space).
+_THIN = "\u202f"
+
+
+def number_fr(value: float, decimals: int = 0) -> str:
+    """A number as French pages write it: ``49 282``, ``3,28``."""
+    text = f"{value:,.{decimals}f}"
+    return text.replace(",", _THIN).replace(".", ",")
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 30, 40
 
 
@@ -71,7 +79,8 @@ def line_chart(dates: Sequence[date], bands: Sequence[Band], *, title: str, y_la
         v = ymax * i / 4
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" '
                      'stroke="#ddd"/>')
-        tick = f"{v:,.0f}" if ymax >= 20 else f"{v:.2f}".rstrip("0").rstrip(".")
+        tick = number_fr(v) if ymax >= 20 else f"{v:.2f}".rstrip("0").rstrip(".").replace(
+            ".", ",")
         parts.append(f'<text x="{LEFT - 6}" y="{y(v) + 4:.1f}" font-size="11" '
                      f'text-anchor="end">{tick}</text>')
     months = sorted({date(d.year, d.month, 1) for d in dates if d >= dates[0]})
@@ -107,7 +116,7 @@ def line_chart(dates: Sequence[date], bands: Sequence[Band], *, title: str, y_la
     if points:
         legend.append((points_label, "#222", "dot"))
     if hline is not None:
-        legend.append((f"{hline_label} ({hline:,.0f})" if hline >= 20 else hline_label,
+        legend.append((f"{hline_label} ({number_fr(hline)})" if hline >= 20 else hline_label,
                        "#c0392b", "dash"))
     lx = LEFT + 10
     for label, color, kind in legend:

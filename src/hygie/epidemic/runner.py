@@ -74,16 +74,18 @@ class StudyResult:
     def charts(self) -> dict[str, str]:
         icu = self.icu
         beds = line_chart(
-            icu.dates, [Band("ICU beds occupied (median, 95 % band)", icu.bands[1],
-                             icu.bands[0], icu.bands[2])],
-            title=f"ICU demand: {self.study.scenario.name}", y_label="beds",
-            hline=icu.capacity, hline_label="ICU capacity", chart_id="icu-demand")
+            icu.dates, [Band("Lits de réanimation occupés (médiane, bande à 95 %)",
+                             icu.bands[1], icu.bands[0], icu.bands[2])],
+            title=f"Besoin en réanimation : {self.study.scenario.name}", y_label="lits",
+            hline=icu.capacity, hline_label="Capacité de réanimation", chart_id="icu-demand")
         adm = line_chart(
-            icu.dates, [Band("new ICU admissions (median, 95 % band)", icu.admissions_bands[1],
-                             icu.admissions_bands[0], icu.admissions_bands[2], "#7a4fa0")],
-            title="Daily ICU admissions", y_label="admissions per day", chart_id="icu-adm")
-        rt = line_chart(icu.dates, [Band("R(t), mean field", self.r_t, color="#2b7a3d")],
-                        title="Effective reproduction number", y_label="R", hline=1.0,
+            icu.dates, [Band("Admissions en réanimation (médiane, bande à 95 %)",
+                             icu.admissions_bands[1], icu.admissions_bands[0],
+                             icu.admissions_bands[2], "#7a4fa0")],
+            title="Admissions quotidiennes en réanimation", y_label="admissions par jour",
+            chart_id="icu-adm")
+        rt = line_chart(icu.dates, [Band("R(t), champ moyen", self.r_t, color="#2b7a3d")],
+                        title="Nombre de reproduction effectif", y_label="R", hline=1.0,
                         hline_label="R = 1", chart_id="r-t")
         return {"icu_demand": beds, "icu_admissions": adm, "r_t": rt}
 
@@ -141,11 +143,11 @@ def fit_chart(cal: Calibration, random_state: int | None = 0) -> str:
     lo = sc.day_index(dates[0]) - 7
     hi = sc.day_index(dates[-1]) + 1
     days = sc.dates()[lo:hi]
-    return line_chart(days, [Band("posterior predictive (median, 95 %)", bands[1][lo:hi],
+    return line_chart(days, [Band("prédiction a posteriori (médiane, 95 %)", bands[1][lo:hi],
                                   bands[0][lo:hi], bands[2][lo:hi])],
-                      title="Calibration: ICU admissions, Île-de-France",
-                      y_label="admissions per day", points=(dates, obs),
-                      points_label="observed", chart_id="fit")
+                      title="Calibration : admissions en réanimation, Île-de-France",
+                      y_label="admissions par jour", points=(dates, obs),
+                      points_label="observées", chart_id="fit")
 
 
 def calibration_json(cal: Calibration) -> dict[str, Any]:
