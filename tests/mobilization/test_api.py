@@ -55,6 +55,11 @@ def client(rig: Rig) -> Iterator[TestClient]:
 def test_plans_launch_board_close(client: TestClient, rig: Rig) -> None:
     put = client.put("/mobilization/api/plans/plan-test", json=plan_definition(quota=1))
     assert put.status_code == 200 and put.json()["version"] == 1
+    # the launch form names the needs as the directory does, not by their codes
+    (listed_plan,) = client.get("/mobilization/api/plans").json()["plans"]
+    need = listed_plan["levels"][0]["requests"][0]
+    assert (need["role"], need["role_label"]) == (ICU_NURSE, "Infirmier de réanimation")
+    assert (need["unit"], need["unit_label"]) == ("icu", "ICU")
     bad = client.put(
         "/mobilization/api/plans/plan-test",
         json={

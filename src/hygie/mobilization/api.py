@@ -161,8 +161,20 @@ def campaign_json(c: Campaign) -> dict[str, Any]:
 @translated
 async def api_plans(request: Request) -> Response:
     require(request, "PlanDefinition", "s")
-    plans = await run_in_threadpool(service_of(request).plans)
-    return json_response({"plans": [plan_to_dict(p) | {"version": p.version} for p in plans]})
+    service = service_of(request)
+    plans = await run_in_threadpool(service.plans)
+    roles, units = await run_in_threadpool(service.directory_labels)
+    out = []
+    for plan in plans:
+        data = plan_to_dict(plan) | {"version": plan.version}
+        for level in data["levels"]:
+            for need in level["requests"]:
+                if need.get("role") in roles:
+                    need["role_label"] = roles[need["role"]]
+                if need.get("unit") in units:
+                    need["unit_label"] = units[need["unit"]]
+        out.append(data)
+    return json_response({"plans": out})
 
 
 @translated

@@ -147,6 +147,18 @@ class MobilizationService:
     def plans(self) -> list[Plan]:
         return pl.list_plans(self.engine)
 
+    def directory_labels(self) -> tuple[dict[str, str], dict[str, str]]:
+        """What the directory calls each role code and each unit id, so that a plan's
+        needs read "Infirmier de réanimation (Réanimation, CH ...)" rather than as codes."""
+        s = t.staff.c
+        with self.engine.connect() as conn:
+            roles = dict(conn.execute(select(s.role_code, s.role_label)
+                                      .where(s.role_label.is_not(None)).distinct()).all())
+            units = dict(conn.execute(select(s.unit_id, s.unit_label)
+                                      .where(s.unit_id.is_not(None), s.unit_label.is_not(None))
+                                      .distinct()).all())
+        return roles, units
+
     def archive_plan(self, plan_id: str) -> None:
         with writing(self.engine) as conn:
             pl.archive_plan(conn, plan_id, self.clock())
