@@ -64,11 +64,11 @@ def test_page_shows_exodus_map_flows_and_series(base_url: str, tmp_path: Path) -
 
             page.locator("#day-select").select_option("2020-03-09")
             page.wait_for_url("**date=2020-03-09**")
-            assert page.locator("#dep-75").get_attribute("data-change") == "+0.0%"
+            assert page.locator("#dep-75").get_attribute("data-change") == "+0,0\u202f%"
             # 20,000 devices: only the largest flows between départements pass 20 devices.
             assert page.locator("#top-flows .flow-bar").count() == 2
             page.locator("#zone-select").select_option("69")
             page.wait_for_url("**zone=69**")
-            expect(page.get_by_role("img", name="Presence in Rhône per 30 minutes")).to_be_visible()
+            expect(page.get_by_role("img", name="Présence : Rhône, par demi-heure")).to_be_visible()
         finally:
             browser.close()

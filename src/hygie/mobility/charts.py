@@ -68,6 +68,20 @@ def _diverging(change: float, limit: float) -> str:
     return f"#{int(r):02x}{int(g):02x}{int(b):02x}"
 
 
+def _number(value: float) -> str:
+    """``72 525 458``: French digit groups (narrow no-break spaces)."""
+    return f"{value:,.0f}".replace(",", "\u202f")
+
+
+def _percent(value: float, decimals: int = 0) -> str:
+    """``+12,5 %``, ``-20 %``."""
+    return f"{100 * value:+.{decimals}f}".replace(".", ",") + "\u202f%"
+
+
+def _day(day: dt.date) -> str:
+    return day.strftime("%d/%m/%Y")
+
+
 def choropleth_svg(geo: Geography, cmap: ChangeMap, limit: float = 0.2) -> str:
     """The département map filled by presence change vs baseline, with a legend."""
     view_box, paths = _outlines(geo.geo_dir / "france.departments.svg")
@@ -75,11 +89,11 @@ def choropleth_svg(geo: Geography, cmap: ChangeMap, limit: float = 0.2) -> str:
     _, _, w, h = (float(v) for v in view_box.split())
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w:.0f} {h + 60:.0f}" '
              f'width="{w:.0f}" height="{h + 60:.0f}" role="img" class="mobility-map" '
-             f'aria-label="Presence change by département">',
+             f'aria-label="Évolution de la présence par département">',
              '<rect width="100%" height="100%" fill="white"/>']
     for code, name, d in paths:
         c = change.get(code, float("nan"))
-        label = "withheld" if math.isnan(c) else f"{c:+.1%}"
+        label = "non publié" if math.isnan(c) else _percent(c, 1)
         parts.append(f'<path id="dep-{escape(code)}" d="{escape(d)}" fill="{_diverging(c, limit)}" '
                      f'stroke="#555" stroke-width="0.5" data-change="{label}">'
                      f'<title>{escape(name)} ({escape(code)}): {label}</title></path>')
@@ -88,17 +102,17 @@ def choropleth_svg(geo: Geography, cmap: ChangeMap, limit: float = 0.2) -> str:
         v = -limit + i * limit / 5
         parts.append(f'<rect x="{150 + i * 28}" y="{y}" width="28" height="14" '
                      f'fill="{_diverging(v, limit)}" stroke="#999" stroke-width="0.3"/>')
-    parts.append(f'<text x="150" y="{y + 30}" font-size="11" {_FONT}>{-limit:+.0%}</text>')
+    parts.append(f'<text x="150" y="{y + 30}" font-size="11" {_FONT}>{_percent(-limit)}</text>')
     parts.append(f'<text x="{150 + 10 * 28}" y="{y + 30}" font-size="11" {_FONT}>'
-                 f'{limit:+.0%}</text>')
+                 f'{_percent(limit)}</text>')
     parts.append(f'<text x="{150 + 11 * 28 + 12}" y="{y + 11}" font-size="12" {_FONT}>'
-                 f'{cmap.day.isoformat()} vs {cmap.baseline.isoformat()}</text>')
+                 f'{_day(cmap.day)} / {_day(cmap.baseline)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
 def top_flows_svg(flows: pd.DataFrame, names: dict[str, str], n: int = 12,
-                  title: str = "Top flows") -> str:
+                  title: str = "Principaux flux") -> str:
     """Horizontal bars of the largest published flows between different zones."""
     t = flows[(~flows["suppressed"]) & (flows["origin"] != flows["destination"])]
     t = t.nlargest(n, "people")
@@ -121,14 +135,14 @@ def top_flows_svg(flows: pd.DataFrame, names: dict[str, str], n: int = 12,
         parts.append(f'<rect class="flow-bar" x="{left}" y="{y + 4}" width="{length:.1f}" '
                      f'height="{bar_h - 8}" fill="#3b6fb6"/>')
         parts.append(f'<text x="{left + length + 4:.1f}" y="{y + 15}" font-size="11" {_FONT}>'
-                     f'{row.people:,.0f}</text>')
+                     f'{_number(row.people)}</text>')
     if not len(t):
-        parts.append(f'<text x="10" y="50" font-size="12" {_FONT}>No published flow.</text>')
+        parts.append(f'<text x="10" y="50" font-size="12" {_FONT}>Aucun flux publié.</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def time_series_svg(series: pd.Series, title: str, unit: str = "people") -> str:
+def time_series_svg(series: pd.Series, title: str, unit: str = "personnes") -> str:
     """A line chart of a series indexed by date (or datetime)."""
     width, height, pad = 640, 260, 50
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -150,15 +164,15 @@ def time_series_svg(series: pd.Series, title: str, unit: str = "people") -> str:
                      f'stroke="#b2182b" stroke-width="2"/>')
         for x, y, (k, v) in zip(xs, ys, s.items(), strict=True):
             parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#b2182b">'
-                         f'<title>{escape(str(k))}: {v:,.0f} {escape(unit)}</title></circle>')
+                         f'<title>{escape(str(k))} : {_number(v)} {escape(unit)}</title></circle>')
         parts.append(f'<text x="{pad}" y="{height - pad + 18}" font-size="10" {_FONT}>'
                      f'{escape(str(s.index[0]))}</text>')
         parts.append(f'<text x="{width - pad}" y="{height - pad + 18}" font-size="10" '
                      f'text-anchor="end" {_FONT}>{escape(str(s.index[-1]))}</text>')
-        parts.append(f'<text x="{pad}" y="{pad - 8}" font-size="10" {_FONT}>max '
-                     f'{hi:,.0f} {escape(unit)}</text>')
+        parts.append(f'<text x="{pad}" y="{pad - 8}" font-size="10" {_FONT}>max. '
+                     f'{_number(hi)} {escape(unit)}</text>')
     else:
-        parts.append(f'<text x="10" y="50" font-size="12" {_FONT}>No data.</text>')
+        parts.append(f'<text x="10" y="50" font-size="12" {_FONT}>Aucune donnée.</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -166,14 +180,16 @@ def time_series_svg(series: pd.Series, title: str, unit: str = "people") -> str:
 def daily_trips(root: Path) -> pd.Series:
     """Published trips per day (people), all département pairs."""
     t = release.read_od(root, "trips", "departement")
-    return t.groupby("date")["people"].sum()
+    daily = t.groupby("date")["people"].sum()
+    daily.index = [_day(d) for d in daily.index]
+    return daily
 
 
 def zone_presence_series(root: Path, zone: str, level: str = "departement") -> pd.Series:
     """Presence of one zone per 30-minute slot across all releases."""
     p = release.read_presence(root, level)
     p = p[p["zone"] == zone].sort_values(["date", "slot"])
-    index = [f"{d.isoformat()} {s // 2:02d}:{30 * (s % 2):02d}" for d, s in
+    index = [f"{d:%d/%m/%Y} {s // 2:02d}:{30 * (s % 2):02d}" for d, s in
              zip(p["date"], p["slot"], strict=True)]
     return pd.Series(p["people"].to_numpy(), index=index)
 
@@ -185,10 +201,11 @@ def dashboard_svgs(root: Path, geo: Geography, day: dt.date, baseline: dt.date,
     flows = release.read_od(root, "trips", "departement", start=day, end=day)
     return {
         "map": choropleth_svg(geo, presence_change(root, day, baseline)),
-        "flows": top_flows_svg(flows, names, title=f"Top trips between départements, {day}"),
-        "trips": time_series_svg(daily_trips(root), "Trips per day (people)"),
+        "flows": top_flows_svg(flows, names,
+                               title=f"Principaux déplacements entre départements, {_day(day)}"),
+        "trips": time_series_svg(daily_trips(root), "Déplacements par jour (personnes)"),
         "zone": time_series_svg(zone_presence_series(root, zone),
-                                f"Presence in {names.get(zone, zone)} per 30 minutes"),
+                                f"Présence : {names.get(zone, zone)}, par demi-heure"),
     }
 
 
@@ -236,10 +253,11 @@ def write_report(root: Path, geo: Geography, day: dt.date, baseline: dt.date, ou
     report = manifest.get("privacy_report", {})
     path.write_text(
         "<!doctype html><html lang=\"fr\"><head><meta charset=\"utf-8\">"
-        f"<title>Mobility {day.isoformat()}</title></head><body>"
-        f"<h1>Population mobility, {day.isoformat()}</h1>"
-        f"<p>Presence change vs {baseline.isoformat()}; {manifest['devices']:,} devices; "
-        f"no published group under {manifest['rule']['min_count']} devices; "
+        f"<title>Mobilité {_day(day)}</title></head><body>"
+        f"<h1>Mobilité de la population, {_day(day)}</h1>"
+        f"<p>Évolution de la présence par rapport au {_day(baseline)} ; "
+        f"{_number(manifest['devices'])} appareils ; aucun groupe publié sous "
+        f"{manifest['rule']['min_count']} appareils ; "
         f"epsilon {report.get('epsilon_total', 0):.3g}.</p>"
         + "".join(f"<figure>{svg}</figure>" for svg in svgs.values())
         + "</body></html>", encoding="utf-8")
