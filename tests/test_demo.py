@@ -49,8 +49,13 @@ def test_demo_seeds_the_territory_once(database_url: str, tmp_path: Path,
     assert counts["Schedule"] > 0
     slots = re.search(r"appointments: (\d+) agendas, (\d+) new slots", first.output)
     assert slots and int(slots[1]) > 0 and int(slots[2]) > 0, first.output
+    # the mobility page has a published week, lockdown included
+    assert "mobility: 7 daily releases from " in first.output, first.output
+    releases = tmp_path / "var" / "mobility" / "releases"
+    assert len(list(releases.glob("date=*/presence.parquet"))) == 7
 
     again = runner.invoke(main, ["demo", "--patients", "30", "--no-serve"])
     assert again.exit_code == 0, again.output
     assert "already in the store; nothing written" in again.output
+    assert "mobility: 7 daily releases already published" in again.output
     assert _counts(database_url) == counts

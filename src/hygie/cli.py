@@ -109,6 +109,7 @@ DEMO_SEEDERS: list[tuple[str, str]] = [
     ("appointments", "hygie.scheduling.demo:seed_demo"),
     ("follow-up", "hygie.followup.demo:seed_demo"),
     ("mobilization", "hygie.mobilization.demo:seed_demo"),
+    ("mobility", "hygie.mobility.demo:seed_demo"),
 ]
 
 
