@@ -110,6 +110,7 @@ DEMO_SEEDERS: list[tuple[str, str]] = [
     ("follow-up", "hygie.followup.demo:seed_demo"),
     ("mobilization", "hygie.mobilization.demo:seed_demo"),
     ("mobility", "hygie.mobility.demo:seed_demo"),
+    ("test sites", "hygie.tracing.demo:seed_demo"),
 ]
 
 
