@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import uvicorn
 from starlette.applications import Starlette
@@ -48,7 +49,8 @@ def live_url(sqlite_service: TracingService, sqlite_platform: Platform) -> Itera
 
 
 @pytest.mark.browser
-def test_finder_page_lists_and_maps_nearest_sites(live_url: str) -> None:
+def test_finder_page_lists_and_maps_nearest_sites(live_url: str,
+                                                  sqlite_service: TracingService) -> None:
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is absent (apt-get install chromium)")
     import os
@@ -61,6 +63,12 @@ def test_finder_page_lists_and_maps_nearest_sites(live_url: str) -> None:
         page.goto(live_url + "/tracing/")
         assert page.url.endswith("/tracing/centres")
         assert "400 sites" in page.inner_text("main")
+        # the search starts where the listed sites are
+        sites = sqlite_service.site_index().sites
+        assert float(page.input_value("#lat")) == round(
+            float(np.median([x.latitude for x in sites])), 4)
+        assert float(page.input_value("#lon")) == round(
+            float(np.median([x.longitude for x in sites])), 4)
         page.fill("#lat", "45.76")
         page.fill("#lon", "4.84")
         page.fill("#limit", "5")

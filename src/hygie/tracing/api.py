@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -252,7 +253,13 @@ async def import_sites(request: Request) -> Response:
 async def centres_page(request: Request) -> Response:
     from hygie.web.pages import render
 
-    return render(request, "tracing/centres.html", {"count": len(_service(request).site_index())})
+    index = _service(request).site_index()
+    # start where the sites are (their median position), Paris when none are listed
+    lat, lon = (float(np.median([s.latitude for s in index.sites])),
+                float(np.median([s.longitude for s in index.sites]))) if len(index) else (
+        48.8566, 2.3522)
+    return render(request, "tracing/centres.html",
+                  {"count": len(index), "lat": round(lat, 4), "lon": round(lon, 4)})
 
 
 async def home(request: Request) -> Response:
