@@ -42,6 +42,20 @@ def test_store_indexes_and_writes_imaging_study(service: ImagingService,
     assert endpoint["address"].endswith("/imaging/dicomweb")
 
 
+def test_a_study_joins_the_record_of_the_patient_it_names(service: ImagingService,
+                                                           tiny_files: list[bytes]) -> None:
+    """The DICOM Patient ID is the IPP: the study's subject is the patient's record, not
+    a second Patient made from the DICOM patient module."""
+    repo = service.store.repository
+    ipp = "https://hygie.example/fhir/sid/ipp"  # the record's IPP, as the territory writes it
+    repo.create({"resourceType": "Patient", "name": [{"family": "Record"}],
+                 "identifier": [{"system": ipp, "value": "TINY-1"}]}, res_id="known")
+    (study_uid,) = service.archive.store(tiny_files).studies
+    found = repo.search("ImagingStudy", [("identifier", f"urn:dicom:uid|urn:oid:{study_uid}")])
+    assert found.matches[0].resource["subject"]["reference"] == "Patient/known"
+    assert len(repo.search("Patient", []).matches) == 1
+
+
 def test_storing_again_is_idempotent(service: ImagingService, tiny_files: list[bytes]) -> None:
     service.archive.store(tiny_files[:10])
     outcome = service.archive.store(tiny_files)

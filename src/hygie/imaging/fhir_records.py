@@ -26,8 +26,10 @@ from hygie.store.interactions import StoreContext
 
 __all__ = ["PATIENT_ID_SYSTEM", "QUANT_SYSTEM", "sync_study", "write_report"]
 
-#: System of Patient.identifier holding the DICOM Patient ID (0010,0020).
-PATIENT_ID_SYSTEM = "urn:hygie:dicom:patient-id"
+#: System of Patient.identifier that the DICOM Patient ID (0010,0020) is a value of, by
+#: default (setting ``[imaging] patient_system``): the hospitals' IPP, which the PACS
+#: receives from the patient administration system, as the devices gateway does (PID-3).
+PATIENT_ID_SYSTEM = "https://hygie.example/fhir/sid/ipp"
 #: Code system of the quantification's Observations.
 QUANT_SYSTEM = "urn:hygie:imaging:lung-quantification"
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -66,12 +68,14 @@ def _birth_date(value: str) -> str | None:
     return None
 
 
-def ensure_patient(store: StoreContext, row: Any) -> str:
-    """``Patient/<id>`` for the study's DICOM Patient ID, created when unknown."""
+def ensure_patient(store: StoreContext, row: Any, system: str = PATIENT_ID_SYSTEM) -> str:
+    """``Patient/<id>`` whose identifier in ``system`` is the study's DICOM Patient ID:
+    the patient's record when the store knows them, else created from the DICOM
+    patient module."""
     patient_id = row.patient_id or f"unknown-{row.study_uid}"
-    criteria = f"identifier={PATIENT_ID_SYSTEM}|{patient_id}"
+    criteria = f"identifier={system}|{patient_id}"
     patient: dict[str, Any] = {"resourceType": "Patient", "identifier": [
-        {"system": PATIENT_ID_SYSTEM, "value": patient_id}]}
+        {"system": system, "value": patient_id}]}
     family, _, rest = (row.patient_name or "").partition("^")
     given = [g for g in rest.split("^")[:1] if g]
     if family or given:
@@ -163,7 +167,8 @@ def build_imaging_study(study: Any, series_rows: list[Any], instance_rows: list[
     return resource
 
 
-def sync_study(engine: Engine, store: StoreContext, study_uid: str) -> str:
+def sync_study(engine: Engine, store: StoreContext, study_uid: str,
+               patient_system: str = PATIENT_ID_SYSTEM) -> str:
     """Write the study's ImagingStudy from the index; returns its id."""
     with engine.connect() as conn:
         study = conn.execute(select(tables.study)
@@ -180,7 +185,7 @@ def sync_study(engine: Engine, store: StoreContext, study_uid: str) -> str:
             .where(tables.instance.c.study_uid == study_uid)
             .order_by(tables.instance.c.instance_number, tables.instance.c.sop_instance_uid)))
     with store.repository.transaction():
-        subject = ensure_patient(store, study)
+        subject = ensure_patient(store, study, patient_system)
         endpoint = ensure_endpoint(store)
         resource = build_imaging_study(study, series_rows, instance_rows, subject, endpoint)
         written = store.repository.conditional_update(

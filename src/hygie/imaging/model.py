@@ -85,7 +85,9 @@ class ImagingSettings:
     ``ae_title``/``dimse_host``/``dimse_port``: the DIMSE service;
     ``move_destinations``: AE title -> [host, port] that C-MOVE may send to;
     ``lung_weights``: a lung-segmentation weights file supplied by the user (lungmask
-    or TotalSegmentator format), used when present and its package is installed.
+    or TotalSegmentator format), used when present and its package is installed;
+    ``patient_system``: the identifier system the DICOM Patient ID is a value of (the
+    hospitals' IPP by default), which ties a study to the patient's record.
     """
 
     quantify_on_arrival: bool = True
@@ -97,6 +99,7 @@ class ImagingSettings:
     move_destinations: dict[str, tuple[str, int]] = field(default_factory=dict)
     lung_weights: str | None = None
     fsync: bool = True
+    patient_system: str = "https://hygie.example/fhir/sid/ipp"
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> ImagingSettings:

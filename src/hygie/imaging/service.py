@@ -85,7 +85,8 @@ class ImagingService:
         return self._store
 
     def _sync_study(self, study_uid: str) -> None:
-        fhir_records.sync_study(self.platform.engine, self.store, study_uid)
+        fhir_records.sync_study(self.platform.engine, self.store, study_uid,
+                                self.settings.patient_system)
 
     def _run_job(self, series_uid: str) -> dict[str, Any]:
         from hygie.imaging.lung_report import quantify_series
