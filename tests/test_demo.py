@@ -51,6 +51,7 @@ def test_demo_seeds_the_territory_once(database_url: str, tmp_path: Path,
     assert slots and int(slots[1]) > 0 and int(slots[2]) > 0, first.output
     sites = re.search(r"test sites: (\d+) test sites listed", first.output)
     assert sites and int(sites[1]) > 20, first.output
+    assert "imaging: 2 chest CT studies archived (192 slices), 2 quantified" in first.output
     # the mobility page has a published week, lockdown included
     assert "mobility: 7 daily releases from " in first.output, first.output
     releases = tmp_path / "var" / "mobility" / "releases"
@@ -61,4 +62,5 @@ def test_demo_seeds_the_territory_once(database_url: str, tmp_path: Path,
     assert "already in the store; nothing written" in again.output
     assert "mobility: 7 daily releases already published" in again.output
     assert f"test sites: {sites[1]} test sites already listed" in again.output
+    assert "imaging: 2 studies already archived" in again.output
     assert _counts(database_url) == counts

@@ -111,6 +111,7 @@ DEMO_SEEDERS: list[tuple[str, str]] = [
     ("mobilization", "hygie.mobilization.demo:seed_demo"),
     ("mobility", "hygie.mobility.demo:seed_demo"),
     ("test sites", "hygie.tracing.demo:seed_demo"),
+    ("imaging", "hygie.imaging.demo:seed_demo"),
 ]
 
 
