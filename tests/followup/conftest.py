@@ -22,6 +22,7 @@ from hygie.config import load_settings
 from hygie.followup.engine import FollowupService, Options
 from hygie.followup.schedule import PARIS
 from hygie.platform import Platform, open_platform
+from hygie.security.installation import install as install_security
 from hygie.store.migrations import upgrade
 from hygie.store.server import open_store
 
@@ -51,6 +52,9 @@ def make_platform(database_url: str, var_dir: Path) -> Platform:
         load_settings(database_url=database_url, var_dir=var_dir, base_url=BASE)
     )
     upgrade(platform.engine)
+    # as deployed: the store behind the security layer, as the devices gateway a test
+    # starts (``hygie devices listen``) writes through it
+    install_security(platform)
     open_store(platform)
     return platform
 
