@@ -78,6 +78,19 @@ def test_simulators_listen_once_started(tmp_path: Path) -> None:
         platform.close()
 
 
+def test_a_port_held_but_not_served_does_not_pass_for_a_simulator() -> None:
+    """A port still held (bound, nobody accepting: like an earlier run's connections in
+    TIME_WAIT) must not stop the simulator from being started."""
+    from hygie.channels.simulators import _listening
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        assert not _listening("127.0.0.1", port)
+        held.listen()
+        assert _listening("127.0.0.1", port)
+
+
 @pytest.mark.parametrize("channel", ["sms", "email"])
 def test_cli_send_and_status(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                              channel: str) -> None:

@@ -34,8 +34,18 @@ def simulator_dir(settings: Settings) -> Path:
 
 
 def _listening(host: str, port: int, udp: bool = False) -> bool:
-    kind = socket.SOCK_DGRAM if udp else socket.SOCK_STREAM
-    with socket.socket(socket.AF_INET, kind) as s:
+    """Whether something serves ``port``: a TCP port that accepts a connection, a UDP
+    port that is bound. TCP is probed by connecting, not binding: a probe that binds
+    the port would hold it for an instant, in which the simulator starting up could
+    fail to bind it, and the connections of an earlier run lingering in TIME_WAIT
+    would read as a server."""
+    if not udp:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+        except OSError:
+            return False
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.bind((host, port))
         except OSError:
@@ -79,10 +89,13 @@ def start_simulators(settings: Settings, cs: ChannelSettings) -> list[subprocess
     deadline = time.monotonic() + START_TIMEOUT_S
     for proc, (args, port, udp) in zip(started, commands, strict=True):
         name = args[0].rsplit(".", 1)[1]
-        while (not _listening("127.0.0.1", port, udp=udp) and proc.poll() is None
+        if udp:  # nothing connects to the phone at start; a bind probe could race it
+            log.info("started the %s simulator on port %d", name, port)
+            continue
+        while (not _listening("127.0.0.1", port) and proc.poll() is None
                and time.monotonic() < deadline):
             time.sleep(0.05)
-        if _listening("127.0.0.1", port, udp=udp):
+        if _listening("127.0.0.1", port):
             log.info("started the %s simulator on port %d", name, port)
         else:
             log.warning("the %s simulator is not listening on port %d", name, port)
