@@ -37,7 +37,7 @@ def test_demo_seeds_the_territory_once(database_url: str, tmp_path: Path,
     first = runner.invoke(main, ["demo", "--patients", "30", "--no-serve"])
     assert first.exit_code == 0, first.output
     assert "Hygie is ready at http://127.0.0.1:8000/" in first.output
-    for username in ("admin", "urgentiste", "infirmiere"):
+    for username in ("admin", "urgentiste", "infirmiere", "radiologue"):
         assert f"  {username} " in first.output
     for what, _target in DEMO_SEEDERS:
         assert f"{what}: " in first.output
@@ -51,7 +51,8 @@ def test_demo_seeds_the_territory_once(database_url: str, tmp_path: Path,
     assert slots and int(slots[1]) > 0 and int(slots[2]) > 0, first.output
     sites = re.search(r"test sites: (\d+) test sites listed", first.output)
     assert sites and int(sites[1]) > 20, first.output
-    assert "imaging: 2 chest CT studies archived (192 slices), 2 quantified" in first.output
+    assert ("imaging: 2 chest CT studies archived (192 slices), 2 quantified, on the "
+            "worklist of radiologue") in first.output
     # the mobility page has a published week, lockdown included
     assert "mobility: 7 daily releases from " in first.output, first.output
     releases = tmp_path / "var" / "mobility" / "releases"

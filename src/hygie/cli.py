@@ -83,7 +83,7 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
         return next(r for r in roles if any(c.get("code") == code for cc in r["code"]
                                             for c in cc.get("coding", [])))
 
-    doctor, nurse = role("309294001"), role("224547003")
+    doctor, nurse, radiologist = role("309294001"), role("224547003"), role("66862007")
     logins = []
     for username, password, who, kind, roles_, scopes in (
         ("admin", "hygie-admin-demo", None, "admin", ["admin"], "user/*.cruds"),
@@ -91,6 +91,8 @@ def _demo_logins(territory: list[dict]) -> list[tuple[DemoLogin, dict]]:
          "user/*.cruds"),
         ("infirmiere", "hygie-infirmiere-demo", nurse, "practitioner", ["nurse"],
          "user/*.rs user/Observation.cu user/Flag.u"),
+        ("radiologue", "hygie-radiologie-demo", radiologist, "practitioner", ["physician"],
+         "user/*.cruds"),
     ):
         display = who["practitioner"]["display"] if who else "Administrateur de démonstration"
         text = who["code"][0].get("text", "") if who else "administrateur"

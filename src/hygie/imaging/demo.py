@@ -13,6 +13,8 @@ from typing import Any
 
 #: IPPs of the patients scanned: the first ICU beds' (``devices.demo`` simulates them).
 PATIENT_IPPS = ("0000000001", "0000000002")
+#: The demo account whose worklist the studies are put on (``hygie demo`` creates it).
+READER = "radiologue"
 
 
 def _dicom_name(patient: dict[str, Any]) -> str:
@@ -30,6 +32,7 @@ def seed_demo(platform: Any) -> str:
     from hygie.imaging import tables
     from hygie.imaging.model import ImagingSettings
     from hygie.imaging.phantom import PhantomSpec, generate_phantom, phantom_series
+    from hygie.imaging.readings import Readings
     from hygie.imaging.service import ImagingService
     from hygie.store.server import open_store
     from hygie.store.synthetic.identifiers import IPP_SYSTEM
@@ -44,6 +47,7 @@ def seed_demo(platform: Any) -> str:
                        quantify_on_arrival=True, stable_s=0.0)
     service = ImagingService(platform, settings)
     scanned = []
+    studies: list[str] = []
     for seed, ipp in enumerate(PATIENT_IPPS, start=1):
         found = repository.search("Patient", [("identifier", f"{IPP_SYSTEM}|{ipp}")]).matches
         name = _dicom_name(found[0].resource) if found else f"PATIENT^{ipp}"
@@ -52,10 +56,14 @@ def seed_demo(platform: Any) -> str:
         datasets = phantom_series(generate_phantom(spec))
         outcome = service.archive.store([_encoded(ds) for ds in datasets])
         scanned.append(len(outcome.stored))
+        studies += outcome.studies
     quantified = service.jobs.run_due()
     service.archive.drain()
+    readings = Readings(platform.engine, service.archive)
+    for study_uid in studies:
+        readings.assign(study_uid, READER, by="hygie demo")
     return (f"{len(scanned)} chest CT studies archived ({sum(scanned)} slices), "
-            f"{quantified} quantified")
+            f"{quantified} quantified, on the worklist of {READER}")
 
 
 def _encoded(dataset: Any) -> bytes:
