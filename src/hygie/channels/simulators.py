@@ -103,6 +103,8 @@ def start_simulators(settings: Settings, cs: ChannelSettings) -> list[subprocess
 
 
 def stop_simulators(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop processes started for the platform: all asked to end, then each given ten
+    seconds before it is killed (the demo's ICU processes are stopped the same way)."""
     for proc in processes:
         if proc.poll() is None:
             proc.terminate()

@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from hygie.channels.simulators import stop_simulators
 from hygie.config import Settings
 from hygie.devices.model import journal_dir
 
@@ -33,14 +34,7 @@ class DemoIcu:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def stop(self) -> None:
-        for proc in reversed(self.processes):  # the devices first, then the gateway
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+        stop_simulators(self.processes)
         self.processes.clear()
 
 
