@@ -108,3 +108,33 @@ def test_checkpoint_keeps_the_sqlite_log_bounded(platform: Platform) -> None:
     # the log was written again from its start (not appended to: about twice the size)
     assert wal.stat().st_size < 1.5 * size
     assert journal.counts() == {"pending": 3 * 60 * 4}
+
+
+def test_messages_are_sealed_at_rest_and_bound_to_their_key(platform: Platform) -> None:
+    journal = open_journal(platform)
+    assert journal.codec is not None  # encryption at rest is on by default
+    raw = b"MSH|^~\\&|MON|ICU|||20200401||ORU^R01|S-1|P|2.6\rPID|||0000000007||MARTIN^Claire"
+    [a, b] = journal.append([
+        Incoming("hl7", "MON|ICU", "S-1", "utf-8", raw),
+        Incoming("hl7", "MON|ICU", "S-2", "utf-8", raw),
+    ])
+    with journal.engine.connect() as conn:
+        stored = dict(conn.execute(select(message.c.id, message.c.raw)).all())
+    assert b"MARTIN" not in stored[a.journal_id] and b"0000000007" not in stored[a.journal_id]
+    assert [r.raw for r in journal.pending(10)] == [raw, raw]
+    assert all(r.unreadable is None for r in journal.pending(10))
+    # one message's sealed bytes copied onto the other's row: that row no longer opens
+    with journal._writing() as conn:
+        conn.execute(message.update().where(message.c.id == b.journal_id)
+                     .values(raw=stored[a.journal_id]))
+    first, second = journal.pending(10)
+    assert first.raw == raw and first.unreadable is None
+    assert second.raw == b"" and second.unreadable and "does not open" in second.unreadable
+
+
+def test_messages_stay_in_clear_with_encryption_off(platform: Platform) -> None:
+    journal = Journal(platform.engine)
+    [appended] = journal.append([incoming("C-1")])
+    with platform.engine.connect() as conn:
+        raw = conn.execute(select(message.c.raw).where(message.c.id == appended.journal_id))
+        assert raw.scalar_one() == b"MSH|C-1"

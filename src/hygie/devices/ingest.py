@@ -299,6 +299,15 @@ class Mapper:
         outcomes: dict[int, Outcome] = {}
         plans: list[Plan] = []
         for row in rows:
+            if row.unreadable is not None:
+                log.error("message %d does not open: %s", row.journal_id, row.unreadable)
+                error = MessageRejected(
+                    "the journal's copy of the message does not open; see the gateway log",
+                    segment="MSH",
+                    code=APPLICATION_INTERNAL_ERROR,
+                )
+                outcomes[row.journal_id] = Outcome(row.journal_id, REJECTED, error.as_dict())
+                continue
             try:
                 plan = self._plan(row)
             except MessageRejected as exc:

@@ -12,6 +12,11 @@ commits every few milliseconds, would otherwise wait behind the mapper's store w
 as long as the operating system takes to schedule the process holding them (tens of
 milliseconds on a busy machine). On PostgreSQL, whose locks are per row, the journal
 is the ``devices_message`` table of the platform's database.
+
+A message names its patient (PID), so with encryption at rest on, each one is sealed
+by the platform's vault before it is written (``hygie.security.vault_for``), bound to
+its (sender, control id): the journal keeps no identifier in clear until its
+retention purge, as the store keeps none in the bodies it maps them to.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
@@ -78,6 +84,8 @@ class PendingRow:
     control_id: str
     codec: str
     raw: bytes
+    #: Why the sealed message does not open (its data key lost, its bytes altered).
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,21 @@ class Outcome:
     status: str
     error: dict[str, object] | None = None
     observations: int = 0
+
+
+class Codec(Protocol):
+    """What sealing needs: the platform's vault (``hygie.security.encryption.BodyVault``)."""
+
+    def seal(self, body: bytes, context: str) -> bytes:
+        """Encrypt ``body``, binding it to ``context``."""
+
+    def open(self, stored: bytes, context: str) -> bytes:
+        """Decrypt what ``seal`` produced for the same context (plain bytes pass)."""
+
+
+def _context(sender: str, control_id: str) -> str:
+    """What a sealed message is bound to: its key in the journal, unambiguously."""
+    return "devices-journal " + orjson.dumps([sender, control_id]).decode()
 
 
 class JournalBusy(Exception):
@@ -121,15 +144,18 @@ def open_journal(platform: Platform) -> Journal:
 
     One engine per platform, disposed with it. On PostgreSQL, the setting
     ``devices_journal_synchronous_commit`` (default true) says whether its commits
-    wait for the disk.
+    wait for the disk. Messages are sealed when encryption at rest is on.
     """
     journal = platform.parts.get("devices.journal")
     if journal is not None:
         return journal  # type: ignore[no-any-return]
+    from hygie.security import vault_for
+
+    codec = vault_for(platform)
     url = journal_url(platform.settings.database_url)
     if url is None:
         synchronous = DevicesSettings.from_settings(platform.settings).journal_synchronous_commit
-        journal = Journal(platform.engine, synchronous_commit=bool(synchronous))
+        journal = Journal(platform.engine, synchronous_commit=bool(synchronous), codec=codec)
     else:
         engine = create_engine(url)
         with engine.begin() as conn:
@@ -137,7 +163,7 @@ def open_journal(platform: Platform) -> Journal:
             for index in message.indexes:
                 conn.execute(CreateIndex(index, if_not_exists=True))
         platform.closers.insert(0, engine.dispose)
-        journal = Journal(engine)
+        journal = Journal(engine, codec=codec)
     platform.parts["devices.journal"] = journal
     return journal
 
@@ -149,12 +175,18 @@ class Journal:
     record is flushed to disk (``SET LOCAL synchronous_commit = off``): a crash of the
     gateway still loses nothing, a crash of the database server can lose the last
     fraction of a second, which is what SQLite's ``synchronous=NORMAL`` gives too.
+
+    With a ``codec``, messages are sealed on the way in and opened on the way out;
+    rows written in clear before still read.
     """
 
-    def __init__(self, engine: Engine, *, synchronous_commit: bool = True) -> None:
+    def __init__(
+        self, engine: Engine, *, synchronous_commit: bool = True, codec: Codec | None = None
+    ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.synchronous_commit = synchronous_commit
+        self.codec = codec
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -200,21 +232,22 @@ class Journal:
         when = now_us()
         # one row per key: a key twice in one batch is a duplicate of its first copy
         unique: dict[tuple[str, str], tuple[object, ...]] = {}
+        codec = self.codec
         for m in batch:
-            unique.setdefault(
-                (m.sender, m.control_id),
-                (
-                    m.channel,
-                    m.sender,
-                    m.control_id,
-                    m.codec,
-                    m.raw,
-                    when,
-                    REJECTED if m.error else PENDING,
-                    orjson.dumps(m.error).decode() if m.error else None,
-                    when if m.error else None,
-                    0,
-                ),
+            key = (m.sender, m.control_id)
+            if key in unique:
+                continue
+            unique[key] = (
+                m.channel,
+                m.sender,
+                m.control_id,
+                m.codec,
+                codec.seal(m.raw, _context(*key)) if codec is not None else m.raw,
+                when,
+                REJECTED if m.error else PENDING,
+                orjson.dumps(m.error).decode() if m.error else None,
+                when if m.error else None,
+                0,
             )
         with self._writing() as conn:
             if finished:
@@ -298,11 +331,16 @@ class Journal:
                 .order_by(message.c.id)
                 .limit(limit + len(skip))
             ).all()
-        return [
-            PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, bytes(r.raw))
-            for r in rows
-            if r.id not in skip
-        ][:limit]
+        return [self._pending_row(r) for r in rows if r.id not in skip][:limit]
+
+    def _pending_row(self, r: Any) -> PendingRow:
+        raw, unreadable = bytes(r.raw), None
+        if self.codec is not None:
+            try:
+                raw = self.codec.open(raw, _context(r.sender, r.control_id))
+            except ValueError as exc:  # SealError: rejected by the mapper, not retried
+                raw, unreadable = b"", str(exc)
+        return PendingRow(r.id, r.channel, r.sender, r.control_id, r.codec, raw, unreadable)
 
     def pending_among(self, ids: Collection[int]) -> set[int]:
         """Which of ``ids`` are still pending."""

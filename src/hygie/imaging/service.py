@@ -22,20 +22,13 @@ from hygie.store.interactions import StoreContext
 __all__ = ["ImagingService"]
 
 _BUILD_LOCK = threading.Lock()
-#: Where the security package puts the store's body codec (``store.access.PARTS``).
-_CODEC_PART = "store.codec"
-
-
 def _instance_files(platform: Platform, settings: ImagingSettings) -> InstanceFiles:
     """Plain files, sealed with the store's vault when encryption at rest is on."""
     plain = LocalInstanceFiles(platform.settings.var_dir / "imaging" / "files",
                                fsync=settings.fsync)
-    codec = platform.parts.get(_CODEC_PART)
-    if codec is None and getattr(platform.settings, "encrypt_at_rest", False):
-        # A CLI or a test without the web app: the same vault, from the same master key.
-        from hygie.security.encryption import BodyVault, load_master_key
+    from hygie.security import vault_for
 
-        codec = BodyVault(platform.engine, load_master_key(platform.settings))
+    codec = vault_for(platform)
     return SealedInstanceFiles(plain, codec) if codec is not None else plain
 
 

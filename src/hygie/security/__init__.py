@@ -5,7 +5,7 @@ What other packages may use; the modules behind these names are free to change.
 
 from hygie.security.access import AccessDenied, AccessRules
 from hygie.security.audit import AuditChain, AuditWriter, VerifyReport, verify
-from hygie.security.encryption import BodyVault, LocalMasterKey, MasterKey, SealError
+from hygie.security.encryption import BodyVault, LocalMasterKey, MasterKey, SealError, vault_for
 from hygie.security.installation import SecurityParts, install
 from hygie.security.keys import FileKeyStore, KeyStore
 from hygie.security.middleware import AuthMiddleware
@@ -45,5 +45,6 @@ __all__ = [
     "install",
     "issue_service_token",
     "tokens_for",
+    "vault_for",
     "verify",
 ]

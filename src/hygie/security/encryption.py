@@ -49,8 +49,9 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from hygie.config import Settings
-from hygie.platform import write_transaction
+from hygie.platform import Platform, write_transaction
 from hygie.security.tables import data_key
+from hygie.store.access import PARTS
 from hygie.store.schema import resource as resource_tbl
 from hygie.store.schema import resource_version
 
@@ -253,6 +254,20 @@ class BodyVault:
         except InvalidTag:
             raise SealError(f"the sealed body of {context} does not open "
                             "(altered, or copied from another row)") from None
+
+
+def vault_for(platform: Platform) -> BodyVault | None:
+    """The vault that seals what a service keeps at rest beside the store (files, journals).
+
+    The installed security layer's when there is one; else, with ``encrypt_at_rest`` on
+    (a command or a process that did not install the layer), one on the same master key
+    and data keys, so that what it seals opens everywhere; None with encryption off.
+    """
+    vault: BodyVault | None = platform.parts.get(PARTS["codec"])
+    if vault is None and platform.settings.encrypt_at_rest:
+        master = platform.parts.get("security.master_key") or load_master_key(platform.settings)
+        vault = BodyVault(platform.engine, master)
+    return vault
 
 
 def key_id_of(stored: bytes | None) -> int | None:
