@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import select, update
 from starlette.testclient import TestClient
 
-from hygie.store.bulk import import_ndjson
+from hygie.platform import Platform
+from hygie.store.bulk import EXPIRES_US, BulkExports, import_ndjson
+from hygie.store.export_files import SEALED_SUFFIX
 from hygie.store.interactions import StoreContext
-from hygie.store.schema import resource
+from hygie.store.model import now_us, parse_instant
+from hygie.store.schema import bulk_job, resource
 from hygie.store.sql_repository import SqlRepository
 
 
@@ -85,6 +88,44 @@ def test_patient_and_group_export(client: TestClient) -> None:
     group = _download(client, _run_export(client, "/fhir/Group/g1/$export"))
     assert [p["id"] for p in group["Patient"]] == ["p2"]
     assert len(group["Observation"]) == 1
+
+
+def test_export_files_are_sealed_at_rest_and_expire(client: TestClient, platform: Platform) -> None:
+    _seed(client)
+    client.put("/fhir/Patient/p1", json={
+        "resourceType": "Patient", "id": "p1", "name": [{"family": "Lumiere"}]})
+    manifest = _run_export(client, "/fhir/$export?_type=Patient")
+    job = manifest["output"][0]["url"].split("/")[-2]
+    folder = platform.settings.var_dir / "bulk" / job
+    [on_disk] = folder.iterdir()
+    assert on_disk.name == "Patient.ndjson" + SEALED_SUFFIX
+    assert b"Lumiere" not in on_disk.read_bytes()
+    assert b"Lumiere" in client.get(manifest["output"][0]["url"]).content
+    status_url = f"/fhir/$export-status/{job}"
+    expires = parse_instant(client.get(status_url).headers["Expires"])
+    assert 0 < expires - now_us() <= EXPIRES_US
+    exports: BulkExports = platform.parts["bulk_exports"]
+    assert exports.purge_expired() == 0
+    # a day later: polled, the job has expired and its files are gone
+    with platform.engine.begin() as conn:
+        conn.execute(update(bulk_job).where(bulk_job.c.id == job)
+                     .values(updated=now_us() - EXPIRES_US - 1))
+    assert client.get(status_url).status_code == 404
+    assert not folder.exists()
+    assert client.get(manifest["output"][0]["url"]).status_code == 404
+
+
+def test_an_altered_export_file_is_refused(client: TestClient, platform: Platform) -> None:
+    _seed(client)
+    manifest = _run_export(client, "/fhir/$export?_type=Patient")
+    url = manifest["output"][0]["url"]
+    [on_disk] = (platform.settings.var_dir / "bulk" / url.split("/")[-2]).iterdir()
+    data = bytearray(on_disk.read_bytes())
+    data[-1] ^= 1
+    on_disk.write_bytes(bytes(data))
+    resp = client.get(url)
+    assert resp.status_code == 500
+    assert resp.json()["issue"][0]["diagnostics"] == "the export file does not open"
 
 
 def test_export_needs_async_and_known_group(client: TestClient) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from hygie.store import outcomes
@@ -168,14 +168,15 @@ async def export_file(request: Request) -> Response:
     exports = request.app.state.platform.parts["bulk_exports"]
     principal = getattr(request.state, "principal", None)
     try:
-        path = exports.file_path(
+        chunks = await run_in_threadpool(
+            exports.open_file,
             request.path_params["job"],
             request.path_params["name"],
             getattr(principal, "subject", None),
         )
     except outcomes.FhirError as exc:
         return outcome_response(exc)
-    return FileResponse(path, media_type="application/fhir+ndjson")
+    return StreamingResponse(chunks, media_type="application/fhir+ndjson")
 
 
 def routes() -> list[BaseRoute]:

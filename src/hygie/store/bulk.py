@@ -33,8 +33,10 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, insert, select, update
 
-from hygie.store import outcomes
+from hygie.store import export_files, outcomes
+from hygie.store.access import BodyCodec
 from hygie.store.definitions import patient_compartment
+from hygie.store.export_files import SEALED_SUFFIX, SealedWriter
 from hygie.store.interactions import (
     FhirRequest,
     FhirResponse,
@@ -49,6 +51,11 @@ from hygie.store.sql_repository import PreparedResource, SqlRepository, prepare_
 log = logging.getLogger("hygie.store.bulk")
 
 _NDJSON_FORMATS = {"application/fhir+ndjson", "application/ndjson", "ndjson"}
+
+#: How long a finished export's files are kept (the manifest's ``Expires``): exported
+#: records are copies of health data outside the store, kept no longer than a client
+#: needs to download them.
+EXPIRES_US = 24 * 3600 * 1_000_000
 
 
 # --- export ------------------------------------------------------------------------
@@ -91,7 +98,37 @@ class BulkExports:
         with self.engine.connect() as conn:
             return conn.execute(select(bulk_job).where(bulk_job.c.id == job_id)).first()
 
+    def _finished(self, job_id: str) -> Any:
+        """A job's row as a client sees it: past its expiry, its files are deleted now."""
+        row = self._get(job_id)
+        if (row is not None and row.status in ("complete", "failed")
+                and row.updated + EXPIRES_US < now_us()):
+            self.purge_expired()
+            row = self._get(job_id)
+        return row
+
+    def purge_expired(self, now: int | None = None) -> int:
+        """Delete the files of exports finished more than ``EXPIRES_US`` ago; how many.
+
+        Their jobs are kept, as ``expired``: polling one answers 404, as the Bulk Data
+        IG allows once a manifest's ``Expires`` has passed.
+        """
+        before = (now_us() if now is None else now) - EXPIRES_US
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(bulk_job.c.id).where(
+                    bulk_job.c.kind == "export",
+                    bulk_job.c.status.in_(["complete", "failed", "cancelled"]),
+                    bulk_job.c.updated < before,
+                )
+            ).all()
+        for row in rows:
+            shutil.rmtree(self.folder / row.id, ignore_errors=True)
+            self._set(row.id, status="expired")
+        return len(rows)
+
     def start(self, request: ExportRequest, owner: str | None) -> str:
+        self.purge_expired()
         job_id = uuid.uuid4().hex
         with self.engine.begin() as conn:
             conn.execute(
@@ -111,6 +148,7 @@ class BulkExports:
 
     def resume(self) -> None:
         """Queue again the jobs a previous process accepted but did not finish."""
+        self.purge_expired()
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(bulk_job.c.id).where(
@@ -192,6 +230,14 @@ class BulkExports:
                     seen.add(key)
                     yield stored
 
+    @staticmethod
+    def _new_file(out_dir: Path, res_type: str, codec: BodyCodec | None) -> Any:
+        name = f"{res_type}.ndjson"
+        if codec is None:
+            return open(out_dir / name, "wb")
+        sealed = open(out_dir / (name + SEALED_SUFFIX), "wb")  # noqa: SIM115 - closed by _run
+        return SealedWriter(sealed, codec, f"{out_dir.name}/{name}")
+
     def _run(self, job_id: str) -> None:
         row = self._get(job_id)
         if row is None or row.status in ("complete", "cancelled", "failed"):
@@ -205,11 +251,12 @@ class BulkExports:
         out_dir.mkdir(parents=True)
         files: dict[str, Any] = {}
         counts: dict[str, int] = {}
+        codec = self.repository.codec
         try:
             for n, stored in enumerate(self._resources(request)):
                 fh = files.get(stored.res_type)
                 if fh is None:
-                    fh = files[stored.res_type] = open(out_dir / f"{stored.res_type}.ndjson", "wb")  # noqa: SIM115
+                    fh = files[stored.res_type] = self._new_file(out_dir, stored.res_type, codec)
                 fh.write(stored.body or b"")
                 fh.write(b"\n")
                 counts[stored.res_type] = counts.get(stored.res_type, 0) + 1
@@ -306,11 +353,11 @@ class BulkExports:
         if len(req.path) != 1:
             raise outcomes.FhirError(outcomes.Issue("not-found", "no such export job"), status=404)
         job_id = req.path[0]
-        row = self._get(job_id)
+        row = self._finished(job_id)
         if (
             row is None
             or row.kind != "export"
-            or row.status == "cancelled"
+            or row.status in ("cancelled", "expired")
             or (row.owner and row.owner != _owner(req))
         ):
             raise outcomes.FhirError(
@@ -324,7 +371,7 @@ class BulkExports:
             return FhirResponse(
                 200,
                 resource=orjson.loads(row.result),
-                headers={"Expires": format_instant(now_us() + 86_400_000_000)},
+                headers={"Expires": format_instant(row.updated + EXPIRES_US)},
             )
         if row.status == "failed":
             return FhirResponse(
@@ -343,14 +390,22 @@ class BulkExports:
             202, headers={"X-Progress": f"{row.status}: {progress} resources", "Retry-After": "2"}
         )
 
-    def file_path(self, job_id: str, name: str, owner: str | None) -> Path:
-        row = self._get(job_id)
+    def open_file(self, job_id: str, name: str, owner: str | None) -> Iterator[bytes]:
+        """The content of one file of a completed export, in chunks (404 if none)."""
+        row = self._finished(job_id)
         if row is None or row.status != "complete" or (row.owner and row.owner != owner):
             raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
-        path = (self.folder / job_id / name).resolve()
-        if path.parent != (self.folder / job_id).resolve() or not path.is_file():
-            raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
-        return path
+        folder = (self.folder / job_id).resolve()
+        for path in ((folder / name).resolve(), (folder / (name + SEALED_SUFFIX)).resolve()):
+            if path.parent == folder and path.is_file():
+                try:
+                    return export_files.open_file(path, self.repository.codec, f"{job_id}/{name}")
+                except export_files.ExportFileError as exc:
+                    log.error("%s", exc)
+                    raise outcomes.FhirError(
+                        outcomes.Issue("exception", "the export file does not open"), status=500
+                    ) from None
+        raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
 
 
 def _owner(req: FhirRequest) -> str | None:
