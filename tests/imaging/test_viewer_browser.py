@@ -133,7 +133,9 @@ def test_two_readers_annotate_the_same_study(served: tuple[str, ImagingService],
         page.click("button.tool[data-tool=measure]")
         _drag(page, "#view-coronal", [(0.3, 0.5), (0.7, 0.5)])
         assert "mm" in page.inner_text("#measure-result")
-        distance = float(page.inner_text("#measure-result").split(":")[1].split()[0])
+        # written the French way: "Distance : 123,4 mm"
+        number = page.inner_text("#measure-result").split(":")[1].removesuffix("mm")
+        distance = float(number.replace("\u202f", "").replace(",", ".").strip())
         assert distance > 20
         # Ground glass with the brush, consolidation with a polygon, an eraser stroke.
         page.click("button.tool[data-tool=brush]")

@@ -18,6 +18,10 @@
   };
 
   function say(text) { statusEl.textContent = text; }
+  // Numbers the French way (4,9 ; 1 234), as the rest of the pages write them.
+  function fr(n, digits) {
+    return n.toLocaleString("fr-FR", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
 
   // --- geometry of the three planes ------------------------------------------------
   function planeSize(plane) {
@@ -116,7 +120,7 @@
     ctx.strokeStyle = "#7fff7f"; ctx.lineWidth = 2;
     ctx.beginPath(); ctx.moveTo(x1, y1); ctx.lineTo(x2, y2); ctx.stroke();
     ctx.fillStyle = "#7fff7f"; ctx.font = "16px system-ui";
-    ctx.fillText(`${m.mm.toFixed(1)} mm`, x2 + 6, y2 - 6);
+    ctx.fillText(`${fr(m.mm, 1)} mm`, x2 + 6, y2 - 6);
   }
   function drawPolygon(view, L) {
     const ctx = view.ctx;
@@ -237,7 +241,7 @@
     const m = view.measure, { pw, ph } = planeSize(view.plane);
     m.u2 = p.u; m.v2 = p.v;
     m.mm = Math.hypot((m.u2 - m.u1) * pw, (m.v2 - m.v1) * ph);
-    document.getElementById("measure-result").textContent = `Distance : ${m.mm.toFixed(1)} mm`;
+    document.getElementById("measure-result").textContent = `Distance : ${fr(m.mm, 1)} mm`;
   }
 
   function setTool(tool) {
@@ -338,12 +342,12 @@
       renderAll();
     };
     const f = q.figures;
-    const rows = [["Volume pulmonaire", `${f.lung_volume_ml.toFixed(0)} mL`],
-                  ["Opacités", `${f.percent_opacity.toFixed(1)} %`],
-                  ["Condensations", `${f.percent_high_opacity.toFixed(1)} %`],
-                  ["Poumon bien aéré", `${f.percent_well_aerated.toFixed(1)} %`],
+    const rows = [["Volume pulmonaire", `${fr(f.lung_volume_ml, 0)} mL`],
+                  ["Opacités", `${fr(f.percent_opacity, 1)} %`],
+                  ["Condensations", `${fr(f.percent_high_opacity, 1)} %`],
+                  ["Poumon bien aéré", `${fr(f.percent_well_aerated, 1)} %`],
                   ["Score total", `${f.total_score}/30`]];
-    for (const z of f.zones) rows.push([`Score ${z.side === "right" ? "droit" : "gauche"} ${({ upper: "supérieur", middle: "moyen", lower: "inférieur" })[z.zone]}`, `${z.score} (${z.percent_opacity.toFixed(1)} %)`]);
+    for (const z of f.zones) rows.push([`Score ${z.side === "right" ? "droit" : "gauche"} ${({ upper: "supérieur", middle: "moyen", lower: "inférieur" })[z.zone]}`, `${z.score} (${fr(z.percent_opacity, 1)} %)`]);
     const table = document.createElement("table");
     for (const [k, v] of rows) {
       const tr = table.insertRow();

@@ -12,6 +12,11 @@
     return td;
   }
 
+  // Numbers the French way (4,9 ; 1 234), as the rest of the pages write them.
+  function fr(n, digits) {
+    return n.toLocaleString("fr-FR", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
   function formatDate(d) {
     return d && d.length === 8 ? `${d.slice(6, 8)}/${d.slice(4, 6)}/${d.slice(0, 4)}` : "";
   }
@@ -19,7 +24,7 @@
   function quantText(q) {
     if (!q) return "—";
     if (q.state !== "done") return { pending: "en attente", running: "en cours", failed: "échec" }[q.state] || q.state;
-    return `${q.percentOpacity.toFixed(1)} % · score ${q.totalScore}/30`;
+    return `${fr(q.percentOpacity, 1)} % · score ${q.totalScore}/30`;
   }
 
   async function assign(studyUid, reader) {
