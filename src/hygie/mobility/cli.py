@@ -24,8 +24,22 @@ def _geo():  # type: ignore[no-untyped-def]
     return load_geography(find_geo_dir(load_settings().extra.get("mobility_geo_dir")))
 
 
-def _day(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value) if value else None
+class IsoDay(click.ParamType):
+    """A day written YYYY-MM-DD: refused by click, with the reason, when it is not one."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError as exc:
+            self.fail(f"{value!r} is not a day (YYYY-MM-DD): {exc}", param, ctx)
+
+
+DAY = IsoDay()
 
 
 root_option = click.option("--root", default=None,
@@ -38,15 +52,19 @@ def group() -> None:
 
 
 @group.command()
-@click.option("--devices", default=100_000, show_default=True, help="Devices of the operator.")
-@click.option("--days", default=7, show_default=True, help="Days to generate.")
-@click.option("--start", default="2020-03-09", show_default=True, help="First day.")
+@click.option("--devices", default=100_000, show_default=True, type=click.IntRange(min=1),
+              help="Devices of the operator.")
+@click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366),
+              help="Days to generate.")
+@click.option("--start", default="2020-03-09", show_default=True, type=DAY, help="First day.")
 @click.option("--scenario", type=click.Choice(["normal", "lockdown"]), default="normal",
               show_default=True)
-@click.option("--market-share", default=0.40, show_default=True)
+@click.option("--market-share", default=0.40, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True),
+              help="Share of the population whose devices the operator sees.")
 @click.option("--seed", default=2020, show_default=True)
 @root_option
-def generate(devices: int, days: int, start: str, scenario: str, market_share: float,
+def generate(devices: int, days: int, start: dt.date, scenario: str, market_share: float,
              seed: int, root: str | None) -> None:
     """Write synthetic network events (Parquet) and their ground truth."""
     from hygie.mobility import storage
@@ -54,7 +72,7 @@ def generate(devices: int, days: int, start: str, scenario: str, market_share: f
     from hygie.mobility.generator import generate as run_generator
 
     out = _root(root)
-    cfg = GeneratorConfig(devices=devices, days=days, start=dt.date.fromisoformat(start),
+    cfg = GeneratorConfig(devices=devices, days=days, start=start,
                           scenario=scenario, market_share=market_share, seed=seed)
     summary = run_generator(_geo(), out, cfg)
     for day in storage.raw_days(out):
@@ -65,18 +83,20 @@ def generate(devices: int, days: int, start: str, scenario: str, market_share: f
 
 
 @group.command()
-@click.option("--date", "day", default=None, help="Day to process (default: every raw day).")
+@click.option("--date", "day", default=None, type=DAY,
+              help="Day to process (default: every raw day).")
 @click.option("--engine", type=click.Choice(["duckdb", "pyspark"]), default="duckdb",
               show_default=True)
-@click.option("--threads", default=None, type=int, help="Engine threads (default: all).")
-@click.option("--min-count", default=20, show_default=True,
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="Engine threads (default: all).")
+@click.option("--min-count", default=20, show_default=True, type=click.IntRange(min=1),
               help="Smallest published group, in devices.")
 @click.option("--method", type=click.Choice(["suppress", "merge"]), default="suppress",
               show_default=True)
-@click.option("--epsilon", default=None, type=float,
+@click.option("--epsilon", default=None, type=click.FloatRange(0, min_open=True),
               help="Differential privacy budget of each daily release (off by default).")
 @root_option
-def run(day: str | None, engine: str, threads: int | None, min_count: int, method: str,
+def run(day: dt.date | None, engine: str, threads: int | None, min_count: int, method: str,
         epsilon: float | None, root: str | None) -> None:
     """Aggregate raw events into protected daily releases."""
     from hygie.mobility import engines, release, storage
@@ -84,7 +104,7 @@ def run(day: str | None, engine: str, threads: int | None, min_count: int, metho
 
     out = _root(root)
     rule = PrivacyRule(min_count=min_count, method=method, epsilon=epsilon)
-    days = [dt.date.fromisoformat(day)] if day else storage.raw_days(out)
+    days = [day] if day else storage.raw_days(out)
     if not days:
         raise click.ClickException(f"no raw events under {out}")
     eng = engines.connect(engine, threads=threads)
@@ -116,14 +136,16 @@ def validate(root: str | None) -> None:
 
 
 @group.command()
-@click.option("--date", "day", default=None, help="Day shown (default: last release).")
-@click.option("--baseline", default=None, help="Reference day (default: first release).")
+@click.option("--date", "day", default=None, type=DAY,
+              help="Day shown (default: last release).")
+@click.option("--baseline", default=None, type=DAY,
+              help="Reference day (default: first release).")
 @click.option("--zone", default="75", show_default=True, help="Département of the series.")
 @click.option("--format", "fmt", type=click.Choice(["html", "png"]), default="html",
               show_default=True)
 @click.option("--out", default=".", show_default=True, help="Output folder.")
 @root_option
-def report(day: str | None, baseline: str | None, zone: str, fmt: str, out: str,
+def report(day: dt.date | None, baseline: dt.date | None, zone: str, fmt: str, out: str,
            root: str | None) -> None:
     """Render the dashboard (map, top flows, time series) as HTML or PNG."""
     from hygie.mobility import charts, storage
@@ -132,7 +154,16 @@ def report(day: str | None, baseline: str | None, zone: str, fmt: str, out: str,
     days = storage.release_days(data)
     if not days:
         raise click.ClickException(f"no release under {data}: run `hygie mobility run`")
-    path = charts.write_report(data, _geo(), _day(day) or days[-1], _day(baseline) or days[0],
+    for asked in (day, baseline):
+        if asked is not None and asked not in days:
+            raise click.ClickException(
+                f"no release for {asked}; released days: {days[0]} to {days[-1]}"
+                + (f" ({len(days)} days)" if len(days) > 2 else ""))
+    geo = _geo()
+    if zone not in geo.dep_codes:
+        raise click.ClickException(f"--zone {zone!r} is not a département code of the map "
+                                   "(01 to 95, 2A, 2B)")
+    path = charts.write_report(data, geo, day or days[-1], baseline or days[0],
                                Path(out), fmt=fmt, zone=zone)
     click.echo(str(path))
 
