@@ -10,6 +10,9 @@ import os
 from dataclasses import dataclass
 
 import click
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from hygie.channels import cli as channels_cli
 from hygie.config import load_settings
@@ -28,7 +31,43 @@ from hygie.store import cli as store_cli
 from hygie.tracing import cli as tracing_cli
 
 
-@click.group()
+def database_problem(exc: DBAPIError) -> str:
+    """One line that tells an operator what to do about a database error.
+
+    Most often a command was run on a database that ``hygie migrate`` has not brought
+    to the current schema (a table is missing); else the database is out of reach.
+    """
+    from hygie.store.migrations import is_current
+
+    settings = load_settings()
+    where = make_url(settings.database_url).render_as_string(hide_password=True)
+    try:
+        engine = create_engine(settings.database_url)
+        try:
+            current = is_current(engine)
+        finally:
+            engine.dispose()
+    except DBAPIError as reaching:
+        first = str(reaching.orig).strip().splitlines()[0] if reaching.orig else ""
+        return f"cannot reach the database {where}: {first}"
+    if not current:
+        return (f"the database {where} does not have the current schema: "
+                "run `hygie migrate` first (`hygie serve` and `hygie demo` migrate it themselves)")
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return f"database error on {where}: {first}"
+
+
+class _Commands(click.Group):
+    """The ``hygie`` group: a database error reaches the operator as one clear line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DBAPIError as exc:
+            raise click.ClickException(database_problem(exc)) from exc
+
+
+@click.group(cls=_Commands)
 @click.version_option(package_name="hygie")
 @click.pass_context
 def main(ctx: click.Context) -> None:

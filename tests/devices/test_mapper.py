@@ -10,7 +10,8 @@ from hygie.devices.ingest import Mapper
 from hygie.devices.journal import Incoming, open_journal
 from hygie.devices.model import DevicesSettings
 from hygie.devices.receipt import read_header
-from hygie.devices.tables import bed, bed_value, message
+from hygie.devices.tables import bed, bed_value
+from hygie.devices.tables import message as journal_rows
 from hygie.platform import Platform
 from hygie.security.encryption import MAGIC
 from hygie.store.interactions import StoreContext
@@ -370,10 +371,11 @@ def test_outcomes_left_to_the_gateway_are_not_mapped_twice(
 def test_a_message_that_does_not_open_is_rejected_not_retried(
     platform: Platform, store: StoreContext
 ) -> None:
-    [bad, good] = journal(platform, monitor("U1"), monitor("U2"))
+    [bad, _] = journal(platform, monitor("U1"), monitor("U2"))
     book = open_journal(platform)
     with book._writing() as conn:
-        conn.execute(message.update().where(message.c.id == bad).values(raw=MAGIC + bytes(40)))
+        conn.execute(journal_rows.update().where(journal_rows.c.id == bad)
+                     .values(raw=MAGIC + bytes(40)))
     outcomes = mapper(platform, store).run_once()
     assert [o.status for o in outcomes] == ["rejected", "stored"]
     assert "does not open" in str(outcomes[0].error["text"])

@@ -142,3 +142,29 @@ def test_backup_and_restore_commands(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = CliRunner().invoke(main, ["restore", str(tmp_path / "out.backup")])
     assert result.exit_code == 0, result.output
     assert f"content hash: {digest} (matches the backup)" in result.output
+
+
+def test_a_backup_that_cannot_be_written_says_why_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hygie.cli import main
+
+    make_platform(f"sqlite:///{tmp_path / 'h.db'}", tmp_path / "var").close()
+    monkeypatch.setenv("HYGIE_DATABASE_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    monkeypatch.setenv("HYGIE_VAR_DIR", str(tmp_path / "var"))
+    missing = tmp_path / "nowhere" / "out.backup"
+    result = CliRunner().invoke(main, ["backup", str(missing)])
+    assert result.exit_code == 1
+    assert f"cannot write {missing}: folder {missing.parent} does not exist" in result.output
+    # cut short half way: the temporary file goes too
+    source = make_platform(f"sqlite:///{tmp_path / 'h.db'}", tmp_path / "var")
+
+    def boom(*_args: object) -> Iterator[tuple[object, ...]]:
+        raise OSError(28, "No space left on device")
+        yield ()
+
+    monkeypatch.setattr("hygie.security.backup._ordered_rows", boom)
+    with pytest.raises(OSError, match="No space left"):
+        backup(source.engine, tmp_path / "cut.backup", LocalMasterKey(b"k" * 32))
+    source.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if "backup" in p.name) == []

@@ -241,31 +241,35 @@ def backup(engine: Engine, path: Path, master: MasterKey,
     report = BackupReport(path)
     digest = hashlib.sha256()
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as raw:
-        sealed = _SealedWriter(raw, master)
-        with gzip.GzipFile(fileobj=sealed, mode="wb", compresslevel=6) as out, \
-                _snapshot(engine) as conn:
-            tables = _tables(conn)
-            out.write(orjson.dumps({"format": "hygie-backup", "version": FORMAT_VERSION,
-                                    "created": time.time_ns() // 1000,
-                                    "dialect": engine.dialect.name,
-                                    "tables": [t.name for t in tables]}) + b"\n")
-            for table in tables:
-                columns = [c.name for c in table.columns]
-                out.write(orjson.dumps({"table": table.name, "columns": columns}) + b"\n")
-                count = [0]
-                for row in _hash_table(digest, table.name, columns,
-                                       _ordered_rows(conn, table), count):
-                    out.write(orjson.dumps(row) + b"\n")
-                    if progress is not None and count[0] % 1000 == 0:
-                        progress(1000)
-                report.tables[str(table.name)] = count[0]
-            report.content_hash = digest.hexdigest()
-            out.write(orjson.dumps({"end": True, "content_hash": report.content_hash,
-                                    "rows": report.tables}) + b"\n")
-        sealed.close()
-        raw.flush()
-        os.fsync(raw.fileno())
+    try:
+        with open(tmp, "wb") as raw:
+            sealed = _SealedWriter(raw, master)
+            with gzip.GzipFile(fileobj=sealed, mode="wb", compresslevel=6) as out, \
+                    _snapshot(engine) as conn:
+                tables = _tables(conn)
+                out.write(orjson.dumps({"format": "hygie-backup", "version": FORMAT_VERSION,
+                                        "created": time.time_ns() // 1000,
+                                        "dialect": engine.dialect.name,
+                                        "tables": [t.name for t in tables]}) + b"\n")
+                for table in tables:
+                    columns = [c.name for c in table.columns]
+                    out.write(orjson.dumps({"table": table.name, "columns": columns}) + b"\n")
+                    count = [0]
+                    for row in _hash_table(digest, table.name, columns,
+                                           _ordered_rows(conn, table), count):
+                        out.write(orjson.dumps(row) + b"\n")
+                        if progress is not None and count[0] % 1000 == 0:
+                            progress(1000)
+                    report.tables[str(table.name)] = count[0]
+                report.content_hash = digest.hexdigest()
+                out.write(orjson.dumps({"end": True, "content_hash": report.content_hash,
+                                        "rows": report.tables}) + b"\n")
+            sealed.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+    except BaseException:  # a backup cut short (disk full, database gone) leaves nothing
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     report.seconds = time.perf_counter() - started
     return report

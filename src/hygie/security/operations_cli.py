@@ -110,8 +110,13 @@ def backup_command(path: Path) -> None:
     """Write a consistent online backup of the whole database to PATH (sealed)."""
     from hygie.security.backup import backup
 
+    if not path.parent.is_dir():
+        raise click.ClickException(f"cannot write {path}: folder {path.parent} does not exist")
     with _secured() as (platform, parts):
-        report = backup(platform.engine, path, parts.master_key)
+        try:
+            report = backup(platform.engine, path, parts.master_key)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {path}: {exc.strerror}") from None
     click.echo(f"{path}: {report.rows} rows in {len(report.tables)} tables, "
                f"{path.stat().st_size:,} bytes in {report.seconds:.1f} s")
     click.echo(f"content hash: {report.content_hash}")
