@@ -30,3 +30,17 @@ def test_a_database_out_of_reach_is_named_without_its_password(tmp_path: Path) -
     assert "cannot reach the database postgresql+psycopg://hygie:***@127.0.0.1:9/hygie" in (
         result.output)
     assert "s3cret" not in result.output
+
+
+@pytest.mark.parametrize(("command", "why"), [
+    (["tracing", "nearest", "--", "999", "2.35"], "'LAT': 999.0 is not in the range -90<=x<=90"),
+    (["tracing", "nearest", "48.85", "2.35", "--limit", "0"], "'--limit': 0 is not in the range"),
+    (["devices", "simulate", "--monitors", "0"], "'--monitors': 0 is not in the range x>=1"),
+    (["devices", "simulate", "--interval", "0"], "'--interval': 0.0 is not in the range x>0"),
+    (["devices", "simulate", "--port", "70000"], "'--port': 70000 is not in the range"),
+])
+def test_bad_options_are_refused_before_anything_runs(
+    tmp_path: Path, command: list[str], why: str
+) -> None:
+    result = CliRunner().invoke(main, command, env={"HYGIE_VAR_DIR": str(tmp_path / "var")})
+    assert result.exit_code == 2 and why in result.output, result.output

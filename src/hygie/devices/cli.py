@@ -43,16 +43,21 @@ def listen(
 
 @group.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=2575, show_default=True, type=int)
-@click.option("--monitors", default=40, show_default=True, help="Bedside monitors.")
+@click.option("--port", default=2575, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--monitors", default=40, show_default=True, type=click.IntRange(min=1),
+              help="Bedside monitors.")
 @click.option(
-    "--ventilators", default=10, show_default=True, help="Ventilators (on the first beds)."
+    "--ventilators", default=10, show_default=True, type=click.IntRange(min=0),
+    help="Ventilators (on the first beds).",
 )
-@click.option("--interval", default=5.0, show_default=True, help="Seconds between messages.")
+@click.option("--interval", default=5.0, show_default=True,
+              type=click.FloatRange(0, min_open=True), help="Seconds between messages.")
 @click.option(
-    "--count", default=0, show_default=True, help="Messages per device (0: until --duration)."
+    "--count", default=0, show_default=True, type=click.IntRange(min=0),
+    help="Messages per device (0: until --duration).",
 )
-@click.option("--duration", default=0.0, show_default=True, help="Seconds (0: no limit).")
+@click.option("--duration", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds (0: no limit).")
 @click.option("--seed", default=2020, show_default=True)
 @click.option(
     "--first-ipp",

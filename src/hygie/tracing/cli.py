@@ -77,9 +77,9 @@ def import_sites(path: Path) -> None:
 
 
 @group.command("nearest")
-@click.argument("lat", type=float)
-@click.argument("lon", type=float)
-@click.option("--limit", default=5, show_default=True)
+@click.argument("lat", type=click.FloatRange(-90, 90))
+@click.argument("lon", type=click.FloatRange(-180, 180))
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 100))
 def nearest(lat: float, lon: float, limit: int) -> None:
     """Print the nearest test sites to a position."""
     for site, km in _service().site_index().nearest(lat, lon, limit):
