@@ -44,3 +44,13 @@ def test_bad_options_are_refused_before_anything_runs(
 ) -> None:
     result = CliRunner().invoke(main, command, env={"HYGIE_VAR_DIR": str(tmp_path / "var")})
     assert result.exit_code == 2 and why in result.output, result.output
+
+
+def test_a_refusal_of_a_service_is_its_message(tmp_path: Path) -> None:
+    env = {"HYGIE_DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}",
+           "HYGIE_VAR_DIR": str(tmp_path / "var")}
+    assert CliRunner().invoke(main, ["migrate"], env=env).exit_code == 0
+    result = CliRunner().invoke(main, ["scheduling", "cap", "site-1", "0"], env=env)
+    assert result.exit_code == 1, result.output
+    assert result.output == (
+        "Error: the cap needs max_arrivals >= 1 and a window of 1 to 240 minutes\n")

@@ -15,20 +15,29 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from hygie.channels import cli as channels_cli
+from hygie.channels.errors import ChannelError
 from hygie.config import load_settings
 from hygie.devices import cli as devices_cli
+from hygie.devices.errors import DevicesError
 from hygie.epidemic import cli as epidemic_cli
+from hygie.epidemic.errors import EpidemicError
 from hygie.followup import cli as followup_cli
+from hygie.followup.errors import FollowupError
 from hygie.imaging import cli as imaging_cli
+from hygie.imaging.errors import ImagingError
 from hygie.mobility import cli as mobility_cli
 from hygie.mobilization import cli as mobilization_cli
+from hygie.mobilization.errors import MobilizationError
 from hygie.platform import OPEN_HOOKS
 from hygie.scheduling import cli as scheduling_cli
+from hygie.scheduling.errors import SchedulingError
 from hygie.security import cli as security_cli
 from hygie.security import operations_cli as security_operations_cli
 from hygie.security.installation import install as install_security
 from hygie.store import cli as store_cli
+from hygie.store.outcomes import FhirError
 from hygie.tracing import cli as tracing_cli
+from hygie.tracing.errors import TracingError
 
 
 def database_problem(exc: DBAPIError) -> str:
@@ -57,14 +66,25 @@ def database_problem(exc: DBAPIError) -> str:
     return f"database error on {where}: {first}"
 
 
+#: What the services raise to refuse a request (their API answers them with a 4xx):
+#: from a command, the message alone is what the operator needs.
+REFUSALS: tuple[type[Exception], ...] = (
+    FhirError, ChannelError, DevicesError, EpidemicError, FollowupError, ImagingError,
+    MobilizationError, SchedulingError, TracingError,
+)
+
+
 class _Commands(click.Group):
-    """The ``hygie`` group: a database error reaches the operator as one clear line."""
+    """The ``hygie`` group: a refusal or a database error reaches the operator as one
+    clear line (``Error: ...``, exit status 1), never as a traceback."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except DBAPIError as exc:
             raise click.ClickException(database_problem(exc)) from exc
+        except REFUSALS as exc:
+            raise click.ClickException(str(exc) or type(exc).__name__) from exc
 
 
 @click.group(cls=_Commands)
