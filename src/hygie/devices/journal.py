@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
@@ -36,6 +36,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from hygie.devices.model import DevicesSettings
 from hygie.devices.tables import message
 from hygie.platform import Platform, create_engine, pairs_in
+from hygie.store.access import BodyCodec
 from hygie.store.model import now_us
 
 PENDING, STORED, REJECTED = "pending", "stored", "rejected"
@@ -96,16 +97,6 @@ class Outcome:
     status: str
     error: dict[str, object] | None = None
     observations: int = 0
-
-
-class Codec(Protocol):
-    """What sealing needs: the platform's vault (``hygie.security.encryption.BodyVault``)."""
-
-    def seal(self, body: bytes, context: str) -> bytes:
-        """Encrypt ``body``, binding it to ``context``."""
-
-    def open(self, stored: bytes, context: str) -> bytes:
-        """Decrypt what ``seal`` produced for the same context (plain bytes pass)."""
 
 
 def _context(sender: str, control_id: str) -> str:
@@ -181,7 +172,7 @@ class Journal:
     """
 
     def __init__(
-        self, engine: Engine, *, synchronous_commit: bool = True, codec: Codec | None = None
+        self, engine: Engine, *, synchronous_commit: bool = True, codec: BodyCodec | None = None
     ) -> None:
         self.engine = engine
         self.is_sqlite = engine.dialect.name == "sqlite"
