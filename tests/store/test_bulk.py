@@ -101,6 +101,7 @@ def test_export_files_are_sealed_at_rest_and_expire(client: TestClient, platform
     assert on_disk.name == "Patient.ndjson" + SEALED_SUFFIX
     assert b"Lumiere" not in on_disk.read_bytes()
     assert b"Lumiere" in client.get(manifest["output"][0]["url"]).content
+    assert client.get(f"/fhir/$export-file/{job}/{on_disk.name}").status_code == 404
     status_url = f"/fhir/$export-status/{job}"
     expires = parse_instant(client.get(status_url).headers["Expires"])
     assert 0 < expires - now_us() <= EXPIRES_US

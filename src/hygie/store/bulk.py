@@ -396,7 +396,9 @@ class BulkExports:
         if row is None or row.status != "complete" or (row.owner and row.owner != owner):
             raise outcomes.FhirError(outcomes.Issue("not-found", "no such export file"), status=404)
         folder = (self.folder / job_id).resolve()
-        for path in ((folder / name).resolve(), (folder / (name + SEALED_SUFFIX)).resolve()):
+        # the name a manifest gives, never the sealed file's own (it would not open)
+        candidates = () if name.endswith(SEALED_SUFFIX) else (name, name + SEALED_SUFFIX)
+        for path in ((folder / c).resolve() for c in candidates):
             if path.parent == folder and path.is_file():
                 try:
                     return export_files.open_file(path, self.repository.codec, f"{job_id}/{name}")
