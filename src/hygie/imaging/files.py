@@ -20,7 +20,9 @@ import uuid
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Codec", "InstanceFiles", "LocalInstanceFiles", "SealedInstanceFiles"]
+from hygie.store.access import BodyCodec
+
+__all__ = ["InstanceFiles", "LocalInstanceFiles", "SealedInstanceFiles"]
 
 
 class InstanceFiles(Protocol):
@@ -74,20 +76,10 @@ class LocalInstanceFiles:
         self._path(key).unlink(missing_ok=True)
 
 
-class Codec(Protocol):
-    """What sealing needs: the store's body codec (``security.encryption.BodyVault``)."""
-
-    def seal(self, body: bytes, context: str) -> bytes:
-        """Encrypt ``body``, binding it to ``context``."""
-
-    def open(self, stored: bytes, context: str) -> bytes:
-        """Decrypt what ``seal`` produced for the same context (plain bytes pass)."""
-
-
 class SealedInstanceFiles:
     """Files sealed on write and opened on read; plain files written before still read."""
 
-    def __init__(self, inner: InstanceFiles, codec: Codec) -> None:
+    def __init__(self, inner: InstanceFiles, codec: BodyCodec) -> None:
         self.inner = inner
         self.codec = codec
 
