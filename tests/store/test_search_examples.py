@@ -118,3 +118,40 @@ def test_every_indexed_value_finds_its_example(store: Store) -> None:
     assert len(bodies) > 700 and asked > 10_000
     assert kinds == set(INDEX_TABLES)
     assert missed == [], f"{len(missed)} of {asked} searches missed: {missed[:20]}"
+
+
+def test_every_reference_between_examples_chains_and_includes(store: Store) -> None:
+    """For each reference from one example to another, both ways across it work: the
+    chain ``param:Type._id`` and ``_has`` find the two ends, ``_include`` and
+    ``_revinclude`` bring the other end along.
+
+    Left out: references to a type the parameter does not allow (a few examples have
+    them; the store indexes them, the chain refuses the type with a 400) and references
+    of a resource to itself (an include never repeats a match of the page).
+    """
+    bodies = {f"{body['resourceType']}/{body['id']}": body for body in examples()}
+    for body in bodies.values():
+        store.add(body)
+    checked, missed = 0, []
+    for key, body in bodies.items():
+        res_type, res_id = key.split("/", 1)
+        for param, target_type, target_id, _url in extract_index(body, BASE)["reference"]:
+            target = f"{target_type}/{target_id}"
+            if (target not in bodies or target == key
+                    or target_type not in registry().params(res_type)[param].targets):
+                continue
+            checked += 1
+            if res_id not in store.found(res_type, urlencode(
+                    {f"{param}:{target_type}._id": target_id, "_id": res_id})):
+                missed.append(f"chain {key} {param} {target}")
+            if target_id not in store.found(target_type, urlencode(
+                    {f"_has:{res_type}:{param}:_id": res_id, "_id": target_id})):
+                missed.append(f"_has {key} {param} {target}")
+            if target not in store.included(res_type, urlencode(
+                    {"_id": res_id, "_include": f"{res_type}:{param}"})):
+                missed.append(f"_include {key} {param} {target}")
+            if key not in store.included(target_type, urlencode(
+                    {"_id": target_id, "_revinclude": f"{res_type}:{param}"})):
+                missed.append(f"_revinclude {key} {param} {target}")
+    assert checked > 1000
+    assert missed == [], f"{len(missed)} of {checked * 4} missed: {missed[:20]}"
