@@ -33,6 +33,13 @@ class Store:
     clock: int = 1_600_000_000_000_000
     pks: dict[str, int] = field(default_factory=dict)
 
+    @classmethod
+    def empty(cls, database_url: str) -> Store:
+        """A store with the resource and index tables and nothing in them."""
+        engine = create_engine(database_url)
+        metadata.create_all(engine, tables=[resource, *INDEX_TABLES.values()])
+        return cls(engine)
+
     def add(self, body: dict[str, Any], *, last_updated: int | None = None) -> int:
         self.clock += 1_000_000
         with self.engine.begin() as conn:
@@ -187,12 +194,10 @@ def seed(store: Store) -> None:
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_engine(database_url)
-    metadata.create_all(engine, tables=[resource, *INDEX_TABLES.values()])
-    found = Store(engine)
+    found = Store.empty(database_url)
     seed(found)
     yield found
-    engine.dispose()
+    found.engine.dispose()
 
 
 # --- string -----------------------------------------------------------------------------------

@@ -21,8 +21,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from hygie.platform import create_engine
-from hygie.store.schema import INDEX_TABLES, metadata, resource
+from hygie.store.schema import INDEX_TABLES
 from hygie.store.search import extract_index
 from hygie.store.search.params import registry
 from tests.conftest import shared_data
@@ -93,10 +92,9 @@ def examples() -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_engine(database_url)
-    metadata.create_all(engine, tables=[resource, *INDEX_TABLES.values()])
-    yield Store(engine)
-    engine.dispose()
+    found = Store.empty(database_url)
+    yield found
+    found.engine.dispose()
 
 
 def test_every_indexed_value_finds_its_example(store: Store) -> None:
