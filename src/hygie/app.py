@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -40,6 +40,7 @@ from hygie.security.installation import install as install_security
 from hygie.security.middleware import AuthMiddleware
 from hygie.security.model import Kind
 from hygie.security.protection import ClientRateLimit, EdgeProtection
+from hygie.security.responses import problem_response
 from hygie.store import api as store_api
 from hygie.store import outcomes
 from hygie.store import pages as store_pages
@@ -80,12 +81,9 @@ PUBLIC_PATHS = ["/static/", "/fhir/metadata", "/favicon.ico", "/openapi.json",
                 *("/scheduling" + p for p in scheduling_api.PUBLIC_PATHS)]
 
 
-def problem(status: int, title: str, detail: str | None = None) -> JSONResponse:
-    """An RFC 9457 problem+json response."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+def problem(status: int, title: str, detail: str | None = None) -> Response:
+    """An RFC 9457 problem+json response (an empty detail is left out)."""
+    return problem_response(status, detail or None, title=title)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

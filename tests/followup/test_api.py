@@ -124,6 +124,9 @@ def test_enrollment_errors_are_precise_and_lose_nothing(
         "/followup/api/enrollments", json=body, headers={"Authorization": f"Bearer {weak}"}
     )
     assert res.status_code == 403
+    assert res.headers["content-type"] == "application/problem+json"
+    assert res.json()["type"] == "urn:hygie:problem:followup:forbidden"
+    assert 'error="insufficient_scope"' in res.headers["www-authenticate"]
 
 
 def test_protocols_are_editable_and_checked(client: TestClient) -> None:

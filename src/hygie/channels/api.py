@@ -33,6 +33,7 @@ from hygie.channels.errors import (
 )
 from hygie.channels.model import Channel, MessageRecord, OutboundMessage, Status
 from hygie.channels.service import Channels, channels_for
+from hygie.security.responses import problem_response
 
 #: Path prefixes (under /channels) reachable without an account.
 PUBLIC_PATHS: list[str] = ["/r/"]
@@ -56,9 +57,8 @@ _PROBLEMS: list[tuple[type[Exception], int, str]] = [
 
 
 def problem(status: int, title: str, detail: str, slug: str) -> Response:
-    body = {"type": f"urn:hygie:problem:channels:{slug}", "title": title, "status": status,
-            "detail": detail}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return problem_response(status, detail, title=title,
+                            type_=f"urn:hygie:problem:channels:{slug}")
 
 
 def _problem_for(exc: ChannelError) -> Response:

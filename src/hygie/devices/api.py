@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 
 from hygie.devices.board import board_state, columns
 from hygie.devices.journal import open_journal
+from hygie.security.responses import problem_response
 from hygie.web.pages import render
 
 #: Nothing of the gateway is public: devices talk MLLP and MQTT, people sign in.
@@ -52,18 +53,7 @@ async def board_data(request: Request) -> Response:
     _require_read(request)
     unit = request.query_params.get("unit") or None
     if unit is not None and len(unit) > 100:
-        return Response(
-            orjson.dumps(
-                {
-                    "type": "about:blank",
-                    "title": "Bad request",
-                    "status": 400,
-                    "detail": "unit is too long",
-                }
-            ),
-            status_code=400,
-            media_type="application/problem+json",
-        )
+        return problem_response(400, "unit is too long", title="Bad request")
     platform = request.app.state.platform
     beds = await run_in_threadpool(
         board_state, platform.engine, _store(request).repository, unit=unit

@@ -28,19 +28,18 @@ from hygie.epidemic.errors import (
     MobilityUnavailable,
     ReferenceDataMissing,
 )
+from hygie.security.responses import problem_response
 
 PUBLIC_PATHS: list[str] = []
 MAX_BODY = 256 * 1024
 _STATUS = {LimitExceeded: 413, MobilityUnavailable: 409, ReferenceDataMissing: 503}
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "title": title, "status": status,
-                         "detail": detail}, status_code=status,
-                        media_type="application/problem+json")
+def problem(status: int, title: str, detail: str) -> Response:
+    return problem_response(status, detail, title=title)
 
 
-def _error(exc: Exception) -> JSONResponse:
+def _error(exc: Exception) -> Response:
     for cls, status in _STATUS.items():
         if isinstance(exc, cls):
             return problem(status, type(exc).__name__, str(exc))

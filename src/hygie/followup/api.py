@@ -27,26 +27,16 @@ from hygie.followup.model import Alert, Enrollment, EnrollmentRequest, Overrides
 from hygie.followup.protocols import protocol_definition
 from hygie.followup.schedule import local_text
 from hygie.security.model import InsufficientScope
+from hygie.security.responses import problem_response, scope_problem
 from hygie.store.outcomes import FhirError
 
 MAX_JSON_BODY = 256 * 1024
 
 
-def problem(
-    status: int, title: str, detail: str, slug: str, headers: dict[str, str] | None = None
-) -> Response:
-    body = {
-        "type": f"urn:hygie:problem:followup:{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        headers=headers,
-        media_type="application/problem+json",
-    )
+def problem(status: int, title: str, detail: str, slug: str,
+            headers: dict[str, str] | None = None) -> Response:
+    return problem_response(status, detail, headers, title=title,
+                            type_=f"urn:hygie:problem:followup:{slug}")
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -65,13 +55,7 @@ def translated(handler: Handler) -> Handler:
         except FollowupError as exc:
             return problem(exc.status, exc.title, exc.detail, exc.slug)
         except InsufficientScope as exc:
-            return problem(
-                403,
-                "Forbidden",
-                str(exc),
-                "forbidden",
-                {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.scope}"'},
-            )
+            return scope_problem(exc, "urn:hygie:problem:followup:forbidden")
         except FhirError as exc:
             return problem(exc.status, "Refused by the health-data store", str(exc), "store")
 

@@ -30,6 +30,7 @@ from starlette.staticfiles import StaticFiles
 
 from hygie.imaging.errors import ImagingError, InvalidRequest, NotFound, PayloadTooLarge
 from hygie.security.model import InsufficientScope, Kind, Principal
+from hygie.security.responses import problem_response, scope_problem
 
 #: Path prefixes (under /imaging) reachable without an account: none.
 PUBLIC_PATHS: list[str] = []
@@ -40,10 +41,8 @@ _STATIC = Path(__file__).parent / "static"
 
 def problem(status: int, title: str, detail: str, slug: str,
             headers: dict[str, str] | None = None) -> Response:
-    body = {"type": f"urn:hygie:problem:imaging:{slug}", "title": title, "status": status,
-            "detail": detail}
-    return Response(orjson.dumps(body), status_code=status, headers=headers,
-                    media_type="application/problem+json")
+    return problem_response(status, detail, headers, title=title,
+                            type_=f"urn:hygie:problem:imaging:{slug}")
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -57,10 +56,7 @@ def translated(handler: Handler) -> Handler:
         except ImagingError as exc:
             return problem(exc.status, exc.title, exc.detail, exc.slug)
         except InsufficientScope as exc:
-            return problem(403, "Forbidden", str(exc.outcome["issue"][0]["diagnostics"]),
-                           "forbidden", {"WWW-Authenticate":
-                                         f'Bearer error="insufficient_scope", '
-                                         f'scope="{exc.scope}"'})
+            return scope_problem(exc, "urn:hygie:problem:imaging:forbidden")
     return wrapper
 
 

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from hygie.mobility import charts, release, storage
 from hygie.mobility.geography import GeographyNotFound, find_geo_dir, load_geography
+from hygie.security.responses import problem_response
 
 #: Published aggregates are public statistics, but the platform's login still applies.
 PUBLIC_PATHS: list[str] = []
@@ -38,10 +39,8 @@ def _geo(request: Request):  # type: ignore[no-untyped-def]
     return load_geography(find_geo_dir(settings.extra.get("mobility_geo_dir")))
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
-    return JSONResponse({"type": "about:blank", "title": title, "status": status,
-                         "detail": detail}, status_code=status,
-                        media_type="application/problem+json")
+def problem(status: int, title: str, detail: str) -> Response:
+    return problem_response(status, detail, title=title)
 
 
 def _date(request: Request, name: str, default: dt.date | None = None) -> dt.date:

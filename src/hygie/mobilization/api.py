@@ -36,6 +36,7 @@ from hygie.mobilization.errors import (
 from hygie.mobilization.model import Campaign
 from hygie.mobilization.plans import parse_plan, plan_to_dict
 from hygie.security.model import InsufficientScope
+from hygie.security.responses import problem_response, scope_problem
 
 #: Largest JSON body, and largest CSV upload, in bytes.
 MAX_JSON_BODY = 256 * 1024
@@ -55,21 +56,10 @@ _STATUS: list[tuple[type[MobilizationError], int, str, str]] = [
 ]
 
 
-def problem(
-    status: int, title: str, detail: str, slug: str, headers: dict[str, str] | None = None
-) -> Response:
-    body = {
-        "type": f"urn:hygie:problem:mobilization:{slug}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    return Response(
-        orjson.dumps(body),
-        status_code=status,
-        headers=headers,
-        media_type="application/problem+json",
-    )
+def problem(status: int, title: str, detail: str, slug: str,
+            headers: dict[str, str] | None = None) -> Response:
+    return problem_response(status, detail, headers, title=title,
+                            type_=f"urn:hygie:problem:mobilization:{slug}")
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -91,13 +81,7 @@ def translated(handler: Handler) -> Handler:
                     return problem(status, title, str(exc), slug)
             raise
         except InsufficientScope as exc:
-            return problem(
-                403,
-                "Forbidden",
-                str(exc),
-                "forbidden",
-                {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.scope}"'},
-            )
+            return scope_problem(exc, "urn:hygie:problem:mobilization:forbidden")
 
     wrapper.__name__ = handler.__name__
     return wrapper

@@ -39,6 +39,7 @@ from hygie.scheduling.model import (
 )
 from hygie.scheduling.projection import slot_resource
 from hygie.security.model import InsufficientScope
+from hygie.security.responses import problem_response, scope_problem
 from hygie.store.outcomes import FhirError
 
 #: Path prefixes (under /scheduling) reachable without an account.
@@ -49,10 +50,8 @@ MAX_JSON_BODY = 64 * 1024
 
 def problem(status: int, title: str, detail: str, slug: str,
             headers: dict[str, str] | None = None) -> Response:
-    body = {"type": f"urn:hygie:problem:scheduling:{slug}", "title": title,
-            "status": status, "detail": detail}
-    return Response(orjson.dumps(body), status_code=status, headers=headers,
-                    media_type="application/problem+json")
+    return problem_response(status, detail, headers, title=title,
+                            type_=f"urn:hygie:problem:scheduling:{slug}")
 
 
 def json_response(content: Any, status: int = 200) -> Response:
@@ -73,8 +72,7 @@ def translated(handler: Handler) -> Handler:
         except SchedulingError as exc:
             return problem(exc.status, exc.title, exc.detail, exc.slug)
         except InsufficientScope as exc:
-            return problem(403, "Forbidden", str(exc), "forbidden", {
-                "WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{exc.scope}"'})
+            return scope_problem(exc, "urn:hygie:problem:scheduling:forbidden")
         except FhirError as exc:  # the store refused a resource built from the input
             return problem(exc.status, "Refused by the health-data store", str(exc), "store")
     wrapper.__name__ = handler.__name__

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from hygie.security.responses import problem_response
 from hygie.tracing.errors import (
     InvalidRequest,
     MissingExtra,
@@ -48,10 +49,8 @@ class ORJSONResponse(JSONResponse):
 
 def problem(status: int, title: str, detail: str, slug: str,
             headers: dict[str, str] | None = None) -> Response:
-    body = {"type": f"urn:hygie:problem:tracing:{slug}", "title": title, "status": status,
-            "detail": detail}
-    return Response(orjson.dumps(body), status_code=status, headers=headers,
-                    media_type="application/problem+json")
+    return problem_response(status, detail, headers, title=title,
+                            type_=f"urn:hygie:problem:tracing:{slug}")
 
 
 def _service(request: Request) -> TracingService:
