@@ -26,6 +26,7 @@ from hygie.followup.errors import FollowupError, InvalidInput
 from hygie.followup.model import Alert, Enrollment, EnrollmentRequest, Overrides
 from hygie.followup.protocols import protocol_definition
 from hygie.followup.schedule import local_text
+from hygie.security.middleware import require_scope
 from hygie.security.model import InsufficientScope
 from hygie.security.responses import problem_response, scope_problem
 from hygie.store.outcomes import FhirError
@@ -69,10 +70,7 @@ def service_of(request: Request) -> FollowupService:
 
 def require(request: Request, resource_type: str, interaction: str) -> str:
     """Check the caller's scope; return who they are (for the alert's history)."""
-    principal = getattr(request.state, "principal", None)
-    if principal is None:
-        raise InsufficientScope(f"user/{resource_type}.{interaction}", "authentication required")
-    principal.require(resource_type, interaction)
+    principal = require_scope(request, resource_type, interaction)
     return str(principal.display or principal.subject)[:128]
 
 

@@ -35,6 +35,7 @@ from hygie.mobilization.errors import (
 )
 from hygie.mobilization.model import Campaign
 from hygie.mobilization.plans import parse_plan, plan_to_dict
+from hygie.security.middleware import require_scope
 from hygie.security.model import InsufficientScope
 from hygie.security.responses import problem_response, scope_problem
 
@@ -91,14 +92,6 @@ def service_of(request: Request) -> MobilizationService:
     return MobilizationService.for_platform(request.app.state.platform)
 
 
-def require(request: Request, resource_type: str, interaction: str) -> Any:
-    principal = getattr(request.state, "principal", None)
-    if principal is None:
-        raise InsufficientScope(f"user/{resource_type}.{interaction}", "authentication required")
-    principal.require(resource_type, interaction)
-    return principal
-
-
 def who(principal: Any) -> tuple[str, str | None]:
     """(display name, FHIR reference) of the caller, for the journal and the record."""
     display = (
@@ -144,7 +137,7 @@ def campaign_json(c: Campaign) -> dict[str, Any]:
 
 @translated
 async def api_plans(request: Request) -> Response:
-    require(request, "PlanDefinition", "s")
+    require_scope(request, "PlanDefinition", "s")
     service = service_of(request)
     plans = await run_in_threadpool(service.plans)
     roles, units = await run_in_threadpool(service.directory_labels)
@@ -166,14 +159,14 @@ async def api_plan(request: Request) -> Response:
     plan_id = request.path_params["plan_id"]
     service = service_of(request)
     if request.method == "GET":
-        require(request, "PlanDefinition", "r")
+        require_scope(request, "PlanDefinition", "r")
         plan = await run_in_threadpool(service.plan, plan_id)
         return json_response(plan_to_dict(plan) | {"version": plan.version})
     if request.method == "DELETE":
-        require(request, "PlanDefinition", "d")
+        require_scope(request, "PlanDefinition", "d")
         await run_in_threadpool(service.archive_plan, plan_id)
         return Response(status_code=204)
-    require(request, "PlanDefinition", "u")
+    require_scope(request, "PlanDefinition", "u")
     data = await read_json(request)
     if data.get("id", plan_id) != plan_id:
         raise InvalidInput("id: the body's id differs from the path's")
@@ -207,7 +200,7 @@ def _str(data: dict[str, Any], name: str, max_len: int = 200, required: bool = F
 async def api_campaigns(request: Request) -> Response:
     service = service_of(request)
     if request.method == "GET":
-        require(request, "CommunicationRequest", "s")
+        require_scope(request, "CommunicationRequest", "s")
         mode = request.query_params.get("mode")
         if mode not in (None, "exercise", "alert"):
             raise InvalidInput("mode: exercise or alert")
@@ -217,7 +210,7 @@ async def api_campaigns(request: Request) -> Response:
             exercise=None if mode is None else mode == "exercise",
         )
         return json_response({"campaigns": [campaign_json(c) for c in found]})
-    principal = require(request, "CommunicationRequest", "c")
+    principal = require_scope(request, "CommunicationRequest", "c")
     data = await read_json(request)
     plan_id = _str(data, "plan", 64, required=True)
     level = data.get("level")
@@ -242,7 +235,7 @@ async def api_campaigns(request: Request) -> Response:
 
 @translated
 async def api_campaign(request: Request) -> Response:
-    require(request, "CommunicationRequest", "r")
+    require_scope(request, "CommunicationRequest", "r")
     campaign = await run_in_threadpool(
         service_of(request).campaign, request.path_params["campaign_id"]
     )
@@ -251,7 +244,7 @@ async def api_campaign(request: Request) -> Response:
 
 @translated
 async def api_close(request: Request) -> Response:
-    principal = require(request, "CommunicationRequest", "c")
+    principal = require_scope(request, "CommunicationRequest", "c")
     data = await read_json(request)
     display, _ref = who(principal)
     campaign = await run_in_threadpool(
@@ -273,7 +266,7 @@ def _after(request: Request) -> int:
 
 @translated
 async def api_board(request: Request) -> Response:
-    require(request, "CommunicationRequest", "r")
+    require_scope(request, "CommunicationRequest", "r")
     board = await run_in_threadpool(
         service_of(request).board, request.path_params["campaign_id"], _after(request)
     )
@@ -287,7 +280,7 @@ async def api_events(request: Request) -> Response:
     service wakes the stream), within ``STREAM_POLL_S`` when another did (the
     stream looks at the campaign's journal), never more often than every
     ``STREAM_MIN_GAP_S`` (a burst of answers is one board, not one each)."""
-    require(request, "CommunicationRequest", "r")
+    require_scope(request, "CommunicationRequest", "r")
     service = service_of(request)
     campaign_id = request.path_params["campaign_id"]
     first = await run_in_threadpool(service.board, campaign_id, 0)
@@ -337,7 +330,7 @@ async def api_events(request: Request) -> Response:
 
 @translated
 async def api_staff(request: Request) -> Response:
-    require(request, "PractitionerRole", "s")
+    require_scope(request, "PractitionerRole", "s")
     q = request.query_params
     try:
         limit = int(q.get("limit", "200"))
@@ -377,8 +370,8 @@ async def api_staff(request: Request) -> Response:
 
 @translated
 async def api_import(request: Request) -> Response:
-    require(request, "PractitionerRole", "c")
-    require(request, "Practitioner", "c")
+    require_scope(request, "PractitionerRole", "c")
+    require_scope(request, "Practitioner", "c")
     body = await request.body()
     if len(body) > MAX_CSV_BODY:
         raise InvalidInput(f"the file is larger than {MAX_CSV_BODY // (1024 * 1024)} MiB")
@@ -394,7 +387,7 @@ async def api_import(request: Request) -> Response:
 
 @translated
 async def api_sync(request: Request) -> Response:
-    require(request, "PractitionerRole", "s")
+    require_scope(request, "PractitionerRole", "s")
     entries = await run_in_threadpool(service_of(request).sync_directory)
     return json_response({"entries": entries})
 

@@ -38,6 +38,7 @@ from hygie.scheduling.model import (
     to_local,
 )
 from hygie.scheduling.projection import slot_resource
+from hygie.security.middleware import require_scope
 from hygie.security.model import InsufficientScope
 from hygie.security.responses import problem_response, scope_problem
 from hygie.store.outcomes import FhirError
@@ -81,13 +82,6 @@ def translated(handler: Handler) -> Handler:
 
 def service_of(request: Request) -> SchedulingService:
     return SchedulingService.for_platform(request.app.state.platform)
-
-
-def require(request: Request, resource_type: str, interaction: str) -> None:
-    principal = getattr(request.state, "principal", None)
-    if principal is None:
-        raise InsufficientScope(f"user/{resource_type}.{interaction}", "authentication required")
-    principal.require(resource_type, interaction)
 
 
 async def read_json(request: Request) -> dict[str, Any]:
@@ -291,7 +285,7 @@ async def public_offer(request: Request) -> Response:
 @translated
 async def api_slots(request: Request) -> Response:
     """Free slots as a FHIR searchset Bundle of Slot resources."""
-    require(request, "Slot", "s")
+    require_scope(request, "Slot", "s")
     args = _search_args(request)
     service = service_of(request)
     found, kinds = await run_in_threadpool(
@@ -305,7 +299,7 @@ async def api_slots(request: Request) -> Response:
 
 @translated
 async def api_day(request: Request) -> Response:
-    require(request, "Appointment", "s")
+    require_scope(request, "Appointment", "s")
     service = service_of(request)
     q = request.query_params
     day = parse_day(q.get("date"), default=to_local(service.clock()).date())
@@ -324,7 +318,7 @@ async def api_day(request: Request) -> Response:
 
 @translated
 async def api_book(request: Request) -> Response:
-    require(request, "Appointment", "c")
+    require_scope(request, "Appointment", "c")
     data = await read_json(request)
     service = service_of(request)
     patient = patient_from(data)
@@ -343,13 +337,13 @@ async def api_booking(request: Request) -> Response:
     booking_id = request.path_params["booking_id"]
     action = request.path_params.get("action")
     if action is None:
-        require(request, "Appointment", "r")
+        require_scope(request, "Appointment", "r")
         booking = await run_in_threadpool(service.booking, booking_id)
     elif action == "cancel":
-        require(request, "Appointment", "u")
+        require_scope(request, "Appointment", "u")
         booking = await run_in_threadpool(service.cancel, booking_id)
     elif action == "move":
-        require(request, "Appointment", "u")
+        require_scope(request, "Appointment", "u")
         data = await read_json(request)
         booking = await run_in_threadpool(service.move, booking_id, int_field(data, "slot"))
     else:
@@ -359,7 +353,7 @@ async def api_booking(request: Request) -> Response:
 
 @translated
 async def api_types(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     data = await read_json(request)
     kind = AppointmentType(text_field(data, "code", max_len=64) or "",
                            text_field(data, "label") or "", int_field(data, "duration_min"),
@@ -372,10 +366,10 @@ async def api_types(request: Request) -> Response:
 async def api_agendas(request: Request) -> Response:
     service = service_of(request)
     if request.method == "GET":
-        require(request, "Schedule", "s")
+        require_scope(request, "Schedule", "s")
         found = await run_in_threadpool(service.agendas, request.query_params.get("site"))
         return json_response({"agendas": [a.__dict__ for a in found]})
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     data = await read_json(request)
     agenda = Agenda(
         id=text_field(data, "id", max_len=64) or "", kind=text_field(data, "kind") or "",
@@ -393,7 +387,7 @@ async def api_agendas(request: Request) -> Response:
 
 @translated
 async def api_rules(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     service = service_of(request)
     agenda_id = request.path_params["agenda_id"]
     data = await read_json(request)
@@ -414,7 +408,7 @@ async def api_rules(request: Request) -> Response:
 
 @translated
 async def api_delete_rule(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     rule_id = int_field(request.path_params, "rule_id")
     removed = await run_in_threadpool(service_of(request).remove_rule, rule_id)
     return json_response({"removed_slots": removed})
@@ -422,7 +416,7 @@ async def api_delete_rule(request: Request) -> Response:
 
 @translated
 async def api_closures(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     data = await read_json(request)
     first = parse_day(text_field(data, "from", max_len=10))
     last = parse_day(text_field(data, "to", max_len=10))
@@ -437,7 +431,7 @@ async def api_closures(request: Request) -> Response:
 
 @translated
 async def api_cap(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     data = await read_json(request)
     await run_in_threadpool(service_of(request).put_site_cap, request.path_params["site_id"],
                             int_field(data, "max_arrivals"),
@@ -447,7 +441,7 @@ async def api_cap(request: Request) -> Response:
 
 @translated
 async def api_generate(request: Request) -> Response:
-    require(request, "Schedule", "u")
+    require_scope(request, "Schedule", "u")
     data = await read_json(request)
     first = parse_day(text_field(data, "from", max_len=10))
     last = parse_day(text_field(data, "to", max_len=10))
@@ -460,7 +454,7 @@ async def api_generate(request: Request) -> Response:
 
 @translated
 async def api_waitlist(request: Request) -> Response:
-    require(request, "Appointment", "s")
+    require_scope(request, "Appointment", "s")
     rows = await run_in_threadpool(service_of(request).waitlist,
                                    request.query_params.get("status", "waiting"))
     return json_response({"entries": [{k: v for k, v in r.items() if k != "offer_token"}

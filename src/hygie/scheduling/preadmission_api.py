@@ -16,13 +16,13 @@ from hygie.scheduling.api import (
     int_field,
     json_response,
     read_json,
-    require,
     service_of,
     text_field,
     translated,
 )
 from hygie.scheduling.errors import InvalidInput, PayloadTooLarge, SchedulingError
 from hygie.scheduling.model import PARIS
+from hygie.security.middleware import require_scope
 from hygie.web.pages import render
 
 
@@ -75,10 +75,10 @@ async def patient_submit(request: Request) -> Response:
 async def staff_files(request: Request) -> Response:
     desk = _desk(request)
     if request.method == "GET":
-        require(request, "Patient", "r")
+        require_scope(request, "Patient", "r")
         return json_response({"files": await run_in_threadpool(
             desk.listing, request.query_params.get("status") or None)})
-    require(request, "Patient", "u")
+    require_scope(request, "Patient", "u")
     data = await read_json(request)
     from datetime import date, time
 
@@ -107,9 +107,9 @@ async def staff_file(request: Request) -> Response:
     desk, file_id = _desk(request), request.path_params["file_id"]
     action = request.path_params.get("action")
     if action is None:
-        require(request, "Patient", "r")
+        require_scope(request, "Patient", "r")
         return json_response(await run_in_threadpool(desk.detail, file_id))
-    require(request, "Patient", "u")
+    require_scope(request, "Patient", "u")
     if action == "validate":
         return json_response(await run_in_threadpool(desk.validate, file_id))
     if action == "reject":
@@ -121,7 +121,7 @@ async def staff_file(request: Request) -> Response:
 
 @translated
 async def staff_document(request: Request) -> Response:
-    require(request, "Patient", "r")
+    require_scope(request, "Patient", "r")
     content_type, data = await run_in_threadpool(
         _desk(request).document, request.path_params["file_id"],
         int_field(request.path_params, "upload_id"))

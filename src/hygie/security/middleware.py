@@ -28,13 +28,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from starlette.requests import cookie_parser
+from starlette.requests import Request, cookie_parser
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hygie.platform import Platform
 from hygie.security.audit import CLIENT_ADDRESS
-from hygie.security.model import Principal
+from hygie.security.model import InsufficientScope, Principal
 from hygie.security.responses import auth_param, error_response, is_fhir_path
 from hygie.security.tokens import InvalidToken, TokenService, tokens_for
 
@@ -56,6 +56,20 @@ ALWAYS_PUBLIC = (
 )
 
 _UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def require_scope(request: Request, resource_type: str, interaction: str) -> Principal:
+    """The caller of a service route, once its token grants ``interaction`` on
+    ``resource_type``; else ``InsufficientScope`` naming the scope it lacks.
+
+    A request reaches a route without a principal only on a public path, where a
+    service route that acts on data refuses it the same way.
+    """
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is None:
+        raise InsufficientScope(f"user/{resource_type}.{interaction}", "authentication required")
+    principal.require(resource_type, interaction)
+    return principal
 
 
 class AuthMiddleware:
