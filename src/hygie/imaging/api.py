@@ -31,6 +31,7 @@ from starlette.staticfiles import StaticFiles
 from hygie.imaging.errors import ImagingError, InvalidRequest, NotFound, PayloadTooLarge
 from hygie.security.model import InsufficientScope, Kind, Principal
 from hygie.security.responses import problem_response, scope_problem
+from hygie.web.bodies import read_body
 
 #: Path prefixes (under /imaging) reachable without an account: none.
 PUBLIC_PATHS: list[str] = []
@@ -97,19 +98,6 @@ def _dicom_json(items: list[dict[str, Any]], request: Request,
     from hygie.imaging.qido import render
 
     return Response(render(items, _base(request)), media_type=DICOM_JSON, headers=headers)
-
-
-async def _limited_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 # --- STOW-RS (PS3.18 §10.5) ------------------------------------------------------------
@@ -309,7 +297,7 @@ def _readings(svc: Any) -> Any:
 
 
 async def _json_body(request: Request, limit: int = 64 * 1024) -> Any:
-    body = await _limited_body(request, limit)
+    body = await read_body(request, limit, PayloadTooLarge)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -439,7 +427,7 @@ async def get_annotation(request: Request) -> Response:
 async def put_annotation(request: Request) -> Response:
     principal = _may_read(request)
     svc = _service(request)
-    raw = await _limited_body(request, svc.settings.max_upload_bytes)
+    raw = await read_body(request, svc.settings.max_upload_bytes, PayloadTooLarge)
     if request.headers.get("content-encoding", "").lower() == "gzip":
         try:
             raw = zlib.decompressobj(wbits=31).decompress(raw, 1 << 31)

@@ -38,6 +38,7 @@ from hygie.mobilization.plans import parse_plan, plan_to_dict
 from hygie.security.middleware import require_scope
 from hygie.security.model import InsufficientScope
 from hygie.security.responses import problem_response, scope_problem
+from hygie.web.bodies import read_json_object
 
 #: Largest JSON body, and largest CSV upload, in bytes.
 MAX_JSON_BODY = 256 * 1024
@@ -65,6 +66,10 @@ def problem(status: int, title: str, detail: str, slug: str,
 
 def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    return await read_json_object(request, MAX_JSON_BODY, InvalidInput)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -98,19 +103,6 @@ def who(principal: Any) -> tuple[str, str | None]:
         getattr(principal, "display", None) or getattr(principal, "subject", None) or "inconnu"
     )
     return str(display), getattr(principal, "fhir_user", None)
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_JSON_BODY:
-        raise InvalidInput(f"the body is larger than {MAX_JSON_BODY} bytes")
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("the body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return data
 
 
 def campaign_json(c: Campaign) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from hygie.security.middleware import require_scope
 from hygie.security.model import InsufficientScope
 from hygie.security.responses import problem_response, scope_problem
 from hygie.store.outcomes import FhirError
+from hygie.web.bodies import read_json_object
 
 #: Path prefixes (under /scheduling) reachable without an account.
 PUBLIC_PATHS: list[str] = ["/rdv", "/manage/", "/offer/", "/preadmission/", "/public/"]
@@ -57,6 +58,10 @@ def problem(status: int, title: str, detail: str, slug: str,
 
 def json_response(content: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    return await read_json_object(request, MAX_JSON_BODY, InvalidInput)
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -82,19 +87,6 @@ def translated(handler: Handler) -> Handler:
 
 def service_of(request: Request) -> SchedulingService:
     return SchedulingService.for_platform(request.app.state.platform)
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_JSON_BODY:
-        raise InvalidInput(f"the body is larger than {MAX_JSON_BODY} bytes")
-    try:
-        data = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidInput("the body is not valid JSON") from exc
-    if not isinstance(data, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return data
 
 
 def text_field(data: dict[str, Any], name: str, required: bool = True,
