@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from hygie.channels import Channel, OutboundMessage, Status
 from hygie.channels.model import Answer
 from hygie.channels.peers import SmscHandle, run_smsc
@@ -117,7 +119,8 @@ def test_link_dropped_mid_batch_loses_and_duplicates_nothing(
 
 
 def test_throttling_and_keepalive(sqlite_platform: Platform, smsc: SmscHandle,
-                                  make_channels: Callable[..., Channels]) -> None:
+                                  make_channels: Callable[..., Channels],
+                                  caplog: pytest.LogCaptureFixture) -> None:
     ch = make_channels(sqlite_platform, smpp_port=smsc.smpp_port, smpp_enquire_link_s=0.3)
     smsc.configure(max_rate=40)
     n = 80
@@ -129,6 +132,9 @@ def test_throttling_and_keepalive(sqlite_platform: Platform, smsc: SmscHandle,
     state = smsc.state()
     assert state["throttled"] > 0 and state["enquire_link"] >= 2 and state["binds"] == 1
     assert len(no_duplicates(smsc)) == n
+    # Stopping unbinds (SMPP 3.4 §4.2) and closes the link once the SMSC has answered.
+    assert state["unbinds"] == 1
+    assert not [r for r in caplog.records if "bound state" in r.getMessage()]
 
 
 def test_own_rate_limit_keeps_under_the_smsc_rate(

@@ -168,6 +168,8 @@ class SmppSender:
         self._rate = _RateLimiter(settings.smpp_max_rate)
         self._bound = threading.Event()
         self._closed = threading.Event()
+        #: Set when the SMSC has answered our unbind: the session ended cleanly.
+        self._unbound = threading.Event()
         self._thread: threading.Thread | None = None
         #: deliver_sm batches read off the link, committed and acknowledged by their
         #: own thread, so that a slow commit never holds up the submit_sm_resp behind.
@@ -190,11 +192,14 @@ class SmppSender:
         return self
 
     def close(self) -> None:
-        self._closed.set()
         client = self._client
         if client is not None and self._bound.is_set():
             with contextlib.suppress(Exception), self._send_lock:  # the link may be gone
                 client.send_pdu(make_pdu("unbind", client=client))
+            # The SMSC answers unbind_resp before either side closes (SMPP 3.4 §4.2.2):
+            # the reader waits for it, briefly, so that the link ends unbound.
+            self._unbound.wait(min(2.0, self.settings.smpp_response_timeout_s))
+        self._closed.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._deliveries.put(None)
@@ -338,11 +343,15 @@ class SmppSender:
             resp.sequence = pdu.sequence
             with self._send_lock:
                 client.send_pdu(resp)
+        elif command == "unbind_resp":  # ours, from close(): the session is over
+            client.state = consts.SMPP_CLIENT_STATE_OPEN
+            self._unbound.set()
         elif command == "unbind":
             resp = make_pdu("unbind_resp", client=client)
             resp.sequence = pdu.sequence
             with self._send_lock:
                 client.send_pdu(resp)
+            client.state = consts.SMPP_CLIENT_STATE_OPEN  # unbound: only the socket is left
             raise smpp_errors.ConnectionError("the SMSC unbound")
         elif command == "generic_nack":
             with self._pending_lock:

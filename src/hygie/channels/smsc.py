@@ -82,7 +82,7 @@ class Smsc:
         self.ids = itertools.count(0x10000000)
         self.stats = {"binds": 0, "submit_sm": 0, "throttled": 0, "receipts_sent": 0,
                       "receipts_acked": 0, "mo_sent": 0, "mo_acked": 0, "drops": 0,
-                      "deliver_retry": 0, "enquire_link": 0}
+                      "deliver_retry": 0, "enquire_link": 0, "unbinds": 0}
         self._window_start = time.monotonic()
         self._window_count = 0
         self._record_fh: Any = None
@@ -279,6 +279,7 @@ class _Session(asyncio.Protocol):
             smsc.stats["enquire_link"] += 1
             self._reply(pdu, "enquire_link_resp")
         elif cmd == "unbind":
+            smsc.stats["unbinds"] += 1
             self._reply(pdu, "unbind_resp")
             self.closing = True
             if self.transport is not None:
